@@ -1,0 +1,38 @@
+# The front door. `make run` starts everything; `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit bench lint fmt clean schemas
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)  ## start broker, Postgres, the four services and demo traffic
+	$(VENV)/bin/leadflow dev
+
+test: $(STAMP)  ## unit, integration (real broker + Postgres) and end-to-end tests
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+bench: $(STAMP)  ## throughput and latency against ceilings measured in the same run
+	$(VENV)/bin/leadflow bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+schemas: $(STAMP)  ## regenerate docs/schemas from the event models
+	$(VENV)/bin/leadflow schemas export docs/schemas
+
+clean:
+	rm -rf .leadflow .pytest_cache
