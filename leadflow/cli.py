@@ -1,0 +1,96 @@
+"""The `leadflow` command: run services, the embedded stack, and operator tools."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.settings import SERVICES, ServiceName, get_settings
+
+app = typer.Typer(help="leadflow: real-time lead qualification on Kafka.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Event schemas (JSON Schema, AsyncAPI).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(schemas_app, name="schemas")
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="intake | scoring | handoff | feedback")]) -> None:
+    """Run one service (HTTP API, consumer, outbox relay and timers) in this process."""
+    import uvicorn
+
+    from shared.logging import configure_logging
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    name: ServiceName = service  # type: ignore[assignment]
+    settings = get_settings()
+    configure_logging(service=name, level=settings.log_level, json=settings.json_logs)
+    module = importlib.import_module(f"services.{name}.app")
+    web = module.create(settings)
+    config = uvicorn.Config(
+        web,
+        host=settings.host,
+        port=settings.port_of(name),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def dev() -> None:
+    """Start broker, Postgres, the four services and demo traffic; Ctrl-C stops all."""
+    from leadflow.dev import run_dev
+
+    raise typer.Exit(run_dev(get_settings()))
+
+
+@app.command()
+def migrate() -> None:
+    """Create the topics and run every service's migrations, then exit."""
+    from leadflow.operations import migrate_all
+
+    asyncio.run(migrate_all(get_settings()))
+    typer.echo("topics and migrations are up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[list[str], typer.Option("--scope", "-s", help="repeat for several scopes")],
+    name: Annotated[str, typer.Option(help="who or what uses the key")] = "cli",
+    owner: Annotated[str | None, typer.Option(help="the rep a handoffs key belongs to")] = None,
+) -> None:
+    """Create an API key with scopes; the key is printed once and stored hashed."""
+    from leadflow.operations import create_key
+    from shared.auth import Scope
+
+    try:
+        scopes = [Scope(s) for s in scope]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc}; scopes: {', '.join(s.value for s in Scope)}") from exc
+    key, key_id = asyncio.run(create_key(get_settings(), name=name, scopes=scopes, owner=owner))
+    typer.echo(key)
+    typer.echo(f"key id {key_id}, scopes {', '.join(scopes)}", err=True)
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Annotated[Path, typer.Argument()] = Path("docs/schemas")) -> None:
+    """Write the JSON Schema of every event and the AsyncAPI document."""
+    from shared.schemas import export_schemas
+
+    for path in export_schemas(directory):
+        typer.echo(path)
+
+
+@app.command()
+def bench() -> None:
+    """Measure throughput and latency against ceilings from the same run."""
+    from bench.run import main
+
+    main()

@@ -1,0 +1,34 @@
+"""Operator tasks the CLI runs against the configured Kafka and Postgres."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore, Scope
+from shared.db import make_engine, migrate
+from shared.kafka import ensure_topics
+from shared.settings import SERVICES, Settings
+
+
+async def migrate_all(settings: Settings) -> None:
+    await ensure_topics(settings)
+    engine = make_engine(settings)
+    try:
+        await migrate(engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
+        for name in SERVICES:
+            if importlib.util.find_spec(f"services.{name}.store") is None:
+                continue  # a service without tables of its own (intake)
+            versions = importlib.import_module(f"services.{name}.store").MIGRATIONS
+            await migrate(engine, schema=name, versions_dir=versions)
+    finally:
+        await engine.dispose()
+
+
+async def create_key(settings: Settings, *, name: str, scopes: list[Scope], owner: str | None) -> tuple[str, str]:
+    engine = make_engine(settings)
+    try:
+        await migrate(engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
+        return await KeyStore(engine=engine, admin_key=settings.admin_key).create(name=name, scopes=scopes, owner=owner)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,73 @@
+"""intake: HTTP in, `lead.events` out. Validates against the tracking plan; holds no lead state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import MetaData
+
+from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan, load_tracking_plan
+from services.intake.handlers import accept_events
+from shared.auth import Principal, Scope, require
+from shared.http import create_app
+from shared.problems import FieldError, Problem, invalid
+from shared.runtime import ServiceRuntime, ServiceSpec
+from shared.settings import Settings, get_settings
+
+router = APIRouter(prefix="/v1", tags=["events"])
+Writer = Annotated[Principal, require(Scope.EVENTS_WRITE)]
+
+
+class Accepted(BaseModel):
+    accepted: int
+    event_ids: list[str]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    if not runtime.started.is_set():
+        raise Problem(status=503, title="Not ready", detail="intake is still connecting to Kafka", headers={"Retry-After": "1"})
+    return runtime
+
+
+Runtime = Annotated[ServiceRuntime, Depends(_runtime)]
+
+
+async def _accept(request: Request, runtime: ServiceRuntime, events: list[IntakeEvent], *, batch: bool) -> JSONResponse:
+    plan: TrackingPlan = request.app.state.tracking_plan
+    ids = await accept_events(
+        events, plan=plan, producer=runtime.producer, topic=runtime.topics.events, source="intake", batch=batch
+    )
+    return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
+
+
+@router.post("/events", status_code=202, response_model=Accepted, responses={422: {"description": "Problem"}})
+async def post_event(event: IntakeEvent, request: Request, runtime: Runtime, _: Writer) -> JSONResponse:
+    """Accept one event."""
+    return await _accept(request, runtime, [event], batch=False)
+
+
+@router.post("/events/batch", status_code=202, response_model=Accepted, responses={422: {"description": "Problem"}})
+async def post_batch(batch: EventBatch, request: Request, runtime: Runtime, _: Writer) -> JSONResponse:
+    """Accept up to 500 events at once: all of them, or none when any is invalid."""
+    limit = runtime.settings.max_batch_events
+    if len(batch.events) > limit:
+        raise invalid([FieldError("events", "max_items", f"a batch holds at most {limit} events")], status=413)
+    return await _accept(request, runtime, batch.events, batch=True)
+
+
+def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    settings = settings or get_settings()
+    spec = ServiceSpec(name="intake", metadata=MetaData(), migrations=None)
+    runtime = ServiceRuntime(spec, settings)
+    app = create_app(
+        runtime,
+        title="leadflow intake",
+        description="Accepts website and form events, validated against the tracking plan.",
+        routers=[router],
+    )
+    app.state.tracking_plan = load_tracking_plan(settings.config_file("tracking-plan.yaml"))
+    return app

@@ -1,0 +1,68 @@
+"""Intake's one use case: accept valid events onto `lead.events`.
+
+Intake holds no state, so there is no outbox: the 202 is sent only after the
+broker acknowledged every event of the request (acks=all). A client that sees
+an error retries with the same `event_id`, which downstream deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+
+from aiokafka import AIOKafkaProducer
+
+from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of, normalize_email
+from shared.envelope import Envelope, utcnow
+from shared.events import LeadEventAccepted, envelope_for
+from services.intake.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
+from shared.problems import FieldError, invalid
+
+
+def validate(events: list[IntakeEvent], plan: TrackingPlan, *, now: datetime, batch: bool) -> None:
+    errors: list[FieldError] = []
+    for index, event in enumerate(events):
+        errors += check_against_plan(event, plan, now=now, at=f"events.{index}." if batch else "")
+    if errors:
+        for error in errors:
+            EVENTS_REJECTED.labels(error.rule).inc()
+        raise invalid(errors, title="The event does not follow the tracking plan")
+
+
+def to_envelope(event: IntakeEvent, *, received_at: datetime, source: str) -> Envelope:
+    event_id = event.event_id or str(uuid.uuid4())
+    data = LeadEventAccepted(
+        event_id=event_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        received_at=received_at,
+        email=normalize_email(event.email) if event.email else None,
+        anonymous_id=event.anonymous_id,
+        traits=event.traits.model_dump(exclude_none=True),
+        properties=event.properties,
+    )
+    return envelope_for(
+        data,
+        source=source,
+        lead_id=None,
+        occurred_at=event.occurred_at,
+        identity=identity_of(event),
+        message_id=f"evt:{event_id}",
+    )
+
+
+async def accept_events(
+    events: list[IntakeEvent], *, plan: TrackingPlan, producer: AIOKafkaProducer, topic: str, source: str, batch: bool
+) -> list[str]:
+    """Validate every event, then publish all of them; returns their event ids."""
+    now = utcnow()
+    validate(events, plan, now=now, batch=batch)
+    envelopes = [to_envelope(e, received_at=now, source=source) for e in events]
+    acks = [
+        await producer.send(topic, value=env.to_bytes(), key=(env.identity or "").encode()) for env in envelopes
+    ]
+    await asyncio.gather(*acks)
+    for env in envelopes:
+        EVENTS_ACCEPTED.labels(env.data["type"]).inc()
+    return [env.data["event_id"] for env in envelopes]

@@ -1,0 +1,349 @@
+"""The score calculator: a lead's traits and events, under a scoring model, give a LeadScore.
+
+Pure and synchronous. The result depends only on (model, email, traits, events, at) and not on
+the order of `events`: every per-rule sum uses math.fsum, which is exact, and ties between
+events are broken on their values, never on their position.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from services.scoring.model import (
+    GRADES,
+    Decay,
+    EngagementRule,
+    FitRule,
+    Grade,
+    GradeBands,
+    Matcher,
+    ModelError,
+    MqlRule,
+    ScoringModel,
+    UndesirableRule,
+    canonical_channel,
+    load_model,
+    parse_model,
+)
+
+__all__ = [
+    "Contribution",
+    "LeadEvent",
+    "LeadScore",
+    "ModelError",
+    "MqlRule",
+    "ScoringModel",
+    "email_domain",
+    "load_model",
+    "meets_mql_rule",
+    "parse_model",
+    "score_lead",
+]
+
+Kind = Literal["fit", "channel", "engagement", "undesirable"]
+
+
+@dataclass(frozen=True)
+class LeadEvent:
+    """One tracked event of the lead, as scoring stores it."""
+
+    event_type: str
+    occurred_at: datetime  # tz-aware UTC
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Contribution:
+    rule: str  # "fit.title.vp", "engagement.pricing_page"
+    kind: Kind
+    points: float  # after caps and decay, rounded to 2 decimals
+    detail: str
+
+
+@dataclass(frozen=True)
+class LeadScore:
+    score: int  # engagement + channel + undesirable points
+    fit_points: int
+    grade: Grade
+    contributions: tuple[Contribution, ...]  # biggest |points| first
+    disqualified: str | None
+    model_version: str
+
+
+def score_lead(
+    model: ScoringModel,
+    *,
+    email: str | None,
+    traits: Mapping[str, Any],
+    events: Sequence[LeadEvent],
+    at: datetime,
+) -> LeadScore:
+    """Score a lead at time `at` (tz-aware); events dated after `at` count undecayed."""
+    if at.tzinfo is None:
+        raise ValueError("`at` must be timezone-aware")
+    fit = list(_fit(model.fit, traits))
+    behaviour = [
+        *_channel(model, traits, events),
+        *_engagement(model.engagement, model.decay, events, at),
+        *_penalties(model.undesirables, email, traits, events),
+    ]
+    fit_points = sum(int(c.points) for c in fit)
+    return LeadScore(
+        score=_round_half_up(math.fsum(c.points for c in behaviour)),
+        fit_points=fit_points,
+        grade=_grade(model.grades, fit_points),
+        contributions=tuple(sorted(fit + behaviour, key=lambda c: (-abs(c.points), c.rule))),
+        disqualified=_disqualification(model.undesirables, email, traits, events),
+        model_version=model.version,
+    )
+
+
+def meets_mql_rule(model: ScoringModel, score: LeadScore) -> bool:
+    """Score high enough, grade at least the minimum, and not disqualified."""
+    rule = model.mql
+    good_enough = GRADES.index(score.grade) <= GRADES.index(rule.min_grade)
+    return score.disqualified is None and score.score >= rule.min_score and good_enough
+
+
+def email_domain(email: str | None) -> str | None:
+    """The lower-cased part after the last '@', or None when there is none."""
+    if not email or "@" not in email:
+        return None
+    return email.rpartition("@")[2].strip().rstrip(".").lower() or None
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+
+def _fit(rules: Sequence[FitRule], traits: Mapping[str, Any]) -> Iterator[Contribution]:
+    decided: set[str] = set()  # groups whose tier is already chosen
+    for rule in rules:
+        if rule.group_key in decided:
+            continue
+        detail = _fit_match(rule, traits)
+        if detail is None:
+            continue
+        decided.add(rule.group_key)
+        if rule.points:
+            yield Contribution(f"fit.{rule.id}", "fit", float(rule.points), detail)
+
+
+def _fit_match(rule: FitRule, traits: Mapping[str, Any]) -> str | None:
+    """Why the rule matches the traits, or None."""
+    if rule.title is not None:
+        return _title_match(rule.title, traits)
+    if rule.company_size is not None:
+        size, band = _employees(traits.get("company_size")), rule.company_size
+        low, high = band.min or 0, band.max
+        if size is None or size < low or (high is not None and size > high):
+            return None
+        return f"company size {size:,} in {low:,}{f'-{high:,}' if high is not None else '+'}"
+    listed = rule.department or rule.industry or rule.country or ()
+    value = _text(traits.get(rule.trait))
+    if value is None or value.casefold() not in {v.casefold() for v in listed}:
+        return None
+    return f"{rule.trait} '{value}' is listed"
+
+
+def _title_match(pattern: str, traits: Mapping[str, Any]) -> str | None:
+    title = _text(traits.get("title"))
+    found = re.search(pattern, title, re.IGNORECASE) if title else None
+    return f"title matches '{found.group(0)}'" if found else None
+
+
+def _employees(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _grade(bands: GradeBands, fit_points: int) -> Grade:
+    minimums: tuple[tuple[Grade, int], ...] = (("A", bands.A), ("B", bands.B), ("C", bands.C))
+    return next((grade for grade, minimum in minimums if fit_points >= minimum), "D")
+
+
+# --- channel --------------------------------------------------------------------------------
+
+
+def _channel(
+    model: ScoringModel, traits: Mapping[str, Any], events: Sequence[LeadEvent]
+) -> Iterator[Contribution]:
+    found = _acquisition_channel(traits, events)
+    if found is None:
+        return
+    raw, source = found
+    name = canonical_channel(raw)
+    name = model.channel.aliases.get(name, name)
+    points = model.channel.points.get(name, 0)
+    if points:
+        yield Contribution(f"channel.{name}", "channel", float(points), f"{name} ({source})")
+
+
+def _acquisition_channel(
+    traits: Mapping[str, Any], events: Sequence[LeadEvent]
+) -> tuple[str, str] | None:
+    """The raw channel and where it came from: traits first, else the earliest event."""
+    if channel := _text(traits.get("channel")):
+        return channel, "traits.channel"
+    candidates = []
+    for event in events:
+        for key in ("channel", "utm_medium"):
+            if value := _text(event.properties.get(key)):
+                candidates.append((event.occurred_at, value, key))
+                break
+    if not candidates:
+        return None
+    _, value, key = min(candidates)  # equal times: the smaller value, so order never matters
+    return value, f"{key} '{value}' of the first event"
+
+
+# --- engagement -----------------------------------------------------------------------------
+
+
+def _engagement(
+    rules: Sequence[EngagementRule],
+    decay: Decay | None,
+    events: Sequence[LeadEvent],
+    at: datetime,
+) -> Iterator[Contribution]:
+    earned: dict[int, list[float]] = defaultdict(list)
+    for event in events:
+        i = next((i for i, rule in enumerate(rules) if _engagement_match(rule, event)), None)
+        if i is not None:
+            earned[i].append(rules[i].points * _decay_factor(decay, event.occurred_at, at))
+    for i, points in sorted(earned.items()):
+        rule, earned_total = rules[i], math.fsum(points)
+        total = earned_total
+        if rule.cap is not None:  # a cap bounds the size of the total, for penalties too
+            total = math.copysign(min(abs(total), rule.cap), total)
+        detail = f"{len(points)} \N{MULTIPLICATION SIGN} {_describe_event(rule.event, rule.where)}"
+        detail += ", decayed" if abs(earned_total) < abs(rule.points * len(points)) else ""
+        detail += f" (cap {rule.cap})" if rule.cap is not None else ""
+        if round(total, 2):
+            yield Contribution(f"engagement.{rule.id}", "engagement", round(total, 2), detail)
+
+
+def _engagement_match(rule: EngagementRule, event: LeadEvent) -> bool:
+    return event.event_type == rule.event and _where_matches(rule.where, event)
+
+
+def _decay_factor(decay: Decay | None, occurred_at: datetime, at: datetime) -> float:
+    if decay is None:
+        return 1.0
+    # An event stamped a little after `at` (clock skew) counts in full rather than vanishing.
+    age_days = max(0.0, (at - occurred_at).total_seconds() / 86_400)
+    return float(0.5 ** (age_days / decay.half_life_days))
+
+
+def _where_matches(where: Mapping[str, Matcher], event: LeadEvent) -> bool:
+    return all(_matches(m, event.properties.get(prop)) for prop, m in where.items())
+
+
+def _matches(matcher: Matcher, value: Any) -> bool:
+    text = _text(value)
+    if text is None:
+        return False
+    if matcher.equals is not None:
+        return text.casefold() == matcher.equals.casefold()
+    if matcher.contains is not None:
+        return matcher.contains.casefold() in text.casefold()
+    if matcher.regex is not None:
+        return re.search(matcher.regex, text, re.IGNORECASE) is not None
+    return text.casefold() in {v.casefold() for v in matcher.in_ or ()}
+
+
+def _describe_event(event_type: str, where: Mapping[str, Matcher]) -> str:
+    tests = [event_type]
+    for prop, m in where.items():
+        if m.equals is not None:
+            tests.append(f"{prop} equals {m.equals}")
+        elif m.contains is not None:
+            tests.append(f"{prop} contains {m.contains}")
+        elif m.regex is not None:
+            tests.append(f"{prop} matches {m.regex}")
+        else:
+            tests.append(f"{prop} in [{', '.join(m.in_ or ())}]")
+    return " ".join(tests)
+
+
+# --- undesirables ---------------------------------------------------------------------------
+
+
+def _penalties(
+    rules: Sequence[UndesirableRule],
+    email: str | None,
+    traits: Mapping[str, Any],
+    events: Sequence[LeadEvent],
+) -> Iterator[Contribution]:
+    for rule in rules:
+        if rule.points is not None and (detail := _undesirable_match(rule, email, traits, events)):
+            yield Contribution(f"undesirable.{rule.id}", "undesirable", float(rule.points), detail)
+
+
+def _disqualification(
+    rules: Sequence[UndesirableRule],
+    email: str | None,
+    traits: Mapping[str, Any],
+    events: Sequence[LeadEvent],
+) -> str | None:
+    """The first disqualifier in model order that applies, as "rule id: reason"."""
+    for rule in rules:
+        if rule.disqualify and (detail := _undesirable_match(rule, email, traits, events)):
+            return f"undesirable.{rule.id}: {detail}"
+    return None
+
+
+def _undesirable_match(
+    rule: UndesirableRule,
+    email: str | None,
+    traits: Mapping[str, Any],
+    events: Sequence[LeadEvent],
+) -> str | None:
+    if rule.title is not None:
+        return _title_match(rule.title, traits)
+    if rule.domain is not None:
+        return _listed_domain(rule.domain, email, traits)
+    if any(e.event_type == rule.event and _where_matches(rule.where, e) for e in events):
+        return f"{_describe_event(str(rule.event), rule.where)} tracked"
+    return None
+
+
+def _listed_domain(
+    listed: Sequence[str], email: str | None, traits: Mapping[str, Any]
+) -> str | None:
+    company = _text(traits.get("company_domain"))
+    candidates = (("email", email_domain(email)), ("company", company and company.lower()))
+    for source, domain in candidates:
+        # A listed domain also covers its subdomains: eu.rival.com is rival.com.
+        if domain and any(domain == d or domain.endswith(f".{d}") for d in listed):
+            return f"{source} domain {domain} is listed"
+    return None
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A trait or property as stripped text; None when absent, empty or not a scalar."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value).strip() or None
+    return None
+
+
+def _round_half_up(value: float) -> int:
+    # round() rounds halves to even; a score of 49.5 reads as 50 to a person.
+    return math.floor(value + 0.5)

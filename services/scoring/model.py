@@ -1,0 +1,404 @@
+"""The scoring model: its schema, and loading it from YAML with errors that name the line.
+
+Marketing ops edits the model by hand, so a bad file must refuse to load with a message a
+person can act on: the schema is strict (unknown keys are errors, "5" is not an integer) and
+every problem is mapped back to the YAML line it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+
+Grade = Literal["A", "B", "C", "D"]
+GRADES: tuple[Grade, ...] = ("A", "B", "C", "D")  # best first
+
+# The types of config/tracking-plan.yaml. A rule on any other type could never score, so a
+# typo like "page_veiw" is refused at load time instead of silently scoring nothing.
+EVENT_TYPES = frozenset(
+    {
+        "identify",
+        "page_view",
+        "form_submit",
+        "content_download",
+        "email_open",
+        "email_click",
+        "webinar_registered",
+        "webinar_attended",
+        "event_visit",
+        "demo_request",
+        "contact_sales",
+        "trial_signup",
+        "unsubscribe",
+    }
+)
+
+Loc = tuple[str | int, ...]
+
+
+class ModelError(ValueError):
+    """A model file that cannot load; str() gives one "FILE line N: path: rule" per problem."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[int, str, str]]) -> None:
+        self.source = source
+        self.problems = tuple(sorted(problems))  # (line, path, message)
+        super().__init__("\n".join(self._format(*p) for p in self.problems))
+
+    def _format(self, line: int, path: str, message: str) -> str:
+        where = f"{path}: " if path else ""
+        return f"{self.source} line {line}: {where}{message}"
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern, re.IGNORECASE)
+    except re.error as e:
+        raise ValueError(f"not a valid regex ({e})") from None
+    return pattern
+
+
+def _scalar_text(value: Any) -> Any:
+    # YAML reads `equals: 42` or `equals: true` as numbers/booleans; matching is on text.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _rule_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)*", value):
+        raise ValueError("use lower-case letters, digits, '_' and '.' (e.g. title.vp)")
+    return value
+
+
+def _event_type(value: str) -> str:
+    if value not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {value!r} (known: {', '.join(sorted(EVENT_TYPES))})")
+    return value
+
+
+def _channel_name(value: Any) -> Any:
+    return canonical_channel(value) if isinstance(value, str) else value
+
+
+def canonical_channel(value: str) -> str:
+    """'Purchased List' and 'purchased-list' are the same channel as 'purchased_list'."""
+    return re.sub(r"[\s\-]+", "_", value.strip().lower())
+
+
+Pattern = Annotated[str, AfterValidator(_compiles)]
+Text = Annotated[str, BeforeValidator(_scalar_text)]
+RuleId = Annotated[str, AfterValidator(_rule_id)]
+EventType = Annotated[str, AfterValidator(_event_type)]
+ChannelName = Annotated[str, BeforeValidator(_channel_name)]
+Domain = Annotated[str, AfterValidator(str.lower)]
+Count = Annotated[StrictInt, Field(ge=0)]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _exactly_one(**options: Any) -> None:
+    if sum(value is not None for value in options.values()) != 1:
+        raise ValueError(f"give exactly one of: {', '.join(options)}")
+
+
+class Matcher(_Schema):
+    """How one event property must look. Text comparisons ignore case."""
+
+    equals: Text | None = None
+    contains: Text | None = None
+    regex: Pattern | None = None
+    in_: tuple[Text, ...] | None = Field(default=None, alias="in")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Matcher:
+        tests = {"equals": self.equals, "contains": self.contains, "regex": self.regex}
+        _exactly_one(**tests, **{"in": self.in_})
+        return self
+
+
+class SizeBand(_Schema):
+    min: Count | None = None
+    max: Count | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SizeBand:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+FIT_TRAITS = ("title", "department", "company_size", "industry", "country")
+
+
+class FitRule(_Schema):
+    """Points for one profile trait. Rules of the same group are tiers: the first match wins."""
+
+    id: RuleId
+    points: StrictInt
+    group: str | None = None
+    title: Pattern | None = None
+    department: tuple[str, ...] | None = None
+    company_size: SizeBand | None = None
+    industry: tuple[str, ...] | None = None
+    country: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_trait(self) -> FitRule:
+        _exactly_one(**{trait: getattr(self, trait) for trait in FIT_TRAITS})
+        return self
+
+    @property
+    def trait(self) -> str:
+        return next(t for t in FIT_TRAITS if getattr(self, t) is not None)
+
+    @property
+    def group_key(self) -> str:
+        return self.group or self.trait
+
+
+class GradeBands(_Schema):
+    """Minimum fit points per grade; below C is D."""
+
+    A: StrictInt
+    B: StrictInt
+    C: StrictInt
+
+
+class ChannelRules(_Schema):
+    points: dict[ChannelName, StrictInt] = {}
+    # utm_medium values ("cpc", "paid_social") are not channel names; map them here.
+    aliases: dict[ChannelName, ChannelName] = {}
+
+
+class EngagementRule(_Schema):
+    id: RuleId
+    event: EventType
+    where: dict[str, Matcher] = {}
+    points: StrictInt
+    cap: Annotated[StrictInt, Field(gt=0)] | None = None
+
+
+class Decay(_Schema):
+    half_life_days: Annotated[float, Field(strict=True, gt=0)]
+
+
+class UndesirableRule(_Schema):
+    """Negative points, or a disqualifier, on a title, a domain or a tracked event."""
+
+    id: RuleId
+    title: Pattern | None = None
+    domain: tuple[Domain, ...] | None = None
+    event: EventType | None = None
+    where: dict[str, Matcher] = {}
+    points: Annotated[StrictInt, Field(lt=0)] | None = None
+    disqualify: StrictBool = False
+
+    @model_validator(mode="after")
+    def _one_condition_one_outcome(self) -> UndesirableRule:
+        _exactly_one(title=self.title, domain=self.domain, event=self.event)
+        if self.where and self.event is None:
+            raise ValueError("'where' only narrows an 'event' rule")
+        if (self.points is None) == (not self.disqualify):
+            raise ValueError("give either negative points or disqualify: true")
+        return self
+
+
+class MqlRule(_Schema):
+    min_score: StrictInt
+    min_grade: Grade
+
+
+class ScoringModel(_Schema):
+    version: Annotated[str, Field(strict=True)]
+    grades: GradeBands
+    fit: tuple[FitRule, ...] = ()
+    channel: ChannelRules = ChannelRules()
+    engagement: tuple[EngagementRule, ...] = ()
+    decay: Decay | None = None
+    undesirables: tuple[UndesirableRule, ...] = ()
+    mql: MqlRule
+
+
+def load_model(path: str | Path) -> ScoringModel:
+    """Read and validate a model file; raises ModelError naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ModelError(str(path), [(1, "", f"cannot read file ({e.strerror or e})")]) from None
+    return parse_model(text, source=str(path))
+
+
+def parse_model(text: str, source: str = "<model>") -> ScoringModel:
+    """Validate model YAML text; raises ModelError naming `source` and the line."""
+    root, data = _compose(text, source)
+    if duplicates := list(_duplicate_keys(root)):
+        raise ModelError(source, duplicates)
+    try:
+        model = ScoringModel.model_validate(data)
+    except ValidationError as e:
+        invalid = [_locate(root, *_pydantic_problem(err)) for err in e.errors()]
+        raise ModelError(source, invalid) from None
+    if broken := [_locate(root, loc, message) for loc, message in _rule_problems(model)]:
+        raise ModelError(source, broken)
+    return model
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+
+def _compose(text: str, source: str) -> tuple[yaml.Node, Any]:
+    """The node tree (for line numbers) and the plain data (for pydantic) of one document."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ModelError(source, [(line, "", f"invalid YAML: {e.problem or e.context}")]) from None
+    except yaml.YAMLError as e:
+        raise ModelError(source, [(1, "", f"invalid YAML: {e}")]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise ModelError(source, [(1, "", "the file is empty")])
+    return root, data
+
+
+def _duplicate_keys(node: yaml.Node, loc: Loc = ()) -> Iterator[tuple[int, str, str]]:
+    # PyYAML silently keeps the last of two equal keys; in a hand-edited model that hides a
+    # mistake, so it is an error here.
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if key.value in first_line:
+                first = first_line[key.value]
+                yield line, _path((*loc, key.value)), f"duplicate key (first at line {first})"
+            first_line.setdefault(key.value, line)
+            yield from _duplicate_keys(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, i))
+
+
+def _locate(root: yaml.Node, loc: Loc, message: str) -> tuple[int, str, str]:
+    """The line of the deepest node of `loc` that exists (a missing key points at its parent)."""
+    node, line = root, root.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            if pair is None:
+                break
+            node, line = pair[1], pair[0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line, _path(loc), message
+
+
+def _path(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.startswith(("[", "function-")):  # pydantic's internal loc markers
+            text += f".{part}" if text else part
+    return text
+
+
+_MESSAGES = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be text (put it in quotes)",
+    "bool_type": "must be true or false",
+    "missing": "is required",
+    "extra_forbidden": "unknown key",
+    "model_type": "must be a mapping of keys to values",
+    "dict_type": "must be a mapping of keys to values",
+    "tuple_type": "must be a list",
+}
+
+
+def _pydantic_problem(err: Any) -> tuple[Loc, str]:
+    message = _MESSAGES.get(err["type"])
+    if message is None and err["type"] == "value_error":
+        message = str(err["ctx"]["error"])
+    if message is None:
+        message = err["msg"].replace("Input should be", "must be")
+    return tuple(err["loc"]), message
+
+
+# --- rules pydantic cannot express --------------------------------------------------------
+
+
+def _rule_problems(model: ScoringModel) -> Iterator[tuple[Loc, str]]:
+    yield from _grade_order(model.grades)
+    for section in ("fit", "engagement", "undesirables"):
+        yield from _duplicate_ids(section, getattr(model, section))
+    yield from _unreachable_engagement(model.engagement)
+    for alias, target in model.channel.aliases.items():
+        if target not in model.channel.points:
+            yield ("channel", "aliases", alias), f"{target!r} is not a channel under channel.points"
+
+
+def _grade_order(grades: GradeBands) -> Iterator[tuple[Loc, str]]:
+    if not grades.A > grades.B:
+        yield ("grades", "B"), f"must be below A ({grades.A})"
+    if not grades.B > grades.C:
+        yield ("grades", "C"), f"must be below B ({grades.B})"
+
+
+def _duplicate_ids(section: str, rules: Sequence[Any]) -> Iterator[tuple[Loc, str]]:
+    first: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if rule.id in first:
+            also = f"{section}[{first[rule.id]}]"
+            yield (section, i, "id"), f"duplicate rule id {rule.id!r} (also {also})"
+        first.setdefault(rule.id, i)
+
+
+def _unreachable_engagement(rules: Sequence[EngagementRule]) -> Iterator[tuple[Loc, str]]:
+    # An event scores under the first rule that matches it, so a rule without `where`
+    # swallows every later rule for the same event type.
+    catch_all: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if rule.event in catch_all:
+            j = catch_all[rule.event]
+            yield (
+                ("engagement", i),
+                (
+                    f"never scores: engagement[{j}] ({rule.event}, no 'where') takes every "
+                    f"{rule.event} first; put narrower rules before it"
+                ),
+            )
+        elif not rule.where:
+            catch_all[rule.event] = i

@@ -1,0 +1,284 @@
+"""Typed payloads of every event in the product contract, and their topics.
+
+Each payload class names its `event_type`, `topic` and `schema_version`; the
+registry below is what consumers validate against and what the JSON Schema and
+AsyncAPI documents are generated from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.envelope import Envelope, new_message_id, utcnow
+from shared.logging import current_trace_id, new_trace_id
+
+LEAD_EVENTS = "lead.events"
+LEAD_LIFECYCLE = "lead.lifecycle"
+OPS_ALERTS = "ops.alerts"
+BASE_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS)
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_type: ClassVar[str]
+    topic: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+# --- lead.events ---------------------------------------------------------------
+
+
+class Traits(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    title: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=200)
+    company_domain: str | None = Field(default=None, max_length=253)
+    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    industry: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=2, min_length=2)
+    phone: str | None = Field(default=None, max_length=50)
+    department: str | None = Field(default=None, max_length=200)
+    channel: str | None = Field(default=None, max_length=100)
+
+
+class LeadEventAccepted(EventData):
+    """An intake event that passed the tracking plan."""
+
+    event_type: ClassVar[str] = "lead.event"
+    topic: ClassVar[str] = LEAD_EVENTS
+
+    event_id: str
+    type: str = Field(description="Tracking-plan event type, e.g. `form_submit`.")
+    occurred_at: datetime
+    received_at: datetime
+    email: str | None = None
+    anonymous_id: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- lead.lifecycle: scoring ---------------------------------------------------
+
+
+class ScoreContribution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    kind: str
+    points: float
+    detail: str
+
+
+class LeadScored(EventData):
+    event_type: ClassVar[str] = "lead.scored"
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    score: int
+    fit_points: int
+    grade: str
+    stage: str
+    model_version: str
+    disqualified: str | None = None
+    explanation: list[ScoreContribution]
+
+
+class MqlReached(EventData):
+    """A lead crossed the MQL rule in this cycle; carries why, for the rep."""
+
+    event_type: ClassVar[str] = "lead.mql_reached"
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    cycle: int = Field(ge=1, description="Qualification cycle; +1 after each return.")
+    score: int
+    grade: str
+    model_version: str
+    explanation: list[ScoreContribution]
+    email: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    recent_events: list[tuple[str, datetime]] = Field(
+        default_factory=list, description="(type, occurred_at) of the lead's latest events."
+    )
+    channel: str | None = None
+    campaign: str | None = None
+
+
+# --- lead.lifecycle: handoff ---------------------------------------------------
+
+
+class HandoffCreated(EventData):
+    event_type: ClassVar[str] = "handoff.created"
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    handoff_id: str
+    cycle: int
+    owner: str
+    policy: str
+    decide_by: datetime
+    channel: str | None = None
+    campaign: str | None = None
+    score: int
+    grade: str
+
+
+class HandoffTransition(EventData):
+    """Shared shape of every stage change sales makes on a handoff."""
+
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    handoff_id: str
+    cycle: int
+    from_stage: str
+    to_stage: str
+    actor: str
+    owner: str
+    policy: str
+    in_time: bool = Field(description="Whether the action came before its SLA deadline.")
+    reason: str | None = None
+    note: str | None = None
+    channel: str | None = None
+    campaign: str | None = None
+
+
+class SalAccepted(HandoffTransition):
+    event_type: ClassVar[str] = "lead.sal_accepted"
+
+
+class LeadRejected(HandoffTransition):
+    event_type: ClassVar[str] = "lead.rejected"
+
+
+class LeadReturned(HandoffTransition):
+    event_type: ClassVar[str] = "lead.returned"
+
+
+class SqlQualified(HandoffTransition):
+    event_type: ClassVar[str] = "lead.sql_qualified"
+    bant: dict[str, Any] = Field(default_factory=dict)
+
+
+class SqoCreated(HandoffTransition):
+    event_type: ClassVar[str] = "lead.sqo_created"
+    opportunity: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeadDisqualified(HandoffTransition):
+    event_type: ClassVar[str] = "lead.disqualified"
+
+
+class HandoffReassigned(EventData):
+    event_type: ClassVar[str] = "handoff.reassigned"
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    handoff_id: str
+    from_owner: str
+    to_owner: str
+    reason: str | None = None
+
+
+class SlaTimerFired(EventData):
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    handoff_id: str
+    policy: str
+    stage: str
+    owner: str
+    due_at: datetime
+
+
+class SlaWarning(SlaTimerFired):
+    event_type: ClassVar[str] = "handoff.sla_warning"
+
+
+class SlaBreached(SlaTimerFired):
+    event_type: ClassVar[str] = "handoff.sla_breached"
+
+
+# --- ops.alerts ----------------------------------------------------------------
+
+
+class AlertFigures(EventData):
+    topic: ClassVar[str] = OPS_ALERTS
+
+    alert_key: str
+    metric: Literal["return_rate"]
+    group: str = Field(description="`overall`, or `<dimension>:<value>`.")
+    window: str
+    rate: float | None
+    numerator: int
+    denominator: int
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float
+    severity: str | None = None
+
+
+class AlertRaised(AlertFigures):
+    event_type: ClassVar[str] = "alert.raised"
+
+
+class AlertResolved(AlertFigures):
+    event_type: ClassVar[str] = "alert.resolved"
+
+
+EVENT_MODELS: dict[str, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        LeadEventAccepted,
+        LeadScored,
+        MqlReached,
+        HandoffCreated,
+        SalAccepted,
+        LeadRejected,
+        LeadReturned,
+        SqlQualified,
+        SqoCreated,
+        LeadDisqualified,
+        HandoffReassigned,
+        SlaWarning,
+        SlaBreached,
+        AlertRaised,
+        AlertResolved,
+    )
+}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def parse_data(envelope: Envelope) -> EventData:
+    """Validate an envelope's payload against the model registered for its type."""
+    model = EVENT_MODELS.get(envelope.type)
+    if model is None:
+        raise UnknownEventType(f"no model registered for event type {envelope.type!r}")
+    return model.model_validate(envelope.data)
+
+
+def envelope_for(
+    data: EventData,
+    *,
+    source: str,
+    lead_id: str | None,
+    occurred_at: datetime | None = None,
+    identity: str | None = None,
+    message_id: str | None = None,
+    trace_id: str | None = None,
+) -> Envelope:
+    return Envelope(
+        id=message_id or new_message_id(),
+        type=data.event_type,
+        schema_version=data.schema_version,
+        occurred_at=occurred_at or utcnow(),
+        source=source,
+        lead_id=lead_id,
+        identity=identity,
+        trace_id=trace_id or current_trace_id() or new_trace_id(),
+        data=data.model_dump(mode="json"),
+    )

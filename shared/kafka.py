@@ -1,0 +1,45 @@
+"""Kafka clients: one producer per process, topic creation, JSON bytes."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.settings import Settings
+from shared.topics import Topics
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    # acks=all: a 202 from intake means the broker has the event. Idempotent
+    # producers are not used because the embedded broker lacks them; consumers
+    # deduplicate by envelope id instead.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=15_000,
+        client_id=f"leadflow-{settings.env}",
+    )
+
+
+async def ensure_topics(settings: Settings, topics: Topics | None = None) -> list[str]:
+    """Create every leadflow topic that is missing; returns the ones created."""
+    topics = topics or Topics(settings.topic_prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [name for name in topics.all() if name not in existing]
+        if wanted:
+            new = [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in wanted
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        return wanted
+    finally:
+        await admin.close()

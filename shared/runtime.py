@@ -1,0 +1,176 @@
+"""What a running service owns: its engine, producer, outbox relay, consumer and timers.
+
+`ServiceRuntime.start()` returns at once; connecting to Postgres and Kafka,
+migrating and starting the background loops happen in a supervised task that
+retries with backoff, so a service that starts (or later finds itself) without
+its dependencies reports not-ready instead of crashing, and resumes when they
+come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore
+from shared.consumer import ConsumerRunner, Handler
+from shared.db import make_engine, migrate, ping
+from shared.kafka import make_producer
+from shared.logging import get_logger
+from shared.outbox import OutboxRelay, inbox_table, outbox_table
+from shared.settings import ServiceName, Settings
+from shared.topics import Topics
+from shared.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
+
+BackgroundLoop = Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What a service tells the runtime about itself."""
+
+    name: ServiceName
+    metadata: MetaData
+    migrations: Path | None  # None: the service keeps no tables of its own (intake)
+    subscriptions: list[str] = field(default_factory=list)  # base topic names
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    loops: list[BackgroundLoop] = field(default_factory=list)
+
+
+class ServiceRuntime:
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.engine: AsyncEngine = make_engine(settings)
+        self.outbox: Table = outbox_table(spec.metadata, spec.name)
+        self.inbox: Table = inbox_table(spec.metadata, spec.name)
+        self.key_store = KeyStore(engine=self.engine, admin_key=settings.admin_key)
+        # aiokafka clients bind to the running loop, so they are made in start().
+        self.producer: AIOKafkaProducer
+        self.relay: OutboxRelay
+        self.consumer: ConsumerRunner | None = None
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self.producer = make_producer(self.settings)
+        self.relay = OutboxRelay(
+            engine=self.engine,
+            outbox=self.outbox,
+            producer=self.producer,
+            batch_size=self.settings.outbox_batch_size,
+            idle_poll_s=self.settings.outbox_idle_poll_ms / 1000,
+        )
+        self._tasks.append(asyncio.create_task(self._boot(), name=f"{self.spec.name}-boot"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        await self.engine.dispose()
+
+    async def _boot(self) -> None:
+        await self._retry("postgres", self._prepare_database)
+        await self._retry("kafka", self.producer.start)
+        if self.spec.migrations is not None:
+            self._spawn("outbox-relay", self.relay.run)
+        if self.spec.subscriptions:
+            self.consumer = ConsumerRunner(
+                group_id=f"{self.settings.topic_prefix}leadflow-{self.spec.name}",
+                topics=[self.topics.name(t) for t in self.spec.subscriptions],
+                handlers=self.spec.handlers,
+                engine=self.engine,
+                inbox=self.inbox,
+                outbox=self.outbox,
+                topic_names=self.topics,
+                producer=self.producer,
+                bootstrap=self.settings.kafka_bootstrap,
+                source=self.spec.name,
+                batch_size=self.settings.consumer_batch_size,
+                poll_ms=self.settings.consumer_poll_ms,
+                after_commit=self.relay.wake,
+            )
+            self._spawn("consumer", self.consumer.run)
+        for loop in self.spec.loops:
+            self._spawn(loop.__name__, lambda stop, loop=loop: loop(self, stop))
+        self.started.set()
+        log.info("service_started", kafka=self.settings.kafka_bootstrap)
+
+    async def _prepare_database(self) -> None:
+        await ping(self.engine)
+        await migrate(self.engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
+        if self.spec.migrations is not None:
+            await migrate(self.engine, schema=self.spec.name, versions_dir=self.spec.migrations)
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                log.warning("dependency_unavailable", dependency=what, error=str(exc)[:300], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _spawn(self, name: str, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(name, loop), name=name))
+
+    async def _supervise(self, name: str, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Keep a background loop alive across outages: restart it with backoff."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await loop(self._stop)
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("loop_crashed", loop=name, error=str(exc)[:300], restart_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # --- what handlers and routes use ---------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction; events emitted inside go out after it commits."""
+        async with self.engine.begin() as conn:
+            uow = UnitOfWork(conn=conn, outbox=self.outbox, topics=self.topics, source=self.spec.name)
+            yield uow
+        if uow.emitted:
+            self.relay.wake()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), timeout=2.0)
+            checks["postgres"] = "ok"
+        except Exception as exc:
+            checks["postgres"] = f"unavailable: {type(exc).__name__}"
+        try:
+            ok = await asyncio.wait_for(self.producer.client.force_metadata_update(), timeout=2.0)
+            checks["kafka"] = "ok" if ok and self.started.is_set() else "unavailable"
+        except Exception as exc:
+            checks["kafka"] = f"unavailable: {type(exc).__name__}"
+        if self.spec.subscriptions:
+            checks["consumer"] = "ok" if self.consumer and self.consumer.running else "starting"
+        return checks

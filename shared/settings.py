@@ -1,0 +1,82 @@
+"""One settings object for every service, read from `LEADFLOW_*` environment variables.
+
+Every setting has a default that is safe for the embedded stack (`leadflow dev`);
+production sets `LEADFLOW_ENV=production`, which refuses the dev admin key.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["intake", "scoring", "handoff", "feedback"]
+SERVICES: tuple[ServiceName, ...] = ("intake", "scoring", "handoff", "feedback")
+DEV_ADMIN_KEY = "lf_dev_admin_key_change_me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    log_level: str = "INFO"
+    log_json: bool | None = Field(
+        default=None, description="JSON logs; defaults to on in production, off elsewhere."
+    )
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=12, ge=1)
+    topic_replication: int = Field(default=1, ge=1)
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:15432/leadflow"
+    db_pool_size: int = Field(default=10, ge=1)
+
+    admin_key: str = DEV_ADMIN_KEY
+    config_dir: Path = Path("config")
+    data_dir: Path = Path(".leadflow")
+
+    host: str = "127.0.0.1"
+    intake_port: int = 8001
+    scoring_port: int = 8002
+    handoff_port: int = 8003
+    feedback_port: int = 8004
+
+    consumer_batch_size: int = Field(default=500, ge=1)
+    consumer_poll_ms: int = Field(default=200, ge=1)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_idle_poll_ms: int = Field(default=500, ge=10)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_batch_events: int = Field(default=500, ge=1)
+
+    demo: bool = True
+    demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.env == "production" and (self.admin_key == DEV_ADMIN_KEY or len(self.admin_key) < 24):
+            raise ValueError("LEADFLOW_ADMIN_KEY must be set to a secret of 24+ characters in production")
+        return self
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_json if self.log_json is not None else self.env == "production"
+
+    def port_of(self, service: ServiceName) -> int:
+        port: int = getattr(self, f"{service}_port")
+        return port
+
+    def url_of(self, service: ServiceName) -> str:
+        return f"http://{self.host}:{self.port_of(service)}"
+
+    def config_file(self, name: str) -> Path:
+        return self.config_dir / name
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
