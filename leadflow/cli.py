@@ -89,6 +89,36 @@ def schemas_export(directory: Annotated[Path, typer.Argument()] = Path("docs/sch
 
 
 @app.command()
+def demo(
+    url: Annotated[str | None, typer.Option(help="intake base URL")] = None,
+    rate: Annotated[float | None, typer.Option(help="events per second")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Post realistic demo traffic (buyers, students, procurement, tire kickers) to intake."""
+    import signal
+
+    from leadflow.demo import run_demo
+
+    settings = get_settings()
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_demo(
+            url or settings.url_of("intake"),
+            settings.admin_key,
+            rate_per_s=rate or settings.demo_rate,
+            stop=stop,
+            seed=seed,
+        )
+
+    sent = asyncio.run(main())
+    typer.echo(f"demo sent {sent} events")
+
+
+@app.command()
 def bench() -> None:
     """Measure throughput and latency against ceilings from the same run."""
     from bench.run import main

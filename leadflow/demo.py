@@ -110,10 +110,7 @@ class _Journey:
 
     def events(self, now: datetime) -> list[Event]:
         ages = sorted((self.rng.random() for _ in self.steps), reverse=True)
-        return [
-            self._event(step, now - self.span * age)
-            for step, age in zip(self.steps, ages, strict=True)
-        ]
+        return [self._event(step, now - self.span * age) for step, age in zip(self.steps, ages, strict=True)]
 
     def _event(self, step: _Step, at: datetime) -> Event:
         event: Event = {
@@ -289,9 +286,10 @@ async def _post_batch(
         await asyncio.wait({request, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopped.cancel()
-        request.cancel()  # a no-op once the response is in
+        if not request.done():
+            request.cancel()
+            await asyncio.gather(request, return_exceptions=True)
     if request.cancelled():
-        await asyncio.gather(request, return_exceptions=True)
         return "stopped"
     try:
         response = request.result()

@@ -25,10 +25,14 @@ async def migrate_all(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def create_key(settings: Settings, *, name: str, scopes: list[Scope], owner: str | None) -> tuple[str, str]:
+async def create_key(
+    settings: Settings, *, name: str, scopes: list[Scope], owner: str | None
+) -> tuple[str, str]:
     engine = make_engine(settings)
     try:
         await migrate(engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
-        return await KeyStore(engine=engine, admin_key=settings.admin_key).create(name=name, scopes=scopes, owner=owner)
+        return await KeyStore(engine=engine, admin_key=settings.admin_key).create(
+            name=name, scopes=scopes, owner=owner
+        )
     finally:
         await engine.dispose()

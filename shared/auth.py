@@ -106,7 +106,11 @@ class KeyStore:
         async with self.engine.begin() as conn:
             await conn.execute(
                 api_keys.insert().values(
-                    key_id=key_id, name=name, key_hash=hash_key(key), scopes=[str(s) for s in scopes], owner=owner
+                    key_id=key_id,
+                    name=name,
+                    key_hash=hash_key(key),
+                    scopes=[str(s) for s in scopes],
+                    owner=owner,
                 )
             )
         return key, key_id
@@ -139,7 +143,9 @@ def require(scope: Scope):  # type: ignore[no-untyped-def]
         store: KeyStore = request.app.state.key_store
         principal = await store.authenticate(key)
         if principal is None:
-            raise Problem(status=401, title="Unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+            raise Problem(
+                status=401, title="Unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+            )
         if not principal.has(scope):
             raise Problem(status=403, title="Missing scope", detail=f"This call needs the '{scope}' scope.")
         return principal

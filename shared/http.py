@@ -93,7 +93,9 @@ def create_app(
     install_problem_handlers(app)
 
     @app.middleware("http")
-    async def trace_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def trace_and_measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         trace_id = request.headers.get(TRACE_HEADER) or new_trace_id()
         started = time.perf_counter()
         with trace_context(trace_id):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -33,13 +35,9 @@ async def ensure_topics(settings: Settings, topics: Topics | None = None) -> lis
         existing = set(await admin.list_topics())
         wanted = [name for name in topics.all() if name not in existing]
         if wanted:
-            new = [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in wanted
-            ]
-            try:
+            new = [NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in wanted]
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
         return wanted
     finally:
         await admin.close()

@@ -150,9 +150,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            sends = [
-                await self._producer.send(row.topic, value=row.payload, key=row.key) for row in rows
-            ]
+            sends = [await self._producer.send(row.topic, value=row.payload, key=row.key) for row in rows]
             await asyncio.gather(*sends)
             await conn.execute(delete(t).where(t.c.seq.in_([row.seq for row in rows])))
         OUTBOX_PUBLISHED.inc(len(rows))

@@ -64,7 +64,8 @@ def invalid(errors: list[FieldError], title: str = "The request is invalid", sta
     return Problem(
         status=status,
         title=title,
-        detail=f"{first.field}: {first.message}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+        detail=f"{first.field}: {first.message}"
+        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
         type="https://leadflow.dev/problems/validation",
         errors=errors,
     )
@@ -79,7 +80,11 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     return [
-        FieldError(field=_field_path(tuple(err.get("loc", ()))), rule=str(err.get("type")), message=str(err.get("msg")))
+        FieldError(
+            field=_field_path(tuple(err.get("loc", ()))),
+            rule=str(err.get("type")),
+            message=str(err.get("msg")),
+        )
         for err in exc.errors()
     ]
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_idle_poll_ms: int = Field(default=500, ge=10)
 
+    alert_eval_interval_s: float = Field(default=10.0, gt=0)
+
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
 

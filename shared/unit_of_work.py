@@ -31,12 +31,12 @@ class UnitOfWork:
         self,
         data: EventData,
         *,
-        lead_id: str,
+        lead_id: str | None,
         occurred_at: datetime | None = None,
         key: str | None = None,
         message_id: str | None = None,
     ) -> Envelope:
-        """Record `data` for publication on its topic, keyed by lead id unless `key` says otherwise."""
+        """Record `data` for publication on its topic, keyed by `key`, else the lead id."""
         envelope = envelope_for(
             data, source=self.source, lead_id=lead_id, occurred_at=occurred_at, message_id=message_id
         )

@@ -75,9 +75,7 @@ def parse_window(text: str) -> timedelta:
     """A window such as "24h", "7d", "30d" or "2w": positive, at most 3650 days."""
     match = _WINDOW_PATTERN.fullmatch(text.strip())
     if match is None:
-        raise ValueError(
-            f"window {text!r} is not a whole number followed by h, d or w (e.g. 24h, 30d, 2w)"
-        )
+        raise ValueError(f"window {text!r} is not a whole number followed by h, d or w (e.g. 24h, 30d, 2w)")
     count, unit = int(match[1]), match[2]
     if count == 0:
         raise ValueError(f"window {text!r} must be longer than zero")

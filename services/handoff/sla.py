@@ -119,6 +119,5 @@ def _deadline(start: datetime, hours: float) -> datetime:
 
 def _describe(exc: pydantic.ValidationError) -> str:
     return "; ".join(
-        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
-        for err in exc.errors()
+        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
     )

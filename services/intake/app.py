@@ -29,17 +29,29 @@ class Accepted(BaseModel):
 def _runtime(request: Request) -> ServiceRuntime:
     runtime: ServiceRuntime = request.app.state.runtime
     if not runtime.started.is_set():
-        raise Problem(status=503, title="Not ready", detail="intake is still connecting to Kafka", headers={"Retry-After": "1"})
+        raise Problem(
+            status=503,
+            title="Not ready",
+            detail="intake is still connecting to Kafka",
+            headers={"Retry-After": "1"},
+        )
     return runtime
 
 
 Runtime = Annotated[ServiceRuntime, Depends(_runtime)]
 
 
-async def _accept(request: Request, runtime: ServiceRuntime, events: list[IntakeEvent], *, batch: bool) -> JSONResponse:
+async def _accept(
+    request: Request, runtime: ServiceRuntime, events: list[IntakeEvent], *, batch: bool
+) -> JSONResponse:
     plan: TrackingPlan = request.app.state.tracking_plan
     ids = await accept_events(
-        events, plan=plan, producer=runtime.producer, topic=runtime.topics.events, source="intake", batch=batch
+        events,
+        plan=plan,
+        producer=runtime.producer,
+        topic=runtime.topics.events,
+        source="intake",
+        batch=batch,
     )
     return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
 
@@ -50,12 +62,16 @@ async def post_event(event: IntakeEvent, request: Request, runtime: Runtime, _: 
     return await _accept(request, runtime, [event], batch=False)
 
 
-@router.post("/events/batch", status_code=202, response_model=Accepted, responses={422: {"description": "Problem"}})
+@router.post(
+    "/events/batch", status_code=202, response_model=Accepted, responses={422: {"description": "Problem"}}
+)
 async def post_batch(batch: EventBatch, request: Request, runtime: Runtime, _: Writer) -> JSONResponse:
     """Accept up to 500 events at once: all of them, or none when any is invalid."""
     limit = runtime.settings.max_batch_events
     if len(batch.events) > limit:
-        raise invalid([FieldError("events", "max_items", f"a batch holds at most {limit} events")], status=413)
+        raise invalid(
+            [FieldError("events", "max_items", f"a batch holds at most {limit} events")], status=413
+        )
     return await _accept(request, runtime, batch.events, batch=True)
 
 

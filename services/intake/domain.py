@@ -29,8 +29,11 @@ class IntakeEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")] | None = Field(
-        default=None, description="Idempotency key; the same id sent twice is processed once. Assigned when absent."
+    event_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")] | None
+    ) = Field(
+        default=None,
+        description="Idempotency key; the same id sent twice is processed once. Assigned when absent.",
     )
     type: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         description="A type from the tracking plan, e.g. `form_submit`.", examples=["form_submit"]
@@ -88,11 +91,15 @@ def identity_of(event: IntakeEvent) -> str:
     return event.anonymous_id
 
 
-def check_against_plan(event: IntakeEvent, plan: TrackingPlan, *, now: datetime, at: str = "") -> list[FieldError]:
+def check_against_plan(
+    event: IntakeEvent, plan: TrackingPlan, *, now: datetime, at: str = ""
+) -> list[FieldError]:
     """Every rule the event breaks; `at` prefixes field names (e.g. `events.3.`)."""
     errors: list[FieldError] = []
     if not event.email and not event.anonymous_id:
-        errors.append(FieldError(f"{at}email", "identity_required", "an event needs an email or an anonymous_id"))
+        errors.append(
+            FieldError(f"{at}email", "identity_required", "an event needs an email or an anonymous_id")
+        )
     if event.email and not _EMAIL.match(event.email):
         errors.append(FieldError(f"{at}email", "email_format", "not an email address"))
     if event.occurred_at > now + MAX_CLOCK_SKEW:
@@ -100,12 +107,16 @@ def check_against_plan(event: IntakeEvent, plan: TrackingPlan, *, now: datetime,
     spec = plan.types.get(event.type)
     if spec is None:
         errors.append(
-            FieldError(f"{at}type", "tracking_plan_type", f"unknown event type {event.type!r}; see the tracking plan")
+            FieldError(
+                f"{at}type", "tracking_plan_type", f"unknown event type {event.type!r}; see the tracking plan"
+            )
         )
         return errors
     for name in spec.required_properties:
         if event.properties.get(name) in (None, ""):
             errors.append(
-                FieldError(f"{at}properties.{name}", "required_by_tracking_plan", f"{event.type} requires {name}")
+                FieldError(
+                    f"{at}properties.{name}", "required_by_tracking_plan", f"{event.type} requires {name}"
+                )
             )
     return errors

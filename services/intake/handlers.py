@@ -14,9 +14,9 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer
 
 from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of, normalize_email
+from services.intake.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
-from services.intake.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
 from shared.problems import FieldError, invalid
 
 
@@ -53,14 +53,21 @@ def to_envelope(event: IntakeEvent, *, received_at: datetime, source: str) -> En
 
 
 async def accept_events(
-    events: list[IntakeEvent], *, plan: TrackingPlan, producer: AIOKafkaProducer, topic: str, source: str, batch: bool
+    events: list[IntakeEvent],
+    *,
+    plan: TrackingPlan,
+    producer: AIOKafkaProducer,
+    topic: str,
+    source: str,
+    batch: bool,
 ) -> list[str]:
     """Validate every event, then publish all of them; returns their event ids."""
     now = utcnow()
     validate(events, plan, now=now, batch=batch)
     envelopes = [to_envelope(e, received_at=now, source=source) for e in events]
     acks = [
-        await producer.send(topic, value=env.to_bytes(), key=(env.identity or "").encode()) for env in envelopes
+        await producer.send(topic, value=env.to_bytes(), key=(env.identity or "").encode())
+        for env in envelopes
     ]
     await asyncio.gather(*acks)
     for env in envelopes:

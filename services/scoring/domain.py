@@ -188,12 +188,10 @@ def _channel(
     name = model.channel.aliases.get(name, name)
     points = model.channel.points.get(name, 0)
     if points:
-        yield Contribution(f"channel.{name}", "channel", float(points), f"{name} ({source})")
+        yield Contribution(f"channel.{name}", "channel", float(points), f"{name} (from {source})")
 
 
-def _acquisition_channel(
-    traits: Mapping[str, Any], events: Sequence[LeadEvent]
-) -> tuple[str, str] | None:
+def _acquisition_channel(traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> tuple[str, str] | None:
     """The raw channel and where it came from: traits first, else the earliest event."""
     if channel := _text(traits.get("channel")):
         return channel, "traits.channel"
@@ -320,9 +318,7 @@ def _undesirable_match(
     return None
 
 
-def _listed_domain(
-    listed: Sequence[str], email: str | None, traits: Mapping[str, Any]
-) -> str | None:
+def _listed_domain(listed: Sequence[str], email: str | None, traits: Mapping[str, Any]) -> str | None:
     company = _text(traits.get("company_domain"))
     candidates = (("email", email_domain(email)), ("company", company and company.lower()))
     for source, domain in candidates:

@@ -93,6 +93,14 @@ def _event_type(value: str) -> str:
     return value
 
 
+def _country(value: Any) -> Any:
+    if isinstance(value, bool):  # the "Norway problem": YAML 1.1 reads NO (and ON, Y) as booleans
+        raise ValueError("YAML reads this as true/false; quote country codes, e.g. 'NO'")
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError("must be a 2-letter ISO country code, e.g. US")
+    return value.upper()
+
+
 def _channel_name(value: Any) -> Any:
     return canonical_channel(value) if isinstance(value, str) else value
 
@@ -107,6 +115,7 @@ Text = Annotated[str, BeforeValidator(_scalar_text)]
 RuleId = Annotated[str, AfterValidator(_rule_id)]
 EventType = Annotated[str, AfterValidator(_event_type)]
 ChannelName = Annotated[str, BeforeValidator(_channel_name)]
+Country = Annotated[str, BeforeValidator(_country)]
 Domain = Annotated[str, AfterValidator(str.lower)]
 Count = Annotated[StrictInt, Field(ge=0)]
 
@@ -161,7 +170,7 @@ class FitRule(_Schema):
     department: tuple[str, ...] | None = None
     company_size: SizeBand | None = None
     industry: tuple[str, ...] | None = None
-    country: tuple[str, ...] | None = None
+    country: tuple[Country, ...] | None = None
 
     @model_validator(mode="after")
     def _one_trait(self) -> FitRule:
@@ -275,9 +284,7 @@ def _compose(text: str, source: str) -> tuple[yaml.Node, Any]:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ModelError(source, [(line, "", f"invalid YAML: {e.problem or e.context}")]) from None
+        raise ModelError(source, [_syntax_problem(e)]) from None
     except yaml.YAMLError as e:
         raise ModelError(source, [(1, "", f"invalid YAML: {e}")]) from None
     finally:
@@ -285,6 +292,16 @@ def _compose(text: str, source: str) -> tuple[yaml.Node, Any]:
     if root is None:
         raise ModelError(source, [(1, "", "the file is empty")])
     return root, data
+
+
+def _syntax_problem(e: yaml.MarkedYAMLError) -> tuple[int, str, str]:
+    # The parser notices a problem where it stops making sense, often a line after the
+    # typo (an unclosed bracket); the context says where the broken construct began.
+    mark = e.problem_mark or e.context_mark
+    message = f"invalid YAML: {e.problem or e.context}"
+    if e.problem and e.context and e.context_mark:
+        message += f" ({e.context} at line {e.context_mark.line + 1})"
+    return (mark.line + 1 if mark else 1), "", message
 
 
 def _duplicate_keys(node: yaml.Node, loc: Loc = ()) -> Iterator[tuple[int, str, str]]:

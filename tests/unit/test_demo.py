@@ -130,6 +130,7 @@ class FakeIntake:
         self.accepted = 0
         self.auth: set[str] = set()
         self.enough, self.got_enough = enough, asyncio.Event()
+        self.got_a_request = asyncio.Event()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
@@ -144,6 +145,7 @@ class FakeIntake:
         body = json.loads(await reader.readexactly(int(headers["content-length"])))
         self.requests.append({"line": lines[0], "events": body["events"]})
         self.auth.add(headers["authorization"])
+        self.got_a_request.set()
         if len(self.requests) == 1:
             status, answer = "503 Service Unavailable", {"title": "Service Unavailable"}
         else:
@@ -157,17 +159,17 @@ class FakeIntake:
         await writer.drain()
 
 
-async def run_against(intake: FakeIntake, rate_per_s: float, logs: list[str]) -> int:
-    """Run the demo until intake has accepted enough, then stop it; it must end within 1 s."""
-    server = await asyncio.start_server(intake.handle, "127.0.0.1", 0)
-    url = "http://127.0.0.1:{}".format(server.sockets[0].getsockname()[1])
+async def run_until(done: asyncio.Event, handle, rate_per_s: float, logs: list) -> int:
+    """Run the demo against a loopback server until `done`, then stop it: it must end in 1 s."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     stop = asyncio.Event()
     async with server:
         demo = asyncio.create_task(
             run_demo(url, "k3y", rate_per_s=rate_per_s, stop=stop, seed=1, log=logs.append)
         )
         async with asyncio.timeout(5):
-            await intake.got_enough.wait()
+            await done.wait()
         stop.set()
         async with asyncio.timeout(1):
             return await demo
@@ -175,7 +177,7 @@ async def run_against(intake: FakeIntake, rate_per_s: float, logs: list[str]) ->
 
 async def test_run_demo_survives_a_failed_request_and_sends_the_batch_again():
     intake, logs = FakeIntake(enough=30), []
-    sent = await run_against(intake, rate_per_s=500, logs=logs)
+    sent = await run_until(intake.got_enough, intake.handle, rate_per_s=500, logs=logs)
 
     assert sent == intake.accepted >= 30
     assert intake.requests[0]["line"] == "POST /v1/events/batch HTTP/1.1"
@@ -185,7 +187,18 @@ async def test_run_demo_survives_a_failed_request_and_sends_the_batch_again():
     assert not any("@" in line for line in logs)
 
 
-async def test_stop_interrupts_a_long_pause():
+async def test_stop_interrupts_the_wait_before_the_next_batch():
     intake = FakeIntake(enough=1)
-    sent = await run_against(intake, rate_per_s=0.01, logs=[])
-    assert sent == intake.accepted
+    sent = await run_until(intake.got_a_request, intake.handle, rate_per_s=0.01, logs=[])
+    assert sent == 0 and len(intake.requests) == 1
+
+
+async def test_stop_abandons_a_request_that_intake_never_answers():
+    reached = asyncio.Event()
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reached.set()
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    assert await run_until(reached, swallow, rate_per_s=10, logs=[]) == 0

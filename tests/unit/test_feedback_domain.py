@@ -140,9 +140,7 @@ def test_open_alert_stays_open_while_the_rate_is_above_the_threshold():
 
 
 @pytest.mark.parametrize(("returned", "decided"), [(2, 20), (1, 20), (0, 5)])
-def test_open_alert_resolves_when_the_rate_falls_back_to_or_below_the_threshold(
-    returned: int, decided: int
-):
+def test_open_alert_resolves_when_the_rate_falls_back_to_or_below_the_threshold(returned: int, decided: int):
     assert decide(returned, decided, open_=True) == AlertDecision("resolve", None)
 
 
@@ -177,9 +175,7 @@ def test_an_empty_config_file_means_the_defaults(tmp_path: Path):
         ("threshold: [\n", "cannot read"),
     ],
 )
-def test_a_bad_config_is_refused_naming_the_file_and_the_problem(
-    tmp_path: Path, text: str, problem: str
-):
+def test_a_bad_config_is_refused_naming_the_file_and_the_problem(tmp_path: Path, text: str, problem: str):
     path = tmp_path / "feedback.yaml"
     path.write_text(text)
     with pytest.raises(FeedbackConfigError) as refused:

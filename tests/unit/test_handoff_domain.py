@@ -109,9 +109,7 @@ def test_disqualifying_needs_a_reason_in_words():
     assert missing.value.field == "reason"
 
 
-@pytest.mark.parametrize(
-    "action", [Action.ACCEPT, Action.QUALIFY, Action.OPPORTUNITY, Action.REOPEN]
-)
+@pytest.mark.parametrize("action", [Action.ACCEPT, Action.QUALIFY, Action.OPPORTUNITY, Action.REOPEN])
 def test_other_actions_carry_no_reason(action: Action):
     assert check_reason(action, None, None) is None
     assert check_reason(action, "not_a_fit", "ignored") is None

@@ -121,9 +121,7 @@ HOT = (
         ("policies: [\n", "cannot read"),
     ],
 )
-def test_a_bad_config_is_refused_naming_the_file_and_the_problem(
-    tmp_path: Path, text: str, problem: str
-):
+def test_a_bad_config_is_refused_naming_the_file_and_the_problem(tmp_path: Path, text: str, problem: str):
     path = write(tmp_path, text)
     with pytest.raises(SlaConfigError) as refused:
         load_sla_config(path)
