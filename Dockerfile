@@ -7,16 +7,19 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
+# Dependencies first, from pyproject.toml alone (with empty packages), so a code
+# change reuses this layer. The stub build is removed: setuptools would keep its
+# newer-looking files in build/ over the real sources.
 COPY pyproject.toml ./
 RUN mkdir leadflow shared services \
     && touch leadflow/__init__.py shared/__init__.py services/__init__.py \
     && pip install . \
-    && pip uninstall --yes leadflow
+    && pip uninstall --yes leadflow \
+    && rm -rf build leadflow shared services ./*.egg-info
 COPY leadflow ./leadflow
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-deps . && rm -rf build
+RUN pip install --no-deps .
 
 FROM python:3.11-slim AS runtime
 RUN groupadd --system --gid 10001 leadflow \

@@ -69,6 +69,7 @@ PRODUCT_PAGES = ("/product", "/product/scoring", "/product/handoff", "/integrati
 WHITEPAPERS = ("wp-state-of-lead-quality", "wp-sla-playbook", "wp-funnel-benchmarks")
 WEBINARS = ("web-2026-pipeline-reviews", "web-scoring-that-sales-trusts")
 CAMPAIGNS = ("2026-q4-pipeline", "2026-q4-funnel-report", "always-on-search")
+TRADESHOWS = ("RevOps Summit 2026", "B2B Growth Expo", "Demand Gen Live")
 
 
 def pick_persona(rng: random.Random) -> str:
@@ -122,8 +123,8 @@ class _Journey:
         if step.identified:
             event["email"] = self.email
         if step.traits:
-            event["traits"] = step.traits
-        event["properties"] = step.properties
+            event["traits"] = dict(step.traits)
+        event["properties"] = dict(step.properties)
         return event
 
 
@@ -131,7 +132,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower())
 
 
-def _work_person(j: _Journey, title: str, channel: str, *, fit: bool, big: bool) -> dict[str, Any]:
+def _work_person(
+    j: _Journey, title: str, department: str, channel: str, *, fit: bool, big: bool
+) -> dict[str, Any]:
     """Traits of someone at a company, and their work email on its domain."""
     first, last = j.rng.choice(FIRST_NAMES), j.rng.choice(LAST_NAMES)
     company, domain, industry = j.rng.choice(FIT_COMPANIES if fit else OTHER_COMPANIES)
@@ -140,6 +143,7 @@ def _work_person(j: _Journey, title: str, channel: str, *, fit: bool, big: bool)
         "first_name": first,
         "last_name": last,
         "title": title,
+        "department": department,
         "company": company,
         "company_domain": domain,
         "company_size": j.rng.randint(200, 5000) if big else j.rng.randint(5, 150),
@@ -150,10 +154,9 @@ def _work_person(j: _Journey, title: str, channel: str, *, fit: bool, big: bool)
 
 
 def _utm(rng: random.Random, channel: str) -> dict[str, str]:
-    mediums = {"paid": ("linkedin", "paid_social"), "email": ("newsletter", "email")}
-    if channel not in mediums:
+    if channel != "paid":
         return {}
-    source, medium = mediums[channel]
+    source, medium = rng.choice((("google", "cpc"), ("linkedin", "paid_social")))
     return {"utm_source": source, "utm_medium": medium, "utm_campaign": rng.choice(CAMPAIGNS)}
 
 
@@ -162,13 +165,18 @@ def _url(path: str) -> str:
 
 
 def _good_fit_buyer(j: _Journey, channel: str = "") -> None:
+    """Met us at a show or read the blog, downloads, attends a webinar, checks pricing, asks for sales."""
     rng = j.rng
-    channel = channel or rng.choice(("organic", "paid", "event", "email"))
+    channel = channel or rng.choice(("organic", "paid", "event"))
+    title = rng.choice(FIT_TITLES)
+    department = "Marketing" if "Marketing" in title else "Sales"
+    traits = _work_person(j, title, department, channel, fit=True, big=True)
+    if channel == "event":  # a badge scan at the booth: known from the start
+        j.add("event_visit", {"event_name": rng.choice(TRADESHOWS)}, traits)
     utm = _utm(rng, channel)
     for slug in rng.sample(BLOG, rng.randint(1, 2)):
-        j.add("page_view", {"url": _url(f"/blog/{slug}"), **utm})
-    j.add("page_view", {"url": _url(rng.choice(PRODUCT_PAGES)), **utm})
-    traits = _work_person(j, rng.choice(FIT_TITLES), channel, fit=True, big=True)
+        j.add("page_view", {"url": _url(f"/blog/{slug}"), **utm}, known=False)
+    j.add("page_view", {"url": _url(rng.choice(PRODUCT_PAGES)), **utm}, known=False)
     paper, campaign = rng.choice(WHITEPAPERS), rng.choice(CAMPAIGNS)
     download = {"content_id": paper, "campaign": campaign, "url": _url(f"/resources/{paper}")}
     j.add("content_download", download, traits)
@@ -176,17 +184,19 @@ def _good_fit_buyer(j: _Journey, channel: str = "") -> None:
         webinar = {"webinar_id": rng.choice(WEBINARS), "campaign": campaign}
         j.add("webinar_registered", dict(webinar))
         j.add("webinar_attended", dict(webinar))
-    for _ in range(rng.randint(1, 3)):
+    for _ in range(rng.randint(2, 3)):
         j.add("page_view", {"url": _url("/pricing")})
     form = rng.choice(("demo_request", "contact_sales"))
     j.add(form, {"form_id": f"{form}-main", "url": _url(f"/{form.replace('_', '-')}")}, traits)
 
 
 def _partner_referral(j: _Journey) -> None:
+    """A good-fit buyer a partner or customer sent our way."""
     _good_fit_buyer(j, channel="referral")
 
 
 def _student(j: _Journey) -> None:
+    """Reads the blog for coursework and downloads a whitepaper with a gmail address."""
     rng = j.rng
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     j.email = f"{_slug(first)}.{_slug(last)}{rng.randint(1, 99)}@gmail.com"
@@ -205,24 +215,26 @@ def _student(j: _Journey) -> None:
 
 
 def _procurement(j: _Journey) -> None:
+    """Compares prices for a purchase someone else decides: pricing pages, then contact sales."""
     rng = j.rng
     title = rng.choice(("Procurement Specialist", "Purchasing Manager"))
     channel = rng.choice(("organic", "paid"))
     utm = _utm(rng, channel)
     for _ in range(rng.randint(2, 4)):
         j.add("page_view", {"url": _url("/pricing"), **utm})
-    traits = _work_person(j, title, channel, fit=rng.random() < 0.5, big=True)
+    traits = _work_person(j, title, "Procurement", channel, fit=rng.random() < 0.5, big=True)
     j.add("contact_sales", {"form_id": "contact_sales-main", "url": _url("/contact-sales")}, traits)
 
 
 def _tire_kicker(j: _Journey) -> None:
+    """A few anonymous blog reads; now and then leaves a work email, nothing more."""
     rng = j.rng
     j.span = timedelta(minutes=rng.uniform(5, 240))
     for slug in rng.choices(BLOG, k=rng.randint(1, 4)):
         j.add("page_view", {"url": _url(f"/blog/{slug}")})
     if rng.random() < 0.3:
         fit = rng.random() < 0.5
-        traits = _work_person(j, "Analyst", "organic", fit=fit, big=fit)
+        traits = _work_person(j, "Analyst", "Finance", "organic", fit=fit, big=fit)
         j.add("identify", {}, {k: traits[k] for k in ("first_name", "company", "company_domain")})
 
 
@@ -233,6 +245,10 @@ _STORIES: dict[str, Callable[[_Journey], None]] = {
     "procurement": _procurement,
     "tire_kicker": _tire_kicker,
 }
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # the demo's stdout is often a log file: do not sit in a buffer
 
 
 # Failures back off from RETRY_MIN_S, doubling to RETRY_MAX_S; a success resets it.
@@ -249,12 +265,14 @@ async def run_demo(
     rate_per_s: float,
     stop: asyncio.Event,
     seed: int | None = None,
-    log: Log = print,
+    log: Log = _print_now,
 ) -> int:
     """Post persona journeys to intake at ~`rate_per_s` events/s until `stop`; return events sent.
 
     A failed batch is logged and sent again after a back-off (the same event ids,
     so intake deduplicates); a 4xx that a retry cannot fix drops the batch instead.
+    A fixed `seed` replays the same events, ids included: against the same database,
+    a second run's events are duplicates that intake accepts and ignores.
     """
     rng = random.Random(seed)
     sent, backoff = 0, RETRY_MIN_S

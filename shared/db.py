@@ -45,6 +45,7 @@ async def migrate(engine: AsyncEngine, *, schema: str, versions_dir: Path) -> No
 def _upgrade(conn: Connection, schema: str, versions_dir: Path) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_ALEMBIC_ENV))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(versions_dir))
     cfg.attributes["connection"] = conn
     cfg.attributes["schema"] = schema

@@ -52,8 +52,8 @@ class ServiceRuntime:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.engine: AsyncEngine = make_engine(settings)
-        self.outbox: Table = outbox_table(spec.metadata, spec.name)
-        self.inbox: Table = inbox_table(spec.metadata, spec.name)
+        self.outbox: Table = _shared_table(spec.metadata, spec.name, "outbox", outbox_table)
+        self.inbox: Table = _shared_table(spec.metadata, spec.name, "inbox", inbox_table)
         self.key_store = KeyStore(engine=self.engine, admin_key=settings.admin_key)
         # aiokafka clients bind to the running loop, so they are made in start().
         self.producer: AIOKafkaProducer
@@ -174,3 +174,11 @@ class ServiceRuntime:
         if self.spec.subscriptions:
             checks["consumer"] = "ok" if self.consumer and self.consumer.running else "starting"
         return checks
+
+
+def _shared_table(
+    metadata: MetaData, schema: str, name: str, define: Callable[[MetaData, str], Table]
+) -> Table:
+    """The service's outbox or inbox, defined once per metadata (apps may be built many times)."""
+    existing = metadata.tables.get(f"{schema}.{name}")
+    return existing if existing is not None else define(metadata, schema)

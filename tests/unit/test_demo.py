@@ -14,11 +14,14 @@ import pytest
 import yaml
 
 from leadflow.demo import PERSONA_WEIGHTS, PERSONAS, persona_journey, pick_persona, run_demo
+from services.scoring.domain import LeadEvent, meets_mql_rule, score_lead
+from services.scoring.model import load_model
 
-TRACKING_PLAN = Path(__file__).parents[2] / "config" / "tracking-plan.yaml"
+CONFIG = Path(__file__).parents[2] / "config"
+TRACKING_PLAN = CONFIG / "tracking-plan.yaml"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 TRAIT_KEYS = {"first_name", "last_name", "title", "company", "company_domain", "company_size"}
-TRAIT_KEYS |= {"industry", "country", "channel"}
+TRAIT_KEYS |= {"department", "industry", "country", "channel"}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,25 @@ def test_tire_kickers_read_the_blog_anonymously_and_at_most_identify():
     assert 0 < identified < 200
 
 
+def qualifies(journey: list[dict], model) -> bool:
+    """Score the journey's lead with the scoring domain, as of its last event."""
+    traits: dict = {}
+    for event in journey:
+        traits |= event.get("traits", {})
+    events = [
+        LeadEvent(e["type"], datetime.fromisoformat(e["occurred_at"]), e["properties"]) for e in journey
+    ]
+    email = next((e["email"] for e in journey if "email" in e), None)
+    return meets_mql_rule(model, score_lead(model, email=email, traits=traits, events=events, at=NOW))
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_under_the_default_model_only_good_fit_leads_become_mqls(persona):
+    model = load_model(CONFIG / "scoring-model.yaml")
+    expected = persona in {"good_fit_buyer", "partner_referral"}
+    assert all(qualifies(journey, model) == expected for journey in journeys(persona))
+
+
 def test_a_fixed_seed_gives_the_same_traffic():
     def traffic(seed: int) -> list[dict]:
         rng = random.Random(seed)
@@ -123,9 +145,10 @@ def test_an_unknown_persona_is_refused():
 
 
 class FakeIntake:
-    """A loopback HTTP server that answers 503 to the first batch and 202 after."""
+    """A loopback HTTP server that fails the first batch (503 by default) and accepts the rest."""
 
-    def __init__(self, enough: int) -> None:
+    def __init__(self, enough: int, first: str = "503 Service Unavailable") -> None:
+        self.first = first
         self.requests: list[dict] = []
         self.accepted = 0
         self.auth: set[str] = set()
@@ -147,7 +170,8 @@ class FakeIntake:
         self.auth.add(headers["authorization"])
         self.got_a_request.set()
         if len(self.requests) == 1:
-            status, answer = "503 Service Unavailable", {"title": "Service Unavailable"}
+            status = self.first
+            answer = {"title": status[4:], "detail": "events.0.email: 'ana@x.example' is bad"}
         else:
             status, answer = "202 Accepted", {"accepted": len(body["events"])}
             self.accepted += len(body["events"])
@@ -184,6 +208,15 @@ async def test_run_demo_survives_a_failed_request_and_sends_the_batch_again():
     assert intake.requests[1]["events"] == intake.requests[0]["events"]
     assert intake.auth == {"Bearer k3y"}
     assert any("503" in line and "Service Unavailable" in line for line in logs)
+    assert not any("@" in line for line in logs)
+
+
+async def test_a_batch_intake_refuses_is_dropped_not_retried():
+    intake, logs = FakeIntake(enough=1, first="422 Unprocessable Content"), []
+    await run_until(intake.got_enough, intake.handle, rate_per_s=500, logs=logs)
+
+    assert intake.requests[1]["events"] != intake.requests[0]["events"]
+    assert any("422" in line and "dropping" in line for line in logs)
     assert not any("@" in line for line in logs)
 
 

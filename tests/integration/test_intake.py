@@ -1,0 +1,137 @@
+"""intake over HTTP against the real broker: 202 for valid events, problem+json for bad ones,
+and nothing invalid on `lead.events`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.envelope import Envelope
+from shared.settings import Settings
+from tests.support import ADMIN, good_fit_journey, now_minus, running, tap, unique_email
+
+PROBLEM = "application/problem+json"
+
+
+async def test_valid_event_is_published_keyed_by_normalised_email(settings: Settings) -> None:
+    async with (
+        running("intake", settings) as intake,
+        tap(settings, settings.topic_prefix + "lead.events") as events,
+    ):
+        event = good_fit_journey("  Ada.Lovelace@Northwind-Software.example ")[0]
+        response = await intake.client.post(
+            "/v1/events", json=event, headers={**ADMIN, "X-Trace-Id": "trace-123"}
+        )
+        assert response.status_code == 202
+        assert response.json() == {"accepted": 1, "event_ids": [event["event_id"]]}
+        [published] = await events.wait_for("lead.event")
+        assert published.identity == "ada.lovelace@northwind-software.example"
+        assert published.data["email"] == "ada.lovelace@northwind-software.example"
+        assert published.trace_id == "trace-123"
+        assert events.records[0].key == b"ada.lovelace@northwind-software.example"
+
+
+async def test_batch_is_published_whole(settings: Settings) -> None:
+    async with (
+        running("intake", settings) as intake,
+        tap(settings, settings.topic_prefix + "lead.events") as events,
+    ):
+        journey = good_fit_journey(unique_email())
+        response = await intake.client.post("/v1/events/batch", json={"events": journey}, headers=ADMIN)
+        assert response.status_code == 202
+        assert response.json()["accepted"] == 4
+        await events.wait_for("lead.event", count=4)
+
+
+async def test_bad_events_get_problem_details_naming_field_and_rule(settings: Settings) -> None:
+    good = good_fit_journey(unique_email())[3]
+    cases = [
+        ({**good, "email": None}, 422, "email", "identity_required"),
+        ({**good, "type": "demo_requested"}, 422, "type", "tracking_plan_type"),
+        ({**good, "properties": {}}, 422, "properties.form_id", "required_by_tracking_plan"),
+        ({**good, "occurred_at": "yesterday"}, 422, "occurred_at", "datetime_from_date_parsing"),
+        ({**good, "occurred_at": "2026-11-24T10:00:00"}, 422, "occurred_at", "timezone_aware"),
+        ({**good, "occurred_at": now_minus(-60)}, 422, "occurred_at", "not_in_future"),
+        ({**good, "email": "not-an-email"}, 422, "email", "email_format"),
+        ({**good, "surprise": 1}, 422, "surprise", "extra_forbidden"),
+    ]
+    async with (
+        running("intake", settings) as intake,
+        tap(settings, settings.topic_prefix + "lead.events") as events,
+    ):
+        for body, status, field, rule in cases:
+            response = await intake.client.post("/v1/events", json=body, headers=ADMIN)
+            assert response.status_code == status, body
+            assert response.headers["content-type"] == PROBLEM
+            problem = response.json()
+            assert problem["status"] == status
+            assert {"field": field, "rule": rule} in [
+                {k: e[k] for k in ("field", "rule")} for e in problem["errors"]
+            ]
+        await asyncio.sleep(1.0)
+        assert events.records == []
+
+
+async def test_a_batch_with_one_bad_event_publishes_nothing(settings: Settings) -> None:
+    journey = good_fit_journey(unique_email())
+    journey[2]["properties"] = {}
+    async with (
+        running("intake", settings) as intake,
+        tap(settings, settings.topic_prefix + "lead.events") as events,
+    ):
+        response = await intake.client.post("/v1/events/batch", json={"events": journey}, headers=ADMIN)
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"] == "events.2.properties.content_id"
+        await asyncio.sleep(1.0)
+        assert events.records == []
+
+
+async def test_oversized_batch_and_body_are_refused(settings: Settings) -> None:
+    event = good_fit_journey(unique_email())[0]
+    async with running("intake", settings) as intake:
+        too_many = await intake.client.post("/v1/events/batch", json={"events": [event] * 501}, headers=ADMIN)
+        assert too_many.status_code == 413
+        assert too_many.json()["errors"][0] == {
+            "field": "events",
+            "rule": "max_items",
+            "message": "a batch holds at most 500 events",
+        }
+        huge = {**event, "properties": {"url": "x" * (settings.max_body_bytes + 10)}}
+        too_big = await intake.client.post("/v1/events", json=huge, headers=ADMIN)
+        assert too_big.status_code == 413
+        assert too_big.headers["content-type"] == PROBLEM
+
+
+async def test_api_keys_are_required_and_scoped(settings: Settings) -> None:
+    from leadflow.operations import create_key
+    from shared.auth import Scope
+
+    event = good_fit_journey(unique_email())[0]
+    async with running("intake", settings) as intake:
+        assert (await intake.client.post("/v1/events", json=event)).status_code == 401
+        bad = await intake.client.post("/v1/events", json=event, headers={"X-API-Key": "lf_nope"})
+        assert bad.status_code == 401
+        reader, _ = await create_key(settings, name="dashboard", scopes=[Scope.METRICS_READ], owner=None)
+        forbidden = await intake.client.post("/v1/events", json=event, headers={"X-API-Key": reader})
+        assert forbidden.status_code == 403
+        assert forbidden.json()["detail"] == "This call needs the 'events:write' scope."
+        writer, _ = await create_key(settings, name="forms", scopes=[Scope.EVENTS_WRITE], owner=None)
+        ok = await intake.client.post("/v1/events", json=event, headers={"Authorization": f"Bearer {writer}"})
+        assert ok.status_code == 202
+
+
+async def test_health_readiness_and_metrics(settings: Settings) -> None:
+    async with running("intake", settings) as intake:
+        assert (await intake.client.get("/healthz")).json() == {"status": "ok", "service": "intake"}
+        ready = await intake.client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
+        await intake.client.post("/v1/events", json={"type": "nope"}, headers=ADMIN)
+        metrics = (await intake.client.get("/metrics")).text
+        assert "leadflow_http_requests_total" in metrics
+
+
+def test_envelope_round_trips() -> None:
+    raw = Envelope(
+        id="1", type="lead.event", occurred_at="2026-11-24T10:00:00Z", source="t", trace_id="x", data={}
+    ).to_bytes()
+    assert Envelope.from_bytes(raw).id == "1"

@@ -1,0 +1,175 @@
+"""What the integration and end-to-end tests share: running services in-process,
+reading topics, waiting for effects, and the events of typical leads."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from fastapi import FastAPI
+
+from shared.envelope import Envelope
+from shared.runtime import ServiceRuntime
+from shared.settings import Settings
+
+T = TypeVar("T")
+ADMIN = {"Authorization": "Bearer test-admin-key"}
+
+
+@dataclass
+class RunningService:
+    app: FastAPI
+    runtime: ServiceRuntime
+    client: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def running(service: str, settings: Settings) -> AsyncIterator[RunningService]:
+    """One service in this process against the real broker and Postgres."""
+    app = importlib.import_module(f"services.{service}.app").create(settings)
+    runtime: ServiceRuntime = app.state.runtime
+    await runtime.start()
+    await asyncio.wait_for(runtime.started.wait(), timeout=30)
+    if runtime.consumer is not None:
+        await eventually(lambda: _true_or_none(runtime.consumer.running), timeout=30)  # type: ignore[union-attr]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{service}") as client:
+        try:
+            yield RunningService(app, runtime, client)
+        finally:
+            await runtime.stop()
+
+
+def _true_or_none(value: bool) -> bool | None:
+    return True if value else None
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None] | T | None], timeout: float = 20.0) -> T:
+    """Poll `probe` until it returns something other than None (or False)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result not in (None, False):
+            return result  # type: ignore[return-value]
+        last = result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class TopicTap:
+    """Everything published on a topic since the tap started (read from the beginning)."""
+
+    consumer: AIOKafkaConsumer
+    records: list[ConsumerRecord] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def _pump(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                self.records.extend(records)
+
+    def envelopes(self, type_: str | None = None) -> list[Envelope]:
+        found = []
+        for record in self.records:
+            try:
+                envelope = Envelope.from_bytes(record.value)
+            except Exception:
+                continue
+            if type_ is None or envelope.type == type_:
+                found.append(envelope)
+        return found
+
+    async def wait_for(
+        self,
+        type_: str,
+        predicate: Callable[[Envelope], bool] = lambda e: True,
+        count: int = 1,
+        timeout: float = 20.0,
+    ) -> list[Envelope]:
+        async def probe() -> list[Envelope] | None:
+            matches = [e for e in self.envelopes(type_) if predicate(e)]
+            return matches if len(matches) >= count else None
+
+        return await eventually(probe, timeout=timeout)
+
+
+@asynccontextmanager
+async def tap(settings: Settings, topic: str) -> AsyncIterator[TopicTap]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    t = TopicTap(consumer)
+    t._task = asyncio.create_task(t._pump())
+    try:
+        yield t
+    finally:
+        t._task.cancel()
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+def now_minus(minutes: float = 0) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+
+
+def unique_email(name: str = "buyer") -> str:
+    return f"{name}.{uuid.uuid4().hex[:8]}@northwind-software.example"
+
+
+def good_fit_journey(email: str) -> list[dict[str, Any]]:
+    """A VP of Marketing at a 500-person US software company who asks for a demo."""
+    traits = {
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "title": "VP of Marketing",
+        "company": "Northwind Software",
+        "company_domain": "northwind-software.example",
+        "company_size": 500,
+        "industry": "Software",
+        "country": "US",
+    }
+    steps = [
+        ("page_view", {"url": "https://leadflow.example/pricing"}),
+        ("page_view", {"url": "https://leadflow.example/pricing"}),
+        ("content_download", {"content_id": "whitepaper-2026"}),
+        ("demo_request", {"form_id": "demo"}),
+    ]
+    return [
+        {
+            "event_id": f"e-{uuid.uuid4().hex}",
+            "type": kind,
+            "occurred_at": now_minus(len(steps) - i),
+            "email": email,
+            "traits": traits,
+            "properties": props,
+        }
+        for i, (kind, props) in enumerate(steps)
+    ]
