@@ -121,6 +121,6 @@ def demo(
 @app.command()
 def bench() -> None:
     """Measure throughput and latency against ceilings from the same run."""
-    from bench.run import main
+    from leadflow.bench import main
 
     main()

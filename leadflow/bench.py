@@ -1,0 +1,440 @@
+"""`make bench`: leadflow's throughput and latency, each beside a ceiling measured in the same run.
+
+Everything runs on this machine: the embedded broker and Postgres, the services
+as separate processes (`leadflow serve`), and the load generator here. Figures
+are only comparable within one run, hence the ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from leadflow.embedded import (
+    create_database,
+    die_with_parent,
+    free_port,
+    start_broker,
+    start_postgres,
+    stop_process,
+)
+from leadflow.operations import migrate_all
+from services.intake.domain import IntakeEvent
+from services.intake.handlers import to_envelope
+from shared.envelope import Envelope, utcnow
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+HTTP_REQUESTS = 3000
+HTTP_CONCURRENCY = 32
+BATCH_SIZE = 100
+BATCHES = 60
+RAW_MESSAGES = 20_000
+SCORING_LEADS = 500
+EVENTS_PER_LEAD = 10
+LATENCY_LEADS = 100
+LATENCY_RATE = 10.0  # journeys per second
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    ceiling_name: str
+    ceiling: float
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.ceiling if self.ceiling else 0.0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# --- ceilings --------------------------------------------------------------------
+
+
+async def raw_produce(bootstrap: str, topic: str, payload: bytes) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [
+            await producer.send(topic, payload, key=str(i % 500).encode()) for i in range(RAW_MESSAGES)
+        ]
+        await asyncio.gather(*futures)
+        return RAW_MESSAGES / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(bootstrap: str, topic: str) -> float:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        started = None
+        while seen < RAW_MESSAGES:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            if batch and started is None:
+                started = time.perf_counter()
+            seen += sum(len(records) for records in batch.values())
+        assert started is not None
+        return RAW_MESSAGES / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def raw_round_trip(bootstrap: str, topic: str) -> list[float]:
+    """Latency of one message through the broker (produce → a consumer sees it), at the latency rate."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        await consumer.getmany(timeout_ms=1000)
+        latencies = []
+        for _ in range(LATENCY_LEADS):
+            sent = time.perf_counter()
+            await producer.send_and_wait(topic, b"ping")
+            while not await consumer.getmany(timeout_ms=1000):
+                pass
+            latencies.append((time.perf_counter() - sent) * 1000)
+            await asyncio.sleep(1 / LATENCY_RATE)
+        return latencies
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def hammer(url: str, bodies: Callable[[int], bytes], requests: int, headers: dict[str, str]) -> float:
+    """Requests per second at HTTP_CONCURRENCY keep-alive connections."""
+    limits = httpx.Limits(max_connections=HTTP_CONCURRENCY, max_keepalive_connections=HTTP_CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+        counter = iter(range(requests))
+
+        async def worker() -> None:
+            for i in counter:
+                response = await client.post(url, content=bodies(i), headers=headers)
+                if response.status_code >= 300:
+                    raise RuntimeError(f"{url}: {response.status_code} {response.text[:200]}")
+
+        for _ in range(50):  # warm up
+            await client.post(url, content=bodies(0), headers=headers)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(HTTP_CONCURRENCY)))
+        return requests / (time.perf_counter() - started)
+
+
+EMPTY_APP = """
+from fastapi import FastAPI, Request
+app = FastAPI()
+@app.post("/empty", status_code=202)
+async def empty(request: Request) -> dict:
+    await request.body()
+    return {"accepted": 1}
+"""
+
+
+# --- leadflow ----------------------------------------------------------------------
+
+
+def event(email: str, n: int, kind: str = "page_view") -> dict:
+    props = {"url": f"https://leadflow.example/blog/{n}"} if kind == "page_view" else {"form_id": "demo"}
+    return {
+        "event_id": uuid.uuid4().hex,
+        "type": kind,
+        "occurred_at": (datetime.now(UTC) - timedelta(seconds=60 - n)).isoformat(),
+        "email": email,
+        "traits": {"title": "VP of Marketing", "company_size": 500, "industry": "Software", "country": "US"},
+        "properties": props,
+    }
+
+
+def journey(email: str) -> list[dict]:
+    return [
+        {**event(email, 0), "properties": {"url": "https://leadflow.example/pricing"}},
+        {**event(email, 1), "type": "content_download", "properties": {"content_id": "whitepaper"}},
+        {**event(email, 2), "properties": {"url": "https://leadflow.example/pricing"}},
+        event(email, 3, "demo_request"),
+    ]
+
+
+async def scoring_throughput(settings: Settings, db_dsn: str, env: dict[str, str]) -> float:
+    """Events/s of one scoring process draining a backlog of lead events."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    total = SCORING_LEADS * EVENTS_PER_LEAD
+    try:
+        futures = []
+        for lead in range(SCORING_LEADS):
+            email = f"bench{lead}.{uuid.uuid4().hex[:6]}@northwind.example"
+            for n in range(EVENTS_PER_LEAD):
+                envelope = to_envelope(
+                    IntakeEvent.model_validate(event(email, n)), received_at=utcnow(), source="bench"
+                )
+                futures.append(
+                    await producer.send(
+                        settings.topic_prefix + "lead.events", envelope.to_bytes(), key=email.encode()
+                    )
+                )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    conn = await asyncpg.connect(db_dsn)
+    scoring = serve("scoring", env)
+    try:
+        started = None
+        while True:
+            count = await conn.fetchval("SELECT count(*) FROM scoring.lead_events")
+            if count and started is None:
+                started = time.perf_counter()
+            if count >= total:
+                assert started is not None
+                return total / (time.perf_counter() - started)
+            if scoring.poll() is not None:
+                raise RuntimeError("scoring exited during the benchmark")
+            await asyncio.sleep(0.05)
+    finally:
+        stop_process(scoring)
+        await conn.close()
+
+
+async def end_to_end_latency(settings: Settings, intake_url: str, headers: dict[str, str]) -> list[float]:
+    """ms from the POST of a journey's last event to `lead.mql_reached` seen on the bus."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_prefix + "lead.lifecycle",
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    await consumer.getmany(timeout_ms=1000)
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def watch() -> None:
+        while len(latencies) < LATENCY_LEADS:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    envelope = Envelope.from_bytes(record.value)
+                    if envelope.type == "lead.mql_reached" and envelope.trace_id in sent_at:
+                        latencies.append((time.perf_counter() - sent_at.pop(envelope.trace_id)) * 1000)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            for i in range(LATENCY_LEADS):
+                events = journey(f"latency{i}.{uuid.uuid4().hex[:6]}@northwind.example")
+                await client.post(
+                    f"{intake_url}/v1/events/batch", json={"events": events[:-1]}, headers=headers
+                )
+                trace_id = uuid.uuid4().hex
+                sent_at[trace_id] = time.perf_counter()
+                response = await client.post(
+                    f"{intake_url}/v1/events", json=events[-1], headers={**headers, "X-Trace-Id": trace_id}
+                )
+                response.raise_for_status()
+                await asyncio.sleep(1 / LATENCY_RATE)
+        await asyncio.wait_for(watcher, timeout=60)
+    finally:
+        watcher.cancel()
+        await consumer.stop()
+    return latencies
+
+
+def serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "leadflow", "serve", service],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+
+
+async def wait_ready(url: str, path: str = "/readyz", within_s: float = 60.0) -> None:
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                if (await client.get(url + path)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} not ready")
+            await asyncio.sleep(0.2)
+
+
+async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]]]:
+    broker = start_broker(free_port())
+    postgres = start_postgres(work / "pg")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        await create_database(postgres.admin_uri, "bench")
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap,
+            database_url=postgres.database_url("bench"),
+            topic_prefix="bench.",
+            topic_partitions=12,
+            admin_key="bench-admin-key-0123456789",
+            config_dir=ROOT / "config",
+        )
+        await migrate_all(settings)
+        env = {
+            **os.environ,
+            "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "LEADFLOW_DATABASE_URL": settings.database_url,
+            "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
+            "LEADFLOW_ADMIN_KEY": settings.admin_key,
+            "LEADFLOW_CONFIG_DIR": str(settings.config_dir),
+            "LEADFLOW_LOG_LEVEL": "WARNING",
+            "LEADFLOW_INTAKE_PORT": str(free_port()),
+            "LEADFLOW_SCORING_PORT": str(free_port()),
+        }
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
+        payload = orjson.dumps(event("raw@northwind.example", 1)) * 2  # about an envelope's size
+        await _ensure_raw_topic(settings)
+
+        print("ceiling: raw aiokafka produce / consume …", flush=True)
+        produce = await raw_produce(settings.kafka_bootstrap, "bench.raw", payload)
+        consume = await raw_consume(settings.kafka_bootstrap, "bench.raw")
+
+        print("ceiling: empty FastAPI endpoint …", flush=True)
+        empty_port = free_port()
+        (work / "empty_app.py").write_text(EMPTY_APP)
+        processes.append(
+            subprocess.Popen(  # noqa: ASYNC220 - starts a server; nothing waits on it
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "empty_app:app",
+                    "--port",
+                    str(empty_port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=work,
+                preexec_fn=die_with_parent,
+            )
+        )
+        await wait_ready(f"http://127.0.0.1:{empty_port}", "/docs")
+        single_body = orjson.dumps(event("one@northwind.example", 1))
+        empty = await hammer(
+            f"http://127.0.0.1:{empty_port}/empty", lambda i: single_body, HTTP_REQUESTS, headers
+        )
+
+        print("intake: single and batch endpoints …", flush=True)
+        intake_url = f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}"
+        processes.append(serve("intake", env))
+        await wait_ready(intake_url)
+        bodies = [orjson.dumps(event(f"single{i}@northwind.example", i % 50)) for i in range(HTTP_REQUESTS)]
+        single = await hammer(f"{intake_url}/v1/events", lambda i: bodies[i], HTTP_REQUESTS, headers)
+        batch_bodies = [
+            orjson.dumps(
+                {"events": [event(f"b{b}.{i}@northwind.example", i % 50) for i in range(BATCH_SIZE)]}
+            )
+            for b in range(BATCHES)
+        ]
+        batch_rps = await hammer(f"{intake_url}/v1/events/batch", lambda i: batch_bodies[i], BATCHES, headers)
+
+        print(f"scoring: draining {SCORING_LEADS * EVENTS_PER_LEAD} events …", flush=True)
+        db_dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        scoring_rate = await scoring_throughput(settings, db_dsn, env)
+
+        print(f"end to end: {LATENCY_LEADS} journeys at {LATENCY_RATE:.0f}/s …", flush=True)
+        processes.append(serve("scoring", env))
+        await wait_ready(f"http://127.0.0.1:{env['LEADFLOW_SCORING_PORT']}")
+        latencies = await end_to_end_latency(settings, intake_url, headers)
+        baseline = await raw_round_trip(settings.kafka_bootstrap, "bench.raw")
+
+        figures = [
+            Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
+            Figure(
+                "intake, batch endpoint (100/batch)",
+                batch_rps * BATCH_SIZE,
+                "events/s",
+                "raw aiokafka produce",
+                produce,
+            ),
+            Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
+        ]
+        return figures, {"leadflow": latencies, "broker": baseline}
+    finally:
+        for process in processes:
+            stop_process(process)
+        broker.stop()
+        postgres.stop()
+
+
+async def _ensure_raw_topic(settings: Settings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic("bench.raw", 12, 1)])
+    finally:
+        await admin.close()
+
+
+def report(figures: list[Figure], latencies: dict[str, list[float]]) -> str:
+    lf, broker = latencies["leadflow"], latencies["broker"]
+    lines = [
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; command: `make bench`.",
+        "",
+        "| figure | leadflow | ceiling (same run) | ratio |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
+        )
+    lines += [
+        "",
+        f"| end-to-end latency, intake POST → `lead.mql_reached` ({len(lf)} leads at {LATENCY_RATE:.0f}/s) "
+        "| p50 | p99 |",
+        "| --- | ---: | ---: |",
+        f"| leadflow (intake → Kafka → scoring → outbox → Kafka) | {statistics.median(lf):.1f} ms "
+        f"| {percentile(lf, 99):.1f} ms |",
+        f"| ceiling: one message through the broker, produce → consume | {statistics.median(broker):.1f} ms "
+        f"| {percentile(broker, 99):.1f} ms |",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+        figures, latencies = asyncio.run(run(Path(tmp)))
+    text = report(figures, latencies)
+    print("\n" + text + "\n")
+    out = ROOT / "docs" / "benchmark-latest.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text + "\n")
+    print(f"written to {out.relative_to(ROOT)}; copy notable runs into docs/benchmarks.md")
