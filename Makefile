@@ -26,6 +26,7 @@ bench: $(STAMP)  ## throughput and latency against ceilings measured in the same
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

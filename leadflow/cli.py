@@ -27,7 +27,7 @@ def serve(service: Annotated[str, typer.Argument(help="intake | scoring | handof
 
     if service not in SERVICES:
         raise typer.BadParameter(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
-    name: ServiceName = service  # type: ignore[assignment]
+    name: ServiceName = service
     settings = get_settings()
     configure_logging(service=name, level=settings.log_level, json=settings.json_logs)
     module = importlib.import_module(f"services.{name}.app")

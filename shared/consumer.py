@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +35,14 @@ Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
 
 # Postgres SQLSTATEs worth retrying rather than dead-lettering.
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
+
+
+def describe(error: BaseException) -> str:
+    """The error without the input it was about: validation errors echo their input, which may hold PII."""
+    if isinstance(error, ValidationError):
+        problems = error.errors(include_input=False, include_url=False)
+        return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in problems)[:2000]
+    return str(error)[:2000]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -64,6 +73,7 @@ class ConsumerRunner:
         source: str,
         batch_size: int = 500,
         poll_ms: int = 200,
+        fetch_max_wait_ms: int = 100,
         after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self.group_id = group_id
@@ -78,6 +88,7 @@ class ConsumerRunner:
         self._source = source
         self._batch_size = batch_size
         self._poll_ms = poll_ms
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._after_commit = after_commit
         self.running = False
 
@@ -89,6 +100,7 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._batch_size,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await consumer.start()
         self.running = True
@@ -165,7 +177,7 @@ class ConsumerRunner:
                     group=self.group_id,
                     type=envelope.type,
                     message_id=envelope.id,
-                    error=str(exc)[:500],
+                    error=describe(exc)[:500],
                 )
                 return exc
         MESSAGES_CONSUMED.labels(self.group_id, "handled").inc()
@@ -173,7 +185,7 @@ class ConsumerRunner:
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
         headers = [
-            ("error", str(error)[:2000].encode()),
+            ("error", describe(error).encode()),
             ("error_type", type(error).__name__.encode()),
             ("source_topic", record.topic.encode()),
             ("source_partition", str(record.partition).encode()),

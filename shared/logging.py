@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
@@ -38,7 +39,7 @@ def trace_context(trace_id: str | None) -> Iterator[str]:
         _trace_id.reset(token)
 
 
-def _add_trace_id(_: object, __: str, event_dict: dict[str, object]) -> dict[str, object]:
+def _add_trace_id(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     tid = _trace_id.get()
     if tid is not None:
         event_dict.setdefault("trace_id", tid)

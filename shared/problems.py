@@ -10,14 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class DependencyUnavailable(Exception):
+    """Kafka or Postgres cannot be reached: the client should retry (503)."""
+
+
+# Errors that mean an outage, not a bad request: answered 503 with Retry-After.
+OUTAGES: tuple[type[Exception], ...] = (
+    DependencyUnavailable,
+    KafkaError,
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 log = get_logger(__name__)
 
 
@@ -102,6 +119,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         problem = Problem(status=exc.status_code, title=str(exc.detail), headers=dict(exc.headers or {}))
         return problem_response(problem, request.url.path)
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("dependency_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        problem = Problem(
+            status=503,
+            title="Temporarily unavailable",
+            detail="A dependency (Kafka or Postgres) is unreachable; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
+        return problem_response(problem, request.url.path)
+
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +107,12 @@ class ServiceRuntime:
                 source=self.spec.name,
                 batch_size=self.settings.consumer_batch_size,
                 poll_ms=self.settings.consumer_poll_ms,
+                fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
                 after_commit=self.relay.wake,
             )
             self._spawn("consumer", self.consumer.run)
         for loop in self.spec.loops:
-            self._spawn(loop.__name__, lambda stop, loop=loop: loop(self, stop))
+            self._spawn(loop.__name__, functools.partial(loop, self))
         self.started.set()
         log.info("service_started", kafka=self.settings.kafka_bootstrap)
 

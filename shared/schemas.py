@@ -38,7 +38,7 @@ def asyncapi_document() -> dict[str, Any]:
             "messages": {
                 name: {"$ref": f"#/components/messages/{name}"}
                 for name, message in messages.items()
-                if EVENT_MODELS[message["name"]].topic == topic
+                if EVENT_MODELS[str(message["name"])].topic == topic
             },
         }
         for topic in BASE_TOPICS

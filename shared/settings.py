@@ -47,6 +47,11 @@ class Settings(BaseSettings):
 
     consumer_batch_size: int = Field(default=500, ge=1)
     consumer_poll_ms: int = Field(default=200, ge=1)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        description="Longest a fetch waits for data; bounds latency on brokers without long-poll wake-ups.",
+    )
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_idle_poll_ms: int = Field(default=500, ge=10)
 

@@ -79,14 +79,15 @@ async def open_handoff(
     """Open the lead's handoff for this cycle, owned by the queue, with its SLA deadline."""
     policy = sla.choose_policy(config, recent_events=mql.recent_events, mql_at=mql_at)
     handoff_id = str(uuid.uuid4())
-    values = dict(
+    due = sla.decide_by(policy, handed_off_at)
+    values: dict[str, Any] = dict(
         handoff_id=handoff_id,
         lead_id=lead_id,
         cycle=mql.cycle,
         stage=Stage.MQL.value,
         owner=config.default_owner,
         policy=policy.name,
-        decide_by=sla.decide_by(policy, handed_off_at),
+        decide_by=due,
         score=mql.score,
         grade=mql.grade,
         explanation=[c.model_dump() for c in mql.explanation],
@@ -102,7 +103,7 @@ async def open_handoff(
         cycle=mql.cycle,
         owner=config.default_owner,
         policy=policy.name,
-        decide_by=values["decide_by"],
+        decide_by=due,
         channel=mql.channel,
         campaign=mql.campaign,
         score=mql.score,
