@@ -11,7 +11,9 @@ the batch, and the inbox makes the replay change nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -19,19 +21,34 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.envelope import Envelope
-from shared.events import EventData, parse_data
+from shared.events import parse_data
 from shared.logging import get_logger, trace_context
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
-from shared.outbox import first_delivery
+from shared.outbox import record_deliveries
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, Envelope, Any], Awaitable[None]]
+# Handles many messages of one type at once (one query per batch, not per message).
+BatchHandler = Callable[[UnitOfWork, list[tuple[Envelope, Any]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Message:
+    record: ConsumerRecord
+    envelope: Envelope
+
+
+def _runs_by_type(messages: Iterable[Message]) -> Iterator[tuple[str, list[Message]]]:
+    """Consecutive messages of one type, in order."""
+    for event_type, run in itertools.groupby(messages, key=lambda m: m.envelope.type):
+        yield event_type, list(run)
+
 
 # Postgres SQLSTATEs worth retrying rather than dead-lettering.
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
@@ -64,6 +81,7 @@ class ConsumerRunner:
         group_id: str,
         topics: list[str],
         handlers: Mapping[str, Handler],
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
         engine: AsyncEngine,
         inbox: Table,
         outbox: Table,
@@ -79,6 +97,7 @@ class ConsumerRunner:
         self.group_id = group_id
         self.topics = topics
         self.handlers = handlers
+        self.batch_handlers = batch_handlers or {}
         self._engine = engine
         self._inbox = inbox
         self._outbox = outbox
@@ -133,43 +152,104 @@ class ConsumerRunner:
                 delay = min(delay * 2, 30.0)
 
     async def handle_batch(self, records: list[ConsumerRecord]) -> None:
-        dead: list[tuple[ConsumerRecord, BaseException]] = []
+        """Handle a batch in one transaction; dead letters go out before it commits.
+
+        Publishing them first means a crash in between repeats a dead letter
+        rather than losing it (the inbox then marks the message as done).
+        """
         async with self._engine.begin() as conn:
             uow = UnitOfWork(conn=conn, outbox=self._outbox, topics=self._topic_names, source=self._source)
-            for record in records:
-                error = await self._handle_one(uow, record)
-                if error is not None:
-                    dead.append((record, error))
-        for record, error in dead:
-            await self._dead_letter(record, error)
+            messages, dead = self._parse(records)
+            fresh = await self._first_deliveries(conn, messages)
+            for event_type, group in _runs_by_type(
+                m for m in fresh if m.envelope.type in self.batch_handlers
+            ):
+                dead += await self._handle_group(uow, event_type, group)
+            for message in fresh:
+                handler = self.handlers.get(message.envelope.type)
+                if handler is not None and message.envelope.type not in self.batch_handlers:
+                    error = await self._handle_one(uow, message, handler)
+                    if error is not None:
+                        dead.append((message.record, error))
+            for record, error in dead:
+                await self._dead_letter(record, error)
+            await uow.flush()
         if uow.emitted:
             self._after_commit()
 
-    async def _handle_one(self, uow: UnitOfWork, record: ConsumerRecord) -> BaseException | None:
+    def _parse(
+        self, records: list[ConsumerRecord]
+    ) -> tuple[list[Message], list[tuple[ConsumerRecord, BaseException]]]:
+        messages: list[Message] = []
+        dead: list[tuple[ConsumerRecord, BaseException]] = []
+        for record in records:
+            try:
+                envelope = Envelope.from_bytes(record.value)
+            except Exception as exc:
+                dead.append((record, exc))
+                continue
+            if envelope.type in self.handlers or envelope.type in self.batch_handlers:
+                messages.append(Message(record, envelope))
+            else:
+                MESSAGES_CONSUMED.labels(self.group_id, "ignored").inc()
+        return messages, dead
+
+    async def _first_deliveries(self, conn: AsyncConnection, messages: list[Message]) -> list[Message]:
+        """The messages not processed before (the inbox remembers every id), in order, once each."""
+        if not messages:
+            return []
+        new_ids = await record_deliveries(
+            conn, self._inbox, [(m.envelope.id, m.record.topic) for m in messages]
+        )
+        fresh = []
+        for message in messages:
+            if message.envelope.id in new_ids:
+                new_ids.discard(message.envelope.id)
+                fresh.append(message)
+            else:
+                MESSAGES_CONSUMED.labels(self.group_id, "duplicate").inc()
+        return fresh
+
+    async def _handle_group(
+        self, uow: UnitOfWork, event_type: str, group: list[Message]
+    ) -> list[tuple[ConsumerRecord, BaseException]]:
+        """Run a batch handler on a run of same-type messages; on a bad message, isolate it."""
+        handler = self.batch_handlers[event_type]
+        dead: list[tuple[ConsumerRecord, BaseException]] = []
+        items: list[tuple[Envelope, Any]] = []
+        for message in group:
+            try:
+                items.append((message.envelope, parse_data(message.envelope)))
+            except Exception as exc:
+                dead.append((message.record, exc))
+        emitted_before = len(uow.emitted)
         try:
-            envelope = Envelope.from_bytes(record.value)
+            async with uow.conn.begin_nested():
+                await handler(uow, items)
+            MESSAGES_CONSUMED.labels(self.group_id, "handled").inc(len(items))
+            return dead
         except Exception as exc:
-            return exc
-        handler = self.handlers.get(envelope.type)
-        if handler is None:
-            MESSAGES_CONSUMED.labels(self.group_id, "ignored").inc()
-            return None
+            del uow.emitted[emitted_before:]
+            if is_transient(exc):
+                raise
+        # One of them is poison: handle each alone so only it goes to the DLQ.
+        parsed = {id(envelope) for envelope, _ in items}
+        for message in group:
+            if id(message.envelope) in parsed:
+                error = await self._handle_one(uow, message, lambda u, e, d: handler(u, [(e, d)]))
+                if error is not None:
+                    dead.append((message.record, error))
+        return dead
+
+    async def _handle_one(self, uow: UnitOfWork, message: Message, handler: Handler) -> BaseException | None:
+        envelope = message.envelope
+        emitted_before = len(uow.emitted)
         with trace_context(envelope.trace_id):
             try:
                 async with uow.conn.begin_nested():
-                    emitted_before = len(uow.emitted)
-                    try:
-                        if not await first_delivery(
-                            uow.conn, self._inbox, message_id=envelope.id, topic=record.topic
-                        ):
-                            MESSAGES_CONSUMED.labels(self.group_id, "duplicate").inc()
-                            return None
-                        data: EventData = parse_data(envelope)
-                        await handler(uow, envelope, data)
-                    except BaseException:
-                        del uow.emitted[emitted_before:]
-                        raise
+                    await handler(uow, envelope, parse_data(envelope))
             except Exception as exc:
+                del uow.emitted[emitted_before:]
                 if is_transient(exc):
                     raise
                 log.warning(

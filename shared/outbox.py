@@ -64,29 +64,31 @@ def inbox_table(metadata: MetaData, schema: str) -> Table:
 
 
 async def add_to_outbox(
-    conn: AsyncConnection, outbox: Table, envelope: Envelope, *, topic: str, key: str | None
+    conn: AsyncConnection, outbox: Table, events: list[tuple[Envelope, str, str | None]]
 ) -> None:
-    await conn.execute(
-        insert(outbox)
-        .values(
-            message_id=envelope.id,
-            topic=topic,
-            key=key.encode() if key is not None else None,
-            payload=envelope.to_bytes(),
-        )
-        .on_conflict_do_nothing(index_elements=["message_id"])
-    )
+    """Write (envelope, topic, key) rows in one statement, in order."""
+    rows = [
+        {
+            "message_id": envelope.id,
+            "topic": topic,
+            "key": key.encode() if key is not None else None,
+            "payload": envelope.to_bytes(),
+        }
+        for envelope, topic, key in events
+    ]
+    await conn.execute(insert(outbox).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
 
 
-async def first_delivery(conn: AsyncConnection, inbox: Table, *, message_id: str, topic: str) -> bool:
-    """Record a message as processed; False when it already was (a redelivery)."""
+async def record_deliveries(conn: AsyncConnection, inbox: Table, messages: list[tuple[str, str]]) -> set[str]:
+    """Record (message id, topic) pairs as processed; returns the ids not seen before."""
+    rows = [{"message_id": mid, "topic": topic} for mid, topic in dict(messages).items()]
     result = await conn.execute(
         insert(inbox)
-        .values(message_id=message_id, topic=topic)
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["message_id"])
         .returning(inbox.c.message_id)
     )
-    return result.first() is not None
+    return {row.message_id for row in result}
 
 
 class OutboxRelay:

@@ -21,7 +21,7 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore
-from shared.consumer import ConsumerRunner, Handler
+from shared.consumer import BatchHandler, ConsumerRunner, Handler
 from shared.db import make_engine, migrate, ping
 from shared.kafka import make_producer
 from shared.logging import get_logger
@@ -44,6 +44,7 @@ class ServiceSpec:
     migrations: Path | None  # None: the service keeps no tables of its own (intake)
     subscriptions: list[str] = field(default_factory=list)  # base topic names
     handlers: Mapping[str, Handler] = field(default_factory=dict)
+    batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
     loops: list[BackgroundLoop] = field(default_factory=list)
 
 
@@ -98,6 +99,7 @@ class ServiceRuntime:
                 group_id=f"{self.settings.topic_prefix}leadflow-{self.spec.name}",
                 topics=[self.topics.name(t) for t in self.spec.subscriptions],
                 handlers=self.spec.handlers,
+                batch_handlers=self.spec.batch_handlers,
                 engine=self.engine,
                 inbox=self.inbox,
                 outbox=self.outbox,
@@ -158,6 +160,7 @@ class ServiceRuntime:
         async with self.engine.begin() as conn:
             uow = UnitOfWork(conn=conn, outbox=self.outbox, topics=self.topics, source=self.spec.name)
             yield uow
+            await uow.flush()
         if uow.emitted:
             self.relay.wake()
 

@@ -1,8 +1,9 @@
 """The unit of work: one transaction, plus the events it causes.
 
 Handlers receive a `UnitOfWork`, change state through `uow.conn` and announce
-what happened with `uow.emit(...)`, which writes to the outbox in the same
-transaction. Nothing reaches Kafka unless the transaction commits.
+what happened with `uow.emit(...)`. Emitted events are written to the outbox
+in one statement by `flush()`, inside the same transaction, just before it
+commits; nothing reaches Kafka unless the transaction commits.
 """
 
 from __future__ import annotations
@@ -19,29 +20,44 @@ from shared.outbox import add_to_outbox
 from shared.topics import Topics
 
 
+@dataclass(frozen=True)
+class Emitted:
+    envelope: Envelope
+    topic: str
+    key: str | None
+
+
 @dataclass
 class UnitOfWork:
     conn: AsyncConnection
     outbox: Table
     topics: Topics
     source: str
-    emitted: list[Envelope] = field(default_factory=list)
+    emitted: list[Emitted] = field(default_factory=list)
+    _flushed: int = 0
 
-    async def emit(
+    def emit(
         self,
         data: EventData,
         *,
         lead_id: str | None,
         occurred_at: datetime | None = None,
         key: str | None = None,
-        message_id: str | None = None,
+        trace_id: str | None = None,
     ) -> Envelope:
-        """Record `data` for publication on its topic, keyed by `key`, else the lead id."""
+        """Record `data` for publication on its topic, keyed by `key`, else the lead id.
+
+        The trace id defaults to the one of the message or request being handled.
+        """
         envelope = envelope_for(
-            data, source=self.source, lead_id=lead_id, occurred_at=occurred_at, message_id=message_id
+            data, source=self.source, lead_id=lead_id, occurred_at=occurred_at, trace_id=trace_id
         )
-        await add_to_outbox(
-            self.conn, self.outbox, envelope, topic=self.topics.name(data.topic), key=key or lead_id
-        )
-        self.emitted.append(envelope)
+        self.emitted.append(Emitted(envelope, self.topics.name(data.topic), key or lead_id))
         return envelope
+
+    async def flush(self) -> None:
+        """Write the events emitted since the last flush to the outbox."""
+        pending = self.emitted[self._flushed :]
+        if pending:
+            await add_to_outbox(self.conn, self.outbox, [(e.envelope, e.topic, e.key) for e in pending])
+        self._flushed = len(self.emitted)

@@ -134,9 +134,9 @@ async def evaluate_return_rate(uow: UnitOfWork, config: FeedbackConfig, *, now: 
             raised_at=now,
             figures=payload,
         ):
-            await uow.emit(AlertRaised(**payload), lead_id=None, key=RETURN_RATE_OVERALL)
+            uow.emit(AlertRaised(**payload), lead_id=None, key=RETURN_RATE_OVERALL)
     elif await store.resolve_alert(uow.conn, RETURN_RATE_OVERALL, at=now, figures=payload):
-        await uow.emit(AlertResolved(**payload), lead_id=None, key=RETURN_RATE_OVERALL)
+        uow.emit(AlertResolved(**payload), lead_id=None, key=RETURN_RATE_OVERALL)
 
 
 def make_alert_timer(config: FeedbackConfig) -> BackgroundLoop:

@@ -109,7 +109,7 @@ async def open_handoff(
         score=mql.score,
         grade=mql.grade,
     )
-    await uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
+    uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 
 
 async def decide(uow: UnitOfWork, config: sla.SlaConfig, handoff_id: str, decision: Decision) -> Any:
@@ -152,7 +152,7 @@ async def decide(uow: UnitOfWork, config: sla.SlaConfig, handoff_id: str, decisi
         campaign=row.campaign,
         **_details(decision),
     )
-    await uow.emit(event, lead_id=row.lead_id, occurred_at=now)
+    uow.emit(event, lead_id=row.lead_id, occurred_at=now)
     return await store.get(uow.conn, handoff_id)
 
 

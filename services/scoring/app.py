@@ -76,12 +76,14 @@ async def list_leads(
 def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     settings = settings or get_settings()
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
+    handlers, batch_handlers = make_handlers(model)
     spec = ServiceSpec(
         name="scoring",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
         subscriptions=[LEAD_EVENTS, LEAD_LIFECYCLE],
-        handlers=make_handlers(model),
+        handlers=handlers,
+        batch_handlers=batch_handlers,
     )
     app = create_app(
         ServiceRuntime(spec, settings),

@@ -12,8 +12,9 @@ from typing import Any
 
 from services.scoring import store
 from services.scoring.domain import LeadEvent, LeadScore, meets_mql_rule, score_lead
+from services.scoring.identity import IdentityPlan
 from services.scoring.model import ScoringModel
-from shared.consumer import Handler
+from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
 from shared.events import (
     HandoffTransition,
@@ -36,90 +37,116 @@ STAGE_AFTER = {
 RECYCLING = {"lead.rejected", "lead.returned"}
 
 
-def make_handlers(model: ScoringModel) -> Mapping[str, Handler]:
-    async def on_lead_event(uow: UnitOfWork, envelope: Envelope, event: LeadEventAccepted) -> None:
-        lead_id = await resolve_lead(uow, event)
-        if await store.add_event(
-            uow.conn,
-            event_id=event.event_id,
-            lead_id=lead_id,
-            type=event.type,
-            occurred_at=event.occurred_at,
-            properties=event.properties,
-        ):
-            await rescore(uow, model, lead_id, new_traits=event.traits)
+def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
+    """Per-message handlers (lifecycle) and the batch handler of lead events."""
 
-    handlers: dict[str, Handler] = {"lead.event": on_lead_event}
-    for event_type in (*STAGE_AFTER, *RECYCLING):
-        handlers[event_type] = follow_lifecycle
-    return handlers
+    async def on_lead_events(uow: UnitOfWork, items: list[tuple[Envelope, LeadEventAccepted]]) -> None:
+        await record_events(uow, model, items)
+
+    handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in (*STAGE_AFTER, *RECYCLING)}
+    return handlers, {"lead.event": on_lead_events}
 
 
-async def resolve_lead(uow: UnitOfWork, event: LeadEventAccepted) -> str:
-    """The lead this event belongs to, creating or merging leads as identity is learned."""
-    conn = uow.conn
-    known = await store.lead_by_email(conn, event.email) if event.email else None
-    anonymous = await store.lead_of_anonymous(conn, event.anonymous_id) if event.anonymous_id else None
-    if known and anonymous and anonymous.lead_id != known.lead_id and anonymous.email is None:
-        await store.merge_leads(conn, into=known.lead_id, absorbed=anonymous.lead_id)
-        return str(known.lead_id)
-    if known:
-        if event.anonymous_id and anonymous is None:
-            await store.link_anonymous(conn, anonymous_id=event.anonymous_id, lead_id=known.lead_id)
-        return str(known.lead_id)
-    if anonymous:
-        if event.email and anonymous.email is None:
-            await store.set_email(conn, lead_id=anonymous.lead_id, email=event.email)
-        return str(anonymous.lead_id)
-    lead_id = str(uuid.uuid4())
-    await store.insert_lead(conn, lead_id=lead_id, email=event.email)
-    if event.anonymous_id:
-        await store.link_anonymous(conn, anonymous_id=event.anonymous_id, lead_id=lead_id)
-    return lead_id
+async def record_events(
+    uow: UnitOfWork, model: ScoringModel, items: list[tuple[Envelope, LeadEventAccepted]]
+) -> None:
+    """Attach each event to its lead (learning identity on the way), store the new ones,
+    and rescore every lead that got one: one pass over the database per batch."""
+    lead_ids = await resolve_leads(uow, [event for _, event in items])
+    rows = [
+        {
+            "event_id": event.event_id,
+            "lead_id": lead_id,
+            "type": event.type,
+            "occurred_at": event.occurred_at,
+            "properties": event.properties,
+        }
+        for (_, event), lead_id in zip(items, lead_ids, strict=True)
+    ]
+    new_ids = await store.add_events(uow.conn, list({row["event_id"]: row for row in rows}.values()))
+    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]] = {}
+    for (envelope, event), lead_id in zip(items, lead_ids, strict=True):
+        if event.event_id in new_ids:
+            touched.setdefault(lead_id, []).append((envelope, event))
+    if touched:
+        await rescore(uow, model, touched)
+
+
+async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> list[str]:
+    """The lead of each event, creating, linking and merging leads as identity is learned."""
+    emails = {e.email for e in events if e.email}
+    anonymous = {e.anonymous_id for e in events if e.anonymous_id}
+    lead_of_email, lead_of_anonymous, email_of_lead = await store.identities(
+        uow.conn, emails=emails, anonymous=anonymous
+    )
+    plan = IdentityPlan(
+        lead_of_email, lead_of_anonymous, email_of_lead, new_lead_id=lambda: str(uuid.uuid4())
+    )
+    resolved = [plan.resolve(e.email, e.anonymous_id) for e in events]
+    await store.apply_identity_changes(
+        uow.conn,
+        create=plan.leads_to_create,
+        emails_learned=plan.emails_learned,
+        merges=plan.merges_of_stored_leads,
+        links=plan.links_to_write,
+    )
+    return [plan.final(lead_id) for lead_id in resolved]
 
 
 async def rescore(
-    uow: UnitOfWork, model: ScoringModel, lead_id: str, *, new_traits: Mapping[str, Any]
+    uow: UnitOfWork, model: ScoringModel, touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]]
 ) -> None:
-    """Recompute the lead's score from its whole history; emit what changed."""
-    lead = await store.lead_by_id(uow.conn, lead_id, lock=True)
-    assert lead is not None
-    traits = {**lead.traits, **new_traits}
-    history = [
-        LeadEvent(event_type=row.type, occurred_at=row.occurred_at, properties=row.properties)
-        for row in await store.events_of(uow.conn, lead_id)
-    ]
+    """Recompute each touched lead's score from its whole history; emit what changed."""
+    lead_ids = sorted(touched)
+    leads = await store.leads_by_ids(uow.conn, lead_ids)
+    histories = await store.histories(uow.conn, lead_ids)
+    changes = []
+    for lead_id in lead_ids:
+        lead, items = leads[lead_id], touched[lead_id]
+        traits = dict(lead.traits)
+        for _, event in items:
+            traits.update(event.traits)
+        history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
+        change = score_change(uow, model, lead, traits, history, trace_id=items[-1][0].trace_id)
+        changes.append(change)
+    await store.update_leads(uow.conn, changes)
+
+
+def score_change(
+    uow: UnitOfWork,
+    model: ScoringModel,
+    lead: Any,
+    traits: dict[str, Any],
+    history: list[LeadEvent],
+    *,
+    trace_id: str,
+) -> dict[str, Any]:
+    """Score one lead, emit `lead.scored` / `lead.mql_reached` as due, and return its new columns."""
     at = max(e.occurred_at for e in history)
     result = score_lead(model, email=lead.email, traits=traits, events=history, at=at)
     explanation = [_contribution(c) for c in result.contributions]
-    stage = lead.stage
-    qualifies = stage == "nurture" and meets_mql_rule(model, result)
-    if qualifies:
-        stage = "mql"
-    await store.update_lead(
-        uow.conn,
-        lead_id,
-        traits=traits,
-        score=result.score,
-        fit_points=result.fit_points,
-        grade=result.grade,
-        disqualified=result.disqualified,
-        explanation=[c.model_dump() for c in explanation],
-        model_version=result.model_version,
-        events_count=len(history),
-        stage=stage,
-        **({"mql_at": at} if qualifies else {}),
-    )
+    qualifies = lead.stage == "nurture" and meets_mql_rule(model, result)
+    stage = "mql" if qualifies else lead.stage
     if (result.score, result.grade, result.disqualified) != (lead.score, lead.grade, lead.disqualified):
-        await uow.emit(_scored(result, stage, explanation), lead_id=lead_id, occurred_at=at)
+        uow.emit(_scored(result, stage, explanation), lead_id=lead.lead_id, occurred_at=at, trace_id=trace_id)
     if qualifies:
-        await uow.emit(
-            _mql_reached(
-                result, explanation, cycle=lead.cycle, email=lead.email, traits=traits, history=history
-            ),
-            lead_id=lead_id,
-            occurred_at=at,
+        mql = _mql_reached(
+            result, explanation, cycle=lead.cycle, email=lead.email, traits=traits, history=history
         )
+        uow.emit(mql, lead_id=lead.lead_id, occurred_at=at, trace_id=trace_id)
+    return {
+        "lead_id": lead.lead_id,
+        "traits": traits,
+        "score": result.score,
+        "fit_points": result.fit_points,
+        "grade": result.grade,
+        "disqualified": result.disqualified,
+        "explanation": [c.model_dump() for c in explanation],
+        "model_version": result.model_version,
+        "events_count": len(history),
+        "stage": stage,
+        "mql_at": at if qualifies else lead.mql_at,
+    }
 
 
 async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTransition) -> None:

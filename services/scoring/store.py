@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    bindparam,
     func,
     select,
     update,
@@ -72,35 +72,57 @@ lead_events = Table(
 )
 
 
-async def lead_by_email(conn: AsyncConnection, email: str) -> Row[Any] | None:
-    return (await conn.execute(select(leads).where(leads.c.email == email).with_for_update())).first()
+async def identities(
+    conn: AsyncConnection, *, emails: set[str], anonymous: set[str]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str | None]]:
+    """What is known of these emails and anonymous ids: lead of each email, lead of each
+    anonymous id, and the email of every lead found. Locks the leads for this transaction."""
+    lead_of_email: dict[str, str] = {}
+    email_of_lead: dict[str, str | None] = {}
+    if emails:
+        rows = await conn.execute(
+            select(leads.c.lead_id, leads.c.email).where(leads.c.email.in_(emails)).with_for_update()
+        )
+        for row in rows:
+            lead_of_email[row.email] = row.lead_id
+            email_of_lead[row.lead_id] = row.email
+    lead_of_anonymous: dict[str, str] = {}
+    if anonymous:
+        rows = await conn.execute(
+            select(anonymous_ids.c.anonymous_id, leads.c.lead_id, leads.c.email)
+            .join(leads, anonymous_ids.c.lead_id == leads.c.lead_id)
+            .where(anonymous_ids.c.anonymous_id.in_(sorted(anonymous)))
+            .with_for_update(of=leads)
+        )
+        for row in rows:
+            lead_of_anonymous[row.anonymous_id] = row.lead_id
+            email_of_lead[row.lead_id] = row.email
+    return lead_of_email, lead_of_anonymous, email_of_lead
 
 
-async def lead_by_id(conn: AsyncConnection, lead_id: str, *, lock: bool = False) -> Row[Any] | None:
-    query = select(leads).where(leads.c.lead_id == lead_id)
-    return (await conn.execute(query.with_for_update() if lock else query)).first()
-
-
-async def lead_of_anonymous(conn: AsyncConnection, anonymous_id: str) -> Row[Any] | None:
-    query = (
-        select(leads)
-        .join(anonymous_ids, anonymous_ids.c.lead_id == leads.c.lead_id)
-        .where(anonymous_ids.c.anonymous_id == anonymous_id)
-        .with_for_update(of=leads)
-    )
-    return (await conn.execute(query)).first()
-
-
-async def insert_lead(conn: AsyncConnection, *, lead_id: str, email: str | None) -> None:
-    await conn.execute(insert(leads).values(lead_id=lead_id, email=email))
-
-
-async def link_anonymous(conn: AsyncConnection, *, anonymous_id: str, lead_id: str) -> None:
-    await conn.execute(
-        insert(anonymous_ids)
-        .values(anonymous_id=anonymous_id, lead_id=lead_id)
-        .on_conflict_do_update(index_elements=["anonymous_id"], set_={"lead_id": lead_id})
-    )
+async def apply_identity_changes(
+    conn: AsyncConnection,
+    *,
+    create: dict[str, str | None],
+    emails_learned: dict[str, str],
+    merges: dict[str, str],
+    links: dict[str, str],
+) -> None:
+    if create:
+        await conn.execute(insert(leads).values([{"lead_id": k, "email": v} for k, v in create.items()]))
+    for lead_id, email in emails_learned.items():
+        await conn.execute(update(leads).where(leads.c.lead_id == lead_id).values(email=email))
+    for absorbed, into in merges.items():
+        await merge_leads(conn, into=into, absorbed=absorbed)
+    if links:
+        statement = insert(anonymous_ids).values(
+            [{"anonymous_id": a, "lead_id": lead} for a, lead in links.items()]
+        )
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["anonymous_id"], set_={"lead_id": statement.excluded.lead_id}
+            )
+        )
 
 
 async def merge_leads(conn: AsyncConnection, *, into: str, absorbed: str) -> None:
@@ -110,37 +132,61 @@ async def merge_leads(conn: AsyncConnection, *, into: str, absorbed: str) -> Non
     await conn.execute(leads.delete().where(leads.c.lead_id == absorbed))
 
 
-async def set_email(conn: AsyncConnection, *, lead_id: str, email: str) -> None:
-    await conn.execute(update(leads).where(leads.c.lead_id == lead_id).values(email=email))
-
-
-async def add_event(
-    conn: AsyncConnection,
-    *,
-    event_id: str,
-    lead_id: str,
-    type: str,
-    occurred_at: datetime,
-    properties: dict[str, Any],
-) -> bool:
+async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+    """Store events (event_id, lead_id, type, occurred_at, properties); returns the ids that were new."""
+    if not rows:
+        return set()
     result = await conn.execute(
         insert(lead_events)
-        .values(event_id=event_id, lead_id=lead_id, type=type, occurred_at=occurred_at, properties=properties)
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(lead_events.c.event_id)
     )
-    return result.first() is not None
+    return {row.event_id for row in result}
 
 
-async def events_of(conn: AsyncConnection, lead_id: str) -> Sequence[Row[Any]]:
-    query = select(lead_events).where(lead_events.c.lead_id == lead_id).order_by(lead_events.c.occurred_at)
-    return (await conn.execute(query)).all()
+async def lead_by_id(conn: AsyncConnection, lead_id: str, *, lock: bool = False) -> Row[Any] | None:
+    query = select(leads).where(leads.c.lead_id == lead_id)
+    return (await conn.execute(query.with_for_update() if lock else query)).first()
+
+
+async def leads_by_ids(conn: AsyncConnection, lead_ids: list[str]) -> dict[str, Row[Any]]:
+    query = select(leads).where(leads.c.lead_id.in_(lead_ids)).with_for_update()
+    return {row.lead_id: row for row in await conn.execute(query)}
+
+
+async def histories(conn: AsyncConnection, lead_ids: list[str]) -> dict[str, list[Any]]:
+    query = (
+        select(lead_events.c.lead_id, lead_events.c.type, lead_events.c.occurred_at, lead_events.c.properties)
+        .where(lead_events.c.lead_id.in_(lead_ids))
+        .order_by(lead_events.c.lead_id, lead_events.c.occurred_at)
+    )
+    found: dict[str, list[Any]] = {lead_id: [] for lead_id in lead_ids}
+    for row in await conn.execute(query):
+        found[row.lead_id].append(row)
+    return found
 
 
 async def update_lead(conn: AsyncConnection, lead_id: str, **values: Any) -> None:
     await conn.execute(
         update(leads).where(leads.c.lead_id == lead_id).values(updated_at=func.now(), **values)
     )
+
+
+async def update_leads(conn: AsyncConnection, changes: list[dict[str, Any]]) -> None:
+    """Apply many leads' new scores at once (each dict: lead_id plus the same set of columns)."""
+    if not changes:
+        return
+    columns = [name for name in changes[0] if name != "lead_id"]
+    statement = (
+        update(leads)
+        .where(leads.c.lead_id == bindparam("_lead_id"))
+        .values(
+            updated_at=func.now(),
+            **{name: bindparam(f"_{name}", type_=leads.c[name].type) for name in columns},
+        )
+    )
+    await conn.execute(statement, [{f"_{k}": v for k, v in change.items()} for change in changes])
 
 
 async def find_leads(conn: AsyncConnection, *, email: str | None, limit: int) -> Sequence[Row[Any]]:
