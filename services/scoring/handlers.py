@@ -1,4 +1,4 @@
-"""scoring's use cases: record an event and rescore the lead; follow the lifecycle.
+"""scoring's use cases: record a batch of events and rescore their leads; follow the lifecycle.
 
 Each handler runs inside the consumer's transaction for its batch and emits
 through the outbox, so the score change and its events commit together.

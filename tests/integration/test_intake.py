@@ -4,6 +4,9 @@ and nothing invalid on `lead.events`."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 from shared.envelope import Envelope
 from shared.settings import Settings
@@ -135,3 +138,34 @@ def test_envelope_round_trips() -> None:
         id="1", type="lead.event", occurred_at="2026-11-24T10:00:00Z", source="t", trace_id="x", data={}
     ).to_bytes()
     assert Envelope.from_bytes(raw).id == "1"
+
+
+async def test_keys_made_with_the_cli_authenticate_with_their_scopes(settings: Settings) -> None:
+    env = {
+        **os.environ,
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+    }
+    made = subprocess.run(
+        [sys.executable, "-m", "leadflow", "keys", "create", "--scope", "events:write", "--name", "website"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = made.stdout.strip()
+    assert key.startswith("lf_") and "events:write" in made.stderr
+    async with running("intake", settings) as intake:
+        event = good_fit_journey(unique_email())[0]
+        assert (
+            await intake.client.post("/v1/events", json=event, headers={"X-API-Key": key})
+        ).status_code == 202
+    refused = subprocess.run(
+        [sys.executable, "-m", "leadflow", "keys", "create", "--scope", "everything"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "events:write" in refused.stderr
