@@ -27,6 +27,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from leadflow import operations
 from leadflow.embedded import (
     create_database,
     die_with_parent,
@@ -35,9 +36,13 @@ from leadflow.embedded import (
     start_postgres,
     stop_process,
 )
+from leadflow.history import seed_history
 from leadflow.operations import migrate_all
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import to_envelope
+from services.scoring import store as scoring_store
+from services.scoring.model import load_model
+from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.kafka import ensure_topics
 from shared.settings import Settings
@@ -52,6 +57,7 @@ SCORING_LEADS = 500
 EVENTS_PER_LEAD = 10
 LATENCY_LEADS = 100
 LATENCY_RATE = 10.0  # journeys per second
+BACKTEST_EVENTS = 1_000_000
 FETCH_MAX_WAIT_MS = Settings().consumer_fetch_max_wait_ms  # the services' own setting, for a fair ceiling
 
 
@@ -327,7 +333,39 @@ async def wait_ready(url: str, path: str = "/readyz", within_s: float = 60.0) ->
             await asyncio.sleep(0.2)
 
 
-async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]]]:
+@dataclass
+class BacktestTiming:
+    leads: int
+    events: int
+    read_s: float
+    backtest_s: float
+
+
+async def backtest_timing(settings: Settings, db_dsn: str) -> BacktestTiming:
+    """Seconds to backtest a candidate model over the whole history, beside reading that history alone."""
+    leads, _ = await seed_history(db_dsn, events=BACKTEST_EVENTS)
+    since = utcnow() - timedelta(days=90)
+    engine = make_engine(settings)
+    try:
+        started = time.perf_counter()
+        async with engine.connect() as conn:
+            read = sum([1 async for _ in scoring_store.stream_histories(conn, since=since)])
+        read_s = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    assert read >= leads
+    current = load_model(settings.config_file("scoring-model.yaml"))
+    candidate = current.model_copy(
+        update={
+            "version": "candidate",
+            "mql": current.mql.model_copy(update={"min_score": current.mql.min_score - 10}),
+        }
+    )
+    report = await operations.backtest(settings, current=current, candidate=candidate, since=since)
+    return BacktestTiming(leads=read, events=report.events, read_s=read_s, backtest_s=report.elapsed_s)
+
+
+async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], BacktestTiming]:
     broker = start_broker(free_port())
     postgres = start_postgres(work / "pg")
     processes: list[subprocess.Popen[bytes]] = []
@@ -421,6 +459,9 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]]]:
         latencies = await end_to_end_latency(settings, intake_url, headers)
         baseline = await raw_round_trip(settings.kafka_bootstrap, "bench.raw")
 
+        print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
+        backtest = await backtest_timing(settings, db_dsn)
+
         figures = [
             Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
             Figure(
@@ -432,7 +473,7 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]]]:
             ),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
-        return figures, {"leadflow": latencies, "broker": baseline}
+        return figures, {"leadflow": latencies, "broker": baseline}, backtest
     finally:
         for process in processes:
             stop_process(process)
@@ -451,7 +492,7 @@ async def _ensure_raw_topic(settings: Settings) -> None:
         await admin.close()
 
 
-def report(figures: list[Figure], latencies: dict[str, list[float]]) -> str:
+def report(figures: list[Figure], latencies: dict[str, list[float]], backtest: BacktestTiming) -> str:
     lf, broker = latencies["leadflow"], latencies["broker"]
     lines = [
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
@@ -473,14 +514,20 @@ def report(figures: list[Figure], latencies: dict[str, list[float]]) -> str:
         f"| {percentile(lf, 99):.1f} ms |",
         f"| ceiling: one message through the broker, produce → consume | {statistics.median(broker):.1f} ms "
         f"| {percentile(broker, 99):.1f} ms |",
+        "",
+        "| backtest, current vs candidate model (`leadflow backtest --since 90d`) | seconds |",
+        "| --- | ---: |",
+        f"| leadflow: {backtest.events:,} events of {backtest.leads:,} leads, two models "
+        f"| {backtest.backtest_s:.1f} s |",
+        f"| ceiling: streaming the same history out of Postgres | {backtest.read_s:.1f} s |",
     ]
     return "\n".join(lines)
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies = asyncio.run(run(Path(tmp)))
-    text = report(figures, latencies)
+        figures, latencies, backtest = asyncio.run(run(Path(tmp)))
+    text = report(figures, latencies, backtest)
     print("\n" + text + "\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)

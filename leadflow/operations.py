@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import importlib.util
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring import store as scoring_store
+from services.scoring.model import ScoringModel
+from services.scoring.rescore import RescoreSummary, rescore_all
 from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore, Scope
 from shared.db import make_engine, migrate
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, make_producer
+from shared.outbox import OutboxRelay
 from shared.settings import SERVICES, Settings
+from shared.topics import Topics
+from shared.unit_of_work import UnitOfWork
 
 
 async def migrate_all(settings: Settings) -> None:
@@ -34,5 +48,61 @@ async def create_key(
         return await KeyStore(engine=engine, admin_key=settings.admin_key).create(
             name=name, scopes=scopes, owner=owner
         )
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _scoring_unit_of_work(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UnitOfWork]:
+    async with engine.begin() as conn:
+        uow = UnitOfWork(
+            conn=conn, outbox=scoring_store.outbox, topics=Topics(settings.topic_prefix), source="scoring"
+        )
+        yield uow
+        await uow.flush()
+
+
+async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
+    """Rescore every lead under `model`, then publish the events that caused (if any)."""
+    engine = make_engine(settings)
+    try:
+        await migrate(engine, schema=scoring_store.SCHEMA, versions_dir=scoring_store.MIGRATIONS)
+        summary = await rescore_all(lambda: _scoring_unit_of_work(engine, settings), model)
+        await _drain_outbox(engine, settings)
+        return summary
+    finally:
+        await engine.dispose()
+
+
+async def _drain_outbox(engine: AsyncEngine, settings: Settings) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        relay = OutboxRelay(
+            engine=engine, outbox=scoring_store.outbox, producer=producer, batch_size=500, idle_poll_s=0.1
+        )
+        while await relay.publish_once():
+            pass
+    finally:
+        await producer.stop()
+
+
+if TYPE_CHECKING:
+    from services.scoring.backtest import BacktestReport
+
+
+async def backtest(
+    settings: Settings, *, current: ScoringModel, candidate: ScoringModel, since: datetime
+) -> BacktestReport:
+    """Replay stored history through both models; emits nothing."""
+    from services.scoring.backtest import run_backtest
+
+    engine = make_engine(settings)
+    started = time.perf_counter()
+    try:
+        async with engine.connect() as conn:
+            histories = [h async for h in scoring_store.stream_histories(conn, since=since)]
+        report = run_backtest(current, candidate, histories, since=since)
+        return dataclasses.replace(report, elapsed_s=time.perf_counter() - started)
     finally:
         await engine.dispose()

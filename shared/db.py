@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
@@ -26,7 +27,13 @@ def make_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
     )
+
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -26,6 +26,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.outbox import inbox_table, outbox_table
+
 SCHEMA = "feedback"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -75,6 +77,10 @@ alerts = Table(
     ),
     schema=SCHEMA,
 )
+
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
 
 
 async def upsert_fact(conn: AsyncConnection, handoff_id: str, lead_id: str, **values: Any) -> None:

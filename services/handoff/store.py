@@ -25,6 +25,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.outbox import inbox_table, outbox_table
+
 SCHEMA = "handoff"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -69,6 +71,10 @@ history = Table(
     Column("note", Text, nullable=True),
     schema=SCHEMA,
 )
+
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
 
 
 async def insert_handoff(conn: AsyncConnection, **values: Any) -> bool:

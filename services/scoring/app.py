@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+import orjson
+from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import BaseModel, Field
 
 from services.intake.domain import normalize_email
 from services.scoring import store
 from services.scoring.handlers import make_handlers
-from services.scoring.model import load_model
+from services.scoring.model import ScoringModel, load_model
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE, ScoreContribution
 from shared.http import create_app
-from shared.problems import Problem
+from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, get_settings
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 Reader = Annotated[Principal, require(Scope.LEADS_READ)]
+PROBLEM = {"description": "Problem (application/problem+json)"}
+Grade = Literal["A", "B", "C", "D"]
 
 
 class LeadPublic(BaseModel):
@@ -31,49 +36,134 @@ class LeadPublic(BaseModel):
     score: int
     fit_points: int
     grade: str
-    disqualified: str | None
+    disqualified: str | None = Field(description="The disqualifying rule and why, if any.")
     model_version: str | None
-    explanation: list[ScoreContribution]
+    explanation: list[ScoreContribution] = Field(description="Every rule that contributed, largest first.")
     traits: dict[str, Any]
     events_count: int
     mql_at: datetime | None
     updated_at: datetime
 
 
-class LeadList(BaseModel):
+class LeadPage(BaseModel):
     items: list[LeadPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-def _public(row: Any) -> LeadPublic:
-    return LeadPublic.model_validate(row._mapping, from_attributes=False)
+class TimelineEntry(BaseModel):
+    at: datetime
+    kind: Literal["event", "score"]
+    event_type: str | None = None
+    event_id: str | None = None
+    properties: dict[str, Any] | None = None
+    score: int | None = None
+    grade: str | None = None
+    stage: str | None = None
+    model_version: str | None = None
+    cause: str | None = None
 
 
-@router.get("/leads/{lead_id}", response_model=LeadPublic, responses={404: {"description": "Problem"}})
+class ActiveModel(BaseModel):
+    version: str
+    model: dict[str, Any]
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+@router.get("/leads/{lead_id}", response_model=LeadPublic, responses={404: PROBLEM})
 async def get_lead(lead_id: str, request: Request, _: Reader) -> LeadPublic:
     """One lead: profile, stage, score, grade and why."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    async with runtime.engine.connect() as conn:
+    async with _runtime(request).engine.connect() as conn:
         row = await store.lead_by_id(conn, lead_id)
     if row is None:
-        raise Problem(status=404, title="Lead not found", detail=f"no lead {lead_id}")
-    return _public(row)
+        raise _not_found(lead_id)
+    return LeadPublic.model_validate(dict(row._mapping))
 
 
-@router.get("/leads", response_model=LeadList)
+@router.get("/leads", response_model=LeadPage, responses={422: PROBLEM})
 async def list_leads(
     request: Request,
     _: Reader,
-    email: Annotated[str | None, Query(max_length=254)] = None,
+    email: Annotated[str | None, Query(max_length=254, description="Case and spaces ignored.")] = None,
+    stage: Annotated[str | None, Query(max_length=20, examples=["mql"])] = None,
+    min_score: Annotated[int | None, Query()] = None,
+    grade: Annotated[list[Grade] | None, Query(description="Repeat for several grades.")] = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> LeadList:
-    """Leads, newest change first; `email=` finds one person (case and spaces ignored)."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    async with runtime.engine.connect() as conn:
-        rows = await store.find_leads(conn, email=normalize_email(email) if email else None, limit=limit)
-    return LeadList(items=[_public(r) for r in rows])
+) -> LeadPage:
+    """Leads, highest score first, filtered; paginated with `next_cursor`."""
+    query = store.LeadQuery(
+        email=normalize_email(email) if email else None,
+        stage=stage,
+        min_score=min_score,
+        grades=tuple(grade or ()),
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    async with _runtime(request).engine.connect() as conn:
+        rows = await store.find_leads(conn, query)
+    items = [LeadPublic.model_validate(dict(r._mapping)) for r in rows]
+    last = items[-1] if len(items) == limit else None
+    return LeadPage(items=items, next_cursor=_encode_cursor(last.score, last.lead_id) if last else None)
 
 
-def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+@router.get("/leads/{lead_id}/timeline", response_model=list[TimelineEntry], responses={404: PROBLEM})
+async def get_timeline(lead_id: str, request: Request, _: Reader) -> list[TimelineEntry]:
+    """The lead's events and score changes, oldest first."""
+    async with _runtime(request).engine.connect() as conn:
+        if await store.lead_by_id(conn, lead_id) is None:
+            raise _not_found(lead_id)
+        events, changes = await store.timeline(conn, lead_id)
+    entries = [
+        TimelineEntry(
+            at=e.occurred_at, kind="event", event_type=e.type, event_id=e.event_id, properties=e.properties
+        )
+        for e in events
+    ] + [
+        TimelineEntry(
+            at=c.occurred_at,
+            kind="score",
+            score=c.score,
+            grade=c.grade,
+            stage=c.stage,
+            model_version=c.model_version,
+            cause=c.cause,
+        )
+        for c in changes
+    ]
+    # A score change sorts after the events of the same instant that caused it.
+    return sorted(entries, key=lambda e: (e.at, e.kind == "score"))
+
+
+@router.get("/models/active", response_model=ActiveModel)
+async def active_model(request: Request, _: Reader) -> ActiveModel:
+    """The scoring model in force: its version and rules."""
+    model: ScoringModel = request.app.state.model
+    return ActiveModel(version=model.version, model=model.model_dump(mode="json"))
+
+
+def _encode_cursor(score: int, lead_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([score, lead_id])).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        score, lead_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if isinstance(score, int) and isinstance(lead_id, str):
+            return score, lead_id
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        pass
+    raise invalid([FieldError("cursor", "cursor", "not a cursor returned by this API")])
+
+
+def _not_found(lead_id: str) -> Problem:
+    return Problem(status=404, title="Lead not found", detail=f"no lead {lead_id}")
+
+
+def create(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
     handlers, batch_handlers = make_handlers(model)

@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from services.scoring.model import (
@@ -40,10 +40,13 @@ __all__ = [
     "MqlRule",
     "ScoringModel",
     "email_domain",
+    "engagement_points",
     "load_model",
+    "may_requalify",
     "meets_mql_rule",
     "parse_model",
     "score_lead",
+    "utc_day",
 ]
 
 Kind = Literal["fit", "channel", "engagement", "undesirable"]
@@ -109,6 +112,18 @@ def meets_mql_rule(model: ScoringModel, score: LeadScore) -> bool:
     rule = model.mql
     good_enough = GRADES.index(score.grade) <= GRADES.index(rule.min_grade)
     return score.disqualified is None and score.score >= rule.min_score and good_enough
+
+
+def may_requalify(model: ScoringModel, *, recycled_at: datetime | None, at: datetime) -> bool:
+    """Whether a lead recycled at `recycled_at` (None: never) may become an MQL again at `at`.
+
+    After a return or rejection the lead must sit out the model's cool-off; without one it
+    may qualify again at once, even on events stamped before the recycle.
+    """
+    cooloff_days = model.mql.cooloff_days
+    if recycled_at is None or cooloff_days == 0:
+        return True
+    return (at - recycled_at).total_seconds() >= cooloff_days * 86_400
 
 
 def email_domain(email: str | None) -> str | None:
@@ -216,21 +231,62 @@ def _engagement(
     events: Sequence[LeadEvent],
     at: datetime,
 ) -> Iterator[Contribution]:
-    earned: dict[int, list[float]] = defaultdict(list)
+    matched: dict[int, list[datetime]] = defaultdict(list)
     for event in events:
         i = next((i for i, rule in enumerate(rules) if _engagement_match(rule, event)), None)
         if i is not None:
-            earned[i].append(rules[i].points * _decay_factor(decay, event.occurred_at, at))
-    for i, points in sorted(earned.items()):
-        rule, earned_total = rules[i], math.fsum(points)
-        total = earned_total
-        if rule.cap is not None:  # a cap bounds the size of the total, for penalties too
-            total = math.copysign(min(abs(total), rule.cap), total)
-        detail = f"{len(points)} \N{MULTIPLICATION SIGN} {_describe_event(rule.event, rule.where)}"
-        detail += ", decayed" if abs(earned_total) < abs(rule.points * len(points)) else ""
-        detail += f" (cap {rule.cap})" if rule.cap is not None else ""
-        if round(total, 2):
-            yield Contribution(f"engagement.{rule.id}", "engagement", round(total, 2), detail)
+            matched[i].append(event.occurred_at)
+    for i, times in sorted(matched.items()):
+        rule = rules[i]
+        earned = [rule.points * _decay_factor(decay, t, at) for t in times]
+        total = round(_capped_total(rule, times, earned), 2)
+        if total:
+            yield Contribution(
+                f"engagement.{rule.id}", "engagement", total, _engagement_detail(rule, times, earned)
+            )
+
+
+def engagement_points(
+    rule: EngagementRule, decay: Decay | None, times: Sequence[datetime], at: datetime
+) -> float:
+    """What one rule earns at `at` from its events at `times`: decayed, capped per day, capped.
+
+    Not rounded; score_lead shows round(points, 2).
+    """
+    return _capped_total(rule, times, [rule.points * _decay_factor(decay, t, at) for t in times])
+
+
+def _capped_total(rule: EngagementRule, times: Sequence[datetime], earned: Sequence[float]) -> float:
+    if rule.cap_per_day is None:
+        total = math.fsum(earned)
+    else:
+        by_day: dict[date, list[float]] = defaultdict(list)
+        for occurred_at, points in zip(times, earned, strict=True):
+            by_day[utc_day(occurred_at)].append(points)
+        total = math.fsum(_bounded(math.fsum(day), rule.cap_per_day) for day in by_day.values())
+    return total if rule.cap is None else _bounded(total, rule.cap)
+
+
+def _bounded(points: float, limit: int) -> float:
+    # A cap bounds the size of the points, for penalties too.
+    return math.copysign(min(abs(points), limit), points)
+
+
+def _engagement_detail(rule: EngagementRule, times: Sequence[datetime], earned: Sequence[float]) -> str:
+    detail = f"{len(times)} \N{MULTIPLICATION SIGN} {_describe_event(rule.event, rule.where)}"
+    if rule.cap_per_day is not None:
+        days = len({utc_day(t) for t in times})
+        detail += f" on {days} day{'s' if days != 1 else ''}"
+    detail += ", decayed" if abs(math.fsum(earned)) < abs(rule.points * len(earned)) else ""
+    caps = [f"{rule.cap_per_day} a day"] if rule.cap_per_day is not None else []
+    if rule.cap is not None:
+        caps.append(f"{rule.cap} in all" if caps else str(rule.cap))
+    return detail + (f" (cap {', '.join(caps)})" if caps else "")
+
+
+def utc_day(moment: datetime) -> date:
+    """The UTC calendar day of a moment; per-day caps count by it."""
+    return moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
 
 
 def _engagement_match(rule: EngagementRule, event: LeadEvent) -> bool:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from services.scoring import store
-from services.scoring.domain import LeadEvent, LeadScore, meets_mql_rule, score_lead
+from services.scoring.domain import LeadEvent, LeadScore, may_requalify, meets_mql_rule, score_lead
 from services.scoring.identity import IdentityPlan
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
@@ -100,53 +102,112 @@ async def rescore(
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     histories = await store.histories(uow.conn, lead_ids)
-    changes = []
+    evaluated = []
     for lead_id in lead_ids:
         lead, items = leads[lead_id], touched[lead_id]
         traits = dict(lead.traits)
         for _, event in items:
             traits.update(event.traits)
         history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
-        change = score_change(uow, model, lead, traits, history, trace_id=items[-1][0].trace_id)
-        changes.append(change)
-    await store.update_leads(uow.conn, changes)
+        rescored = evaluate(model, lead, traits, history)
+        announce(uow, rescored, trace_id=items[-1][0].trace_id)
+        evaluated.append(rescored)
+    await save(uow, evaluated, cause="event")
 
 
-def score_change(
-    uow: UnitOfWork,
-    model: ScoringModel,
-    lead: Any,
-    traits: dict[str, Any],
-    history: list[LeadEvent],
-    *,
-    trace_id: str,
-) -> dict[str, Any]:
-    """Score one lead, emit `lead.scored` / `lead.mql_reached` as due, and return its new columns."""
+@dataclass(frozen=True)
+class Rescored:
+    """A lead's new score, and whether it becomes an MQL with it."""
+
+    lead: Any
+    traits: dict[str, Any]
+    history: list[LeadEvent]
+    at: datetime
+    result: LeadScore
+    explanation: list[ScoreContribution]
+    qualifies: bool
+
+    @property
+    def stage(self) -> str:
+        return "mql" if self.qualifies else str(self.lead.stage)
+
+    @property
+    def score_changed(self) -> bool:
+        r, lead = self.result, self.lead
+        return (r.score, r.grade, r.disqualified) != (lead.score, lead.grade, lead.disqualified)
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead.lead_id,
+            "traits": self.traits,
+            "score": self.result.score,
+            "fit_points": self.result.fit_points,
+            "grade": self.result.grade,
+            "disqualified": self.result.disqualified,
+            "explanation": [c.model_dump() for c in self.explanation],
+            "model_version": self.result.model_version,
+            "events_count": len(self.history),
+            "stage": self.stage,
+            "mql_at": self.at if self.qualifies else self.lead.mql_at,
+        }
+
+    def history_row(self, cause: str) -> dict[str, Any] | None:
+        """A row of the score history, when score, grade, stage or model changed."""
+        lead, r = self.lead, self.result
+        if (lead.score, lead.grade, lead.stage, lead.model_version) == (
+            r.score,
+            r.grade,
+            self.stage,
+            r.model_version,
+        ):
+            return None
+        return {
+            "lead_id": lead.lead_id,
+            "occurred_at": self.at,
+            "score": r.score,
+            "fit_points": r.fit_points,
+            "grade": r.grade,
+            "stage": self.stage,
+            "model_version": r.model_version,
+            "cause": cause,
+        }
+
+
+def evaluate(model: ScoringModel, lead: Any, traits: dict[str, Any], history: list[LeadEvent]) -> Rescored:
+    """Score a lead from its whole history; it qualifies when in nurture, past any cool-off."""
     at = max(e.occurred_at for e in history)
     result = score_lead(model, email=lead.email, traits=traits, events=history, at=at)
+    qualifies = (
+        lead.stage == "nurture"
+        and meets_mql_rule(model, result)
+        and may_requalify(model, recycled_at=lead.recycled_at, at=at)
+    )
     explanation = [_contribution(c) for c in result.contributions]
-    qualifies = lead.stage == "nurture" and meets_mql_rule(model, result)
-    stage = "mql" if qualifies else lead.stage
-    if (result.score, result.grade, result.disqualified) != (lead.score, lead.grade, lead.disqualified):
-        uow.emit(_scored(result, stage, explanation), lead_id=lead.lead_id, occurred_at=at, trace_id=trace_id)
-    if qualifies:
-        mql = _mql_reached(
-            result, explanation, cycle=lead.cycle, email=lead.email, traits=traits, history=history
+    return Rescored(lead, traits, history, at, result, explanation, qualifies)
+
+
+def announce(uow: UnitOfWork, rescored: Rescored, *, trace_id: str | None, scored: bool = True) -> None:
+    """Emit `lead.scored` (if asked and the score changed) and `lead.mql_reached` (if it qualified)."""
+    r, lead_id = rescored, rescored.lead.lead_id
+    if scored and r.score_changed:
+        uow.emit(
+            _scored(r.result, r.stage, r.explanation), lead_id=lead_id, occurred_at=r.at, trace_id=trace_id
         )
-        uow.emit(mql, lead_id=lead.lead_id, occurred_at=at, trace_id=trace_id)
-    return {
-        "lead_id": lead.lead_id,
-        "traits": traits,
-        "score": result.score,
-        "fit_points": result.fit_points,
-        "grade": result.grade,
-        "disqualified": result.disqualified,
-        "explanation": [c.model_dump() for c in explanation],
-        "model_version": result.model_version,
-        "events_count": len(history),
-        "stage": stage,
-        "mql_at": at if qualifies else lead.mql_at,
-    }
+    if r.qualifies:
+        mql = _mql_reached(
+            r.result,
+            r.explanation,
+            cycle=r.lead.cycle,
+            email=r.lead.email,
+            traits=r.traits,
+            history=r.history,
+        )
+        uow.emit(mql, lead_id=lead_id, occurred_at=r.at, trace_id=trace_id)
+
+
+async def save(uow: UnitOfWork, evaluated: list[Rescored], *, cause: str) -> None:
+    await store.update_leads(uow.conn, [r.columns() for r in evaluated])
+    await store.record_score_changes(uow.conn, [row for r in evaluated if (row := r.history_row(cause))])
 
 
 async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTransition) -> None:
@@ -157,9 +218,23 @@ async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTr
     if lead is None or lead.cycle != event.cycle:
         return  # a decision about an earlier cycle changes nothing now
     if envelope.type in RECYCLING:
-        await store.update_lead(uow.conn, lead.lead_id, stage="nurture", cycle=lead.cycle + 1, mql_at=None)
-    else:
-        await store.update_lead(uow.conn, lead.lead_id, stage=STAGE_AFTER[envelope.type])
+        await store.record_outcome(
+            uow.conn, lead_id=lead.lead_id, cycle=lead.cycle, outcome="sent_back", at=envelope.occurred_at
+        )
+        await store.update_lead(
+            uow.conn,
+            lead.lead_id,
+            stage="nurture",
+            cycle=lead.cycle + 1,
+            mql_at=None,
+            recycled_at=envelope.occurred_at,
+        )
+        return
+    if envelope.type == "lead.sal_accepted":
+        await store.record_outcome(
+            uow.conn, lead_id=lead.lead_id, cycle=lead.cycle, outcome="accepted", at=envelope.occurred_at
+        )
+    await store.update_lead(uow.conn, lead.lead_id, stage=STAGE_AFTER[envelope.type])
 
 
 def _contribution(c: Any) -> ScoreContribution:

@@ -206,6 +206,9 @@ class EngagementRule(_Schema):
     where: dict[str, Matcher] = {}
     points: StrictInt
     cap: Annotated[StrictInt, Field(gt=0)] | None = None
+    # At most this many points per UTC calendar day of the events (after decay), so a
+    # binge of fifty page views in one sitting counts like a few.
+    cap_per_day: Annotated[StrictInt, Field(gt=0)] | None = None
 
 
 class Decay(_Schema):
@@ -236,6 +239,9 @@ class UndesirableRule(_Schema):
 class MqlRule(_Schema):
     min_score: StrictInt
     min_grade: Grade
+    # A returned or rejected lead cannot become an MQL again until this many days after it
+    # was recycled, however much it does meanwhile.
+    cooloff_days: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = 0
 
 
 class ScoringModel(_Schema):
@@ -382,6 +388,7 @@ def _rule_problems(model: ScoringModel) -> Iterator[tuple[Loc, str]]:
     for section in ("fit", "engagement", "undesirables"):
         yield from _duplicate_ids(section, getattr(model, section))
     yield from _unreachable_engagement(model.engagement)
+    yield from _daily_caps_above_caps(model.engagement)
     for alias, target in model.channel.aliases.items():
         if target not in model.channel.points:
             yield ("channel", "aliases", alias), f"{target!r} is not a channel under channel.points"
@@ -419,3 +426,13 @@ def _unreachable_engagement(rules: Sequence[EngagementRule]) -> Iterator[tuple[L
             )
         elif not rule.where:
             catch_all[rule.event] = i
+
+
+def _daily_caps_above_caps(rules: Sequence[EngagementRule]) -> Iterator[tuple[Loc, str]]:
+    for i, rule in enumerate(rules):
+        if rule.cap is not None and rule.cap_per_day is not None and rule.cap_per_day > rule.cap:
+            yield (
+                ("engagement", i, "cap_per_day"),
+                f"{rule.cap_per_day} is above the rule's cap ({rule.cap}), so it never limits "
+                "anything; lower it or remove it",
+            )

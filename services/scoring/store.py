@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
     Table,
     Text,
+    and_,
     bindparam,
+    case,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.scoring.backtest import LeadHistory
+from services.scoring.domain import LeadEvent
+from shared.outbox import inbox_table, outbox_table
 
 SCHEMA = "scoring"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -45,6 +56,7 @@ leads = Table(
     Column("model_version", Text, nullable=True),
     Column("events_count", Integer, nullable=False, server_default="0"),
     Column("mql_at", DateTime(timezone=True), nullable=True),
+    Column("recycled_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_leads_stage_score", "stage", "score"),
@@ -70,6 +82,39 @@ lead_events = Table(
     Index("ix_lead_events_lead", "lead_id", "occurred_at"),
     schema=SCHEMA,
 )
+
+
+score_changes = Table(
+    "score_changes",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("lead_id", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("fit_points", Integer, nullable=False),
+    Column("grade", Text, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("model_version", Text, nullable=False),
+    Column("cause", Text, nullable=False, comment="event | rescore"),
+    Index("ix_score_changes_lead", "lead_id", "seq"),
+    schema=SCHEMA,
+)
+
+# Decisions sales made on the lead's handoffs, as seen on lead.lifecycle: what backtests join.
+handoff_outcomes = Table(
+    "handoff_outcomes",
+    metadata,
+    Column("lead_id", Text, primary_key=True),
+    Column("cycle", Integer, primary_key=True),
+    Column("outcome", Text, nullable=False, comment="accepted | sent_back"),
+    Column("at", DateTime(timezone=True), nullable=False),
+    schema=SCHEMA,
+)
+
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
 
 
 async def identities(
@@ -189,8 +234,119 @@ async def update_leads(conn: AsyncConnection, changes: list[dict[str, Any]]) -> 
     await conn.execute(statement, [{f"_{k}": v for k, v in change.items()} for change in changes])
 
 
-async def find_leads(conn: AsyncConnection, *, email: str | None, limit: int) -> Sequence[Row[Any]]:
-    query = select(leads).order_by(leads.c.updated_at.desc()).limit(limit)
-    if email is not None:
-        query = query.where(leads.c.email == email)
-    return (await conn.execute(query)).all()
+async def record_score_changes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(score_changes).values(rows))
+
+
+async def record_outcome(
+    conn: AsyncConnection, *, lead_id: str, cycle: int, outcome: str, at: datetime
+) -> None:
+    """Remember a sales decision; a lead sent back stays sent back for that cycle."""
+    statement = insert(handoff_outcomes).values(lead_id=lead_id, cycle=cycle, outcome=outcome, at=at)
+    sent_back = statement.excluded.outcome == "sent_back"
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["lead_id", "cycle"],
+            set_={
+                "outcome": case((sent_back, "sent_back"), else_=handoff_outcomes.c.outcome),
+                "at": case((sent_back, statement.excluded.at), else_=handoff_outcomes.c.at),
+            },
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LeadQuery:
+    email: str | None = None
+    stage: str | None = None
+    min_score: int | None = None
+    grades: tuple[str, ...] = ()
+    after: tuple[int, str] | None = None  # (score, lead_id) of the last lead of the previous page
+    limit: int = 50
+
+
+async def find_leads(conn: AsyncConnection, query: LeadQuery) -> Sequence[Row[Any]]:
+    """Leads by score, highest first (ties by id), one page after `query.after`."""
+    statement = select(leads).order_by(leads.c.score.desc(), leads.c.lead_id).limit(query.limit)
+    if query.email is not None:
+        statement = statement.where(leads.c.email == query.email)
+    if query.stage is not None:
+        statement = statement.where(leads.c.stage == query.stage)
+    if query.min_score is not None:
+        statement = statement.where(leads.c.score >= query.min_score)
+    if query.grades:
+        statement = statement.where(leads.c.grade.in_(query.grades))
+    if query.after is not None:
+        score, lead_id = query.after
+        statement = statement.where(
+            or_(leads.c.score < score, and_(leads.c.score == score, leads.c.lead_id > lead_id))
+        )
+    return (await conn.execute(statement)).all()
+
+
+async def timeline(conn: AsyncConnection, lead_id: str) -> tuple[Sequence[Any], Sequence[Any]]:
+    """The lead's events and score changes, each oldest first."""
+    events = await conn.execute(
+        select(
+            lead_events.c.event_id, lead_events.c.type, lead_events.c.occurred_at, lead_events.c.properties
+        )
+        .where(lead_events.c.lead_id == lead_id)
+        .order_by(lead_events.c.occurred_at, lead_events.c.event_id)
+    )
+    changes = await conn.execute(
+        select(score_changes).where(score_changes.c.lead_id == lead_id).order_by(score_changes.c.seq)
+    )
+    return events.all(), changes.all()
+
+
+async def lead_ids_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[str]:
+    statement = select(leads.c.lead_id).order_by(leads.c.lead_id).limit(limit)
+    if after is not None:
+        statement = statement.where(leads.c.lead_id > after)
+    return list((await conn.execute(statement)).scalars())
+
+
+async def stream_histories(conn: AsyncConnection, *, since: datetime) -> AsyncIterator[LeadHistory]:
+    """Every lead with events since `since`, with those events and its handoff outcome, one at a time.
+
+    One ordered scan of the event table (streamed, not loaded), joined to the few
+    columns of the lead it needs.
+    """
+    outcome_rows = await conn.execute(select(handoff_outcomes.c.lead_id, handoff_outcomes.c.outcome))
+    outcomes: dict[str, str] = {}
+    for row in outcome_rows:
+        if outcomes.get(row.lead_id) != "sent_back":
+            outcomes[row.lead_id] = row.outcome
+    query = (
+        select(
+            lead_events.c.lead_id,
+            lead_events.c.type,
+            lead_events.c.occurred_at,
+            lead_events.c.properties,
+            leads.c.email,
+            leads.c.traits,
+        )
+        .join(leads, leads.c.lead_id == lead_events.c.lead_id)
+        .where(lead_events.c.occurred_at >= since)
+        .order_by(lead_events.c.lead_id, lead_events.c.occurred_at)
+        .execution_options(yield_per=10_000)
+    )
+    result = await conn.stream(query)
+    current: str | None = None
+    email: str | None = None
+    traits: dict[str, Any] = {}
+    events: list[LeadEvent] = []
+    async for partition in result.partitions():
+        for lead_id, kind, occurred_at, properties, lead_email, lead_traits in partition:
+            if lead_id != current:
+                if current is not None:
+                    yield LeadHistory(current, email, traits, events, _outcome(outcomes.get(current)))
+                current, email, traits, events = lead_id, lead_email, lead_traits, []
+            events.append(LeadEvent(kind, occurred_at, properties))
+    if current is not None:
+        yield LeadHistory(current, email, traits, events, _outcome(outcomes.get(current)))
+
+
+def _outcome(value: str | None) -> Literal["accepted", "sent_back"] | None:
+    return "sent_back" if value == "sent_back" else "accepted" if value == "accepted" else None
