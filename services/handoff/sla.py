@@ -1,8 +1,8 @@
-"""SLA policies: which one an MQL falls under, and when its decision is due.
+"""SLA policies: which one an MQL falls under, when its decision is due, and when to warn.
 
-Deadlines are wall-clock hours for now. Business-hours calendars (timezone, working hours,
-holidays) will come later and change only `_deadline`, the one place that adds time.
-Datetimes are expected timezone-aware (UTC).
+A policy that names a calendar counts its hours as business hours in that calendar (see
+`calendar.py`); one without counts wall-clock hours. `_after` and `_elapsed` are the only
+places that add or measure time. Datetimes are expected timezone-aware (UTC).
 """
 
 from collections.abc import Sequence
@@ -12,9 +12,15 @@ from typing import Self
 
 import pydantic
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
+
+from services.handoff.calendar import BusinessCalendar, add_business_time, business_time_between
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
+
+
+class SlaConfigError(ValueError):
+    """The SLA file cannot be used; the message names the file and what is wrong."""
 
 
 class Selector(pydantic.BaseModel):
@@ -33,16 +39,48 @@ class Selector(pydantic.BaseModel):
         )
 
 
+class BreachAction(pydantic.BaseModel):
+    """What happens when a deadline passes: alert ops, hand the lead to another owner or queue, or both."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    alert: bool = True
+    reassign_to: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Self:
+        if not self.alert and self.reassign_to is None:
+            raise ValueError("on_breach must alert, reassign_to an owner or queue, or both")
+        return self
+
+
 class SlaPolicy(pydantic.BaseModel):
     model_config = _STRICT
 
     name: str = Field(min_length=1)
+    # Business hours when `calendar` is set, wall-clock hours otherwise.
     decide_within_hours: float = Field(gt=0)
     qualify_within_hours: float = Field(gt=0)
     # Fraction of the time allowed after which a warning fires.
     warn_at: float = Field(default=0.75, gt=0, lt=1)
     # None marks the fallback policy, used when no selector matches.
     applies_when: Selector | None = None
+    # Name of one of the config's calendars.
+    calendar: str | None = Field(default=None, min_length=1)
+    on_breach: BreachAction = Field(default_factory=BreachAction)
+
+    # Set by the SlaConfig that defines the named calendar.
+    _business_calendar: BusinessCalendar | None = PrivateAttr(default=None)
+
+    @property
+    def business_calendar(self) -> BusinessCalendar | None:
+        """The calendar this policy counts in; None for wall-clock hours."""
+        if self.calendar is not None and self._business_calendar is None:
+            raise SlaConfigError(
+                f"policy {self.name!r} names calendar {self.calendar!r} but was not loaded "
+                "through an SlaConfig that defines it"
+            )
+        return self._business_calendar
 
 
 class SlaConfig(pydantic.BaseModel):
@@ -50,6 +88,7 @@ class SlaConfig(pydantic.BaseModel):
 
     policies: list[SlaPolicy] = Field(min_length=1)
     default_owner: str = Field(default="inbound-queue", min_length=1)
+    calendars: list[BusinessCalendar] = []
 
     @model_validator(mode="after")
     def _one_fallback_and_unique_names(self) -> Self:
@@ -65,13 +104,37 @@ class SlaConfig(pydantic.BaseModel):
             raise ValueError(f"policy names must be unique; repeated: {', '.join(duplicates)}")
         return self
 
+    @model_validator(mode="after")
+    def _calendars_exist(self) -> Self:
+        names = [c.name for c in self.calendars]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"calendar names must be unique; repeated: {', '.join(duplicates)}")
+        by_name = {c.name: c for c in self.calendars}
+        for policy in self.policies:
+            if policy.calendar is None:
+                continue
+            if policy.calendar not in by_name:
+                known = ", ".join(sorted(by_name)) or "none defined"
+                raise ValueError(
+                    f"policy {policy.name!r} names calendar {policy.calendar!r}, "
+                    f"which is not in calendars ({known})"
+                )
+            # Resolved once here so decide_by(policy, start) needs nothing but the policy.
+            policy._business_calendar = by_name[policy.calendar]
+        return self
+
     @property
     def fallback(self) -> SlaPolicy:
         return next(p for p in self.policies if p.applies_when is None)
 
-
-class SlaConfigError(ValueError):
-    """The SLA file cannot be used; the message names the file and what is wrong."""
+    def calendar_named(self, name: str) -> BusinessCalendar:
+        """A calendar by name, e.g. the one of the team a handoff is routed to."""
+        for calendar in self.calendars:
+            if calendar.name == name:
+                return calendar
+        known = ", ".join(c.name for c in self.calendars) or "none defined"
+        raise SlaConfigError(f"no calendar named {name!r}; known: {known}")
 
 
 def load_sla_config(path: str | Path) -> SlaConfig:
@@ -96,25 +159,53 @@ def choose_policy(
     return config.fallback
 
 
-def decide_by(policy: SlaPolicy, start: datetime) -> datetime:
-    """When sales must accept or reject a handoff created at `start`."""
-    return _deadline(start, policy.decide_within_hours)
+def decide_by(policy: SlaPolicy, start: datetime, *, calendar: BusinessCalendar | None = None) -> datetime:
+    """When sales must accept or reject a handoff created at `start`.
+
+    `calendar`, when given (e.g. the assigned team's), replaces the policy's own.
+    """
+    return _deadline(_counting_in(policy, calendar), start, policy.decide_within_hours)
 
 
-def qualify_by(policy: SlaPolicy, start: datetime) -> datetime:
-    """When sales must qualify or return a lead accepted at `start`."""
-    return _deadline(start, policy.qualify_within_hours)
+def qualify_by(policy: SlaPolicy, start: datetime, *, calendar: BusinessCalendar | None = None) -> datetime:
+    """When sales must qualify or return a lead accepted at `start`; `calendar` as in `decide_by`."""
+    return _deadline(_counting_in(policy, calendar), start, policy.qualify_within_hours)
+
+
+def warning_at(
+    policy: SlaPolicy, start: datetime, due: datetime, *, calendar: BusinessCalendar | None = None
+) -> datetime:
+    """The moment `policy.warn_at` of the time allowed between `start` and `due` is used.
+
+    On a calendar the fraction is of business time: a deadline that spans a weekend warns
+    when 75% of the working hours are gone, not 75% of the weekend.
+    """
+    if due < start:
+        raise ValueError(f"due ({due.isoformat()}) is before start ({start.isoformat()})")
+    counting_in = _counting_in(policy, calendar)
+    allowed = _elapsed(counting_in, start, due)
+    return _after(counting_in, start, allowed * policy.warn_at)
 
 
 def warn_at(policy: SlaPolicy, start: datetime, due: datetime) -> datetime:
-    """The moment `policy.warn_at` of the time between `start` and `due` has passed."""
-    if due < start:
-        raise ValueError(f"due ({due.isoformat()}) is before start ({start.isoformat()})")
-    return start + (due - start) * policy.warn_at
+    """The older name of `warning_at`, kept for callers that use it."""
+    return warning_at(policy, start, due)
 
 
-def _deadline(start: datetime, hours: float) -> datetime:
-    return start + timedelta(hours=hours)
+def _counting_in(policy: SlaPolicy, override: BusinessCalendar | None) -> BusinessCalendar | None:
+    return override if override is not None else policy.business_calendar
+
+
+def _deadline(calendar: BusinessCalendar | None, start: datetime, hours: float) -> datetime:
+    return _after(calendar, start, timedelta(hours=hours))
+
+
+def _after(calendar: BusinessCalendar | None, start: datetime, duration: timedelta) -> datetime:
+    return start + duration if calendar is None else add_business_time(calendar, start, duration)
+
+
+def _elapsed(calendar: BusinessCalendar | None, start: datetime, end: datetime) -> timedelta:
+    return end - start if calendar is None else business_time_between(calendar, start, end)
 
 
 def _describe(exc: pydantic.ValidationError) -> str:

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
     UniqueConstraint,
+    and_,
     func,
+    or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -50,6 +58,7 @@ handoffs = Table(
     Column("channel", Text, nullable=True),
     Column("campaign", Text, nullable=True),
     Column("version", Integer, nullable=False, server_default="1"),
+    Column("team", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("lead_id", "cycle", name="uq_handoffs_lead_cycle"),
@@ -73,6 +82,72 @@ history = Table(
 )
 
 
+sla_timers = Table(
+    "sla_timers",
+    metadata,
+    Column("timer_id", BigInteger, Identity(), primary_key=True),
+    Column("handoff_id", Text, nullable=False),
+    Column("kind", Text, nullable=False, comment="warning | breach"),
+    Column("stage", Text, nullable=False, comment="the stage whose deadline it watches"),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=True),
+    Column("cancelled_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("handoff_id", "kind", "stage", name="uq_sla_timers_once"),
+    schema=SCHEMA,
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    schema=SCHEMA,
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("event_types", ARRAY(Text), nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    schema=SCHEMA,
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", BigInteger, Identity(), primary_key=True),
+    Column("subscription_id", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending", comment="pending | delivered | failed"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_once"),
+    schema=SCHEMA,
+)
+
+routing_turns = Table(
+    "routing_turns",
+    metadata,
+    Column("team", Text, primary_key=True),
+    Column("turn", BigInteger, nullable=False, server_default="0"),
+    schema=SCHEMA,
+)
+
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
@@ -93,15 +168,41 @@ async def get(conn: AsyncConnection, handoff_id: str, *, lock: bool = False) -> 
     return (await conn.execute(query.with_for_update() if lock else query)).first()
 
 
-async def queue(
-    conn: AsyncConnection, *, stage: str | None, owner: str | None, limit: int
-) -> Sequence[Row[Any]]:
-    query = select(handoffs).order_by(handoffs.c.decide_by, handoffs.c.handoff_id).limit(limit)
-    if stage is not None:
-        query = query.where(handoffs.c.stage == stage)
-    if owner is not None:
-        query = query.where(handoffs.c.owner == owner)
-    return (await conn.execute(query)).all()
+@dataclass(frozen=True)
+class QueueQuery:
+    stage: str | None = None
+    owners: tuple[str, ...] | None = None  # None: everyone's (a manager's view)
+    owner: str | None = None
+    due_before: datetime | None = None
+    policy: str | None = None
+    after: tuple[datetime, str] | None = None  # (deadline, id) of the previous page's last item
+    limit: int = 100
+
+
+def current_deadline() -> Any:
+    """The deadline sales works against now: deciding while an MQL, qualifying once accepted."""
+    return func.coalesce(handoffs.c.qualify_by, handoffs.c.decide_by)
+
+
+async def queue(conn: AsyncConnection, query: QueueQuery) -> Sequence[Row[Any]]:
+    deadline = current_deadline()
+    statement = select(handoffs).order_by(deadline, handoffs.c.handoff_id).limit(query.limit)
+    if query.stage is not None:
+        statement = statement.where(handoffs.c.stage == query.stage)
+    if query.owners is not None:
+        statement = statement.where(handoffs.c.owner.in_(query.owners))
+    if query.owner is not None:
+        statement = statement.where(handoffs.c.owner == query.owner)
+    if query.due_before is not None:
+        statement = statement.where(deadline < query.due_before)
+    if query.policy is not None:
+        statement = statement.where(handoffs.c.policy == query.policy)
+    if query.after is not None:
+        due, handoff_id = query.after
+        statement = statement.where(
+            or_(deadline > due, and_(deadline == due, handoffs.c.handoff_id > handoff_id))
+        )
+    return (await conn.execute(statement)).all()
 
 
 async def change(conn: AsyncConnection, handoff_id: str, **values: Any) -> None:
@@ -119,3 +220,141 @@ async def record(conn: AsyncConnection, **values: Any) -> None:
 async def history_of(conn: AsyncConnection, handoff_id: str) -> Sequence[Row[Any]]:
     query = select(history).where(history.c.handoff_id == handoff_id).order_by(history.c.seq)
     return (await conn.execute(query)).all()
+
+
+# --- SLA timers ----------------------------------------------------------------------
+
+
+async def schedule_timers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Timers (handoff_id, kind, stage, due_at, deadline); a timer already scheduled stays as it is."""
+    if rows:
+        await conn.execute(
+            insert(sla_timers).values(rows).on_conflict_do_nothing(constraint="uq_sla_timers_once")
+        )
+
+
+async def cancel_timers(conn: AsyncConnection, handoff_id: str, *, stage: str, at: datetime) -> None:
+    await conn.execute(
+        update(sla_timers)
+        .where(
+            sla_timers.c.handoff_id == handoff_id,
+            sla_timers.c.stage == stage,
+            sla_timers.c.fired_at.is_(None),
+            sla_timers.c.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=at)
+    )
+
+
+async def claim_due_timers(conn: AsyncConnection, *, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    """Due timers, locked for this transaction; other instances skip them (fire exactly once)."""
+    statement = (
+        select(sla_timers)
+        .where(
+            sla_timers.c.fired_at.is_(None), sla_timers.c.cancelled_at.is_(None), sla_timers.c.due_at <= now
+        )
+        .order_by(sla_timers.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def mark_timer(conn: AsyncConnection, timer_id: int, **values: Any) -> None:
+    await conn.execute(update(sla_timers).where(sla_timers.c.timer_id == timer_id).values(**values))
+
+
+# --- idempotency keys -----------------------------------------------------------------
+
+
+async def remembered_response(conn: AsyncConnection, *, principal: str, key: str) -> Row[Any] | None:
+    statement = select(idempotency_keys).where(
+        idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def remember_response(
+    conn: AsyncConnection, *, principal: str, key: str, fingerprint: str, status: int, body: Any
+) -> bool:
+    """False when a concurrent request with the same key got there first."""
+    result = await conn.execute(
+        insert(idempotency_keys)
+        .values(principal=principal, key=key, fingerprint=fingerprint, status=status, body=body)
+        .on_conflict_do_nothing()
+        .returning(idempotency_keys.c.key)
+    )
+    return result.first() is not None
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+async def next_turn(conn: AsyncConnection, team: str) -> int:
+    """The team's round-robin position, advanced by one (safe with several instances)."""
+    statement = insert(routing_turns).values(team=team, turn=1)
+    result = await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["team"], set_={"turn": routing_turns.c.turn + 1}
+        ).returning(routing_turns.c.turn)
+    )
+    return int(result.scalar_one()) - 1
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+
+async def add_subscription(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(webhook_subscriptions.insert().values(**values))
+
+
+async def subscriptions(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    statement = select(webhook_subscriptions).order_by(webhook_subscriptions.c.created_at)
+    return (await conn.execute(statement)).all()
+
+
+async def subscriptions_for(conn: AsyncConnection, event_type: str) -> Sequence[Row[Any]]:
+    statement = select(webhook_subscriptions).where(
+        webhook_subscriptions.c.active, webhook_subscriptions.c.event_types.any(event_type)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def enqueue_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(
+            insert(webhook_deliveries)
+            .values(rows)
+            .on_conflict_do_nothing(constraint="uq_webhook_deliveries_once")
+        )
+
+
+async def claim_due_deliveries(conn: AsyncConnection, *, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    statement = (
+        select(webhook_deliveries, webhook_subscriptions.c.url, webhook_subscriptions.c.secret)
+        .join(
+            webhook_subscriptions,
+            webhook_subscriptions.c.subscription_id == webhook_deliveries.c.subscription_id,
+        )
+        .where(webhook_deliveries.c.status == "pending", webhook_deliveries.c.next_attempt_at <= now)
+        .order_by(webhook_deliveries.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=webhook_deliveries, skip_locked=True)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def update_delivery(conn: AsyncConnection, delivery_id: int, **values: Any) -> None:
+    await conn.execute(
+        update(webhook_deliveries).where(webhook_deliveries.c.delivery_id == delivery_id).values(**values)
+    )
+
+
+async def deliveries(conn: AsyncConnection, *, subscription_id: str, limit: int) -> Sequence[Row[Any]]:
+    statement = (
+        select(webhook_deliveries)
+        .where(webhook_deliveries.c.subscription_id == subscription_id)
+        .order_by(webhook_deliveries.c.delivery_id.desc())
+        .limit(limit)
+    )
+    return (await conn.execute(statement)).all()

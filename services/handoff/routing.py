@@ -1,0 +1,230 @@
+"""Routing: which rep or queue owns a new handoff.
+
+Rules are tried in file order; the first whose conditions all hold assigns the handoff, to a
+named owner or queue or round-robin within a team. No rule matches: the fallback queue.
+Pure: the service keeps each team's round-robin counter and passes it in as `turn`.
+"""
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import pydantic
+import yaml
+from pydantic import BeforeValidator, Field, model_validator
+
+_STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class RoutingConfigError(ValueError):
+    """The routing file cannot be used; the message names the file and what is wrong."""
+
+
+def _country_code(value: Any) -> Any:
+    if isinstance(value, bool):  # the "Norway problem": YAML 1.1 reads a bare NO as false
+        raise ValueError('YAML reads this as true/false; quote country codes, e.g. "NO"')
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError("must be a 2-letter ISO country code, e.g. DE")
+    return value.upper()
+
+
+Country = Annotated[str, BeforeValidator(_country_code)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class _Lead:
+    """What rules look at, read leniently from the lead's traits: unknown means no match."""
+
+    country: str | None
+    company_size: int | None
+    policy: str
+
+
+class RouteMatch(pydantic.BaseModel):
+    """Conditions a lead must all meet; a condition left empty holds for everyone."""
+
+    model_config = _STRICT
+
+    countries: list[Country] = []
+    regions: list[Name] = []
+    # Inclusive bounds on the number of employees.
+    min_company_size: int | None = Field(default=None, ge=0)
+    max_company_size: int | None = Field(default=None, ge=0)
+    # SLA policy names, e.g. only "hot" leads.
+    policies: list[Name] = []
+
+    @model_validator(mode="after")
+    def _sizes_in_order(self) -> Self:
+        low, high = self.min_company_size, self.max_company_size
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_company_size {low} is above max_company_size {high}")
+        return self
+
+    def holds(self, lead: _Lead, regions: Mapping[str, list[str]]) -> bool:
+        size = lead.company_size
+        return (
+            (not self.countries or lead.country in self.countries)
+            and (not self.regions or any(lead.country in regions[r] for r in self.regions))
+            and (self.min_company_size is None or (size is not None and size >= self.min_company_size))
+            and (self.max_company_size is None or (size is not None and size <= self.max_company_size))
+            and (not self.policies or lead.policy in self.policies)
+        )
+
+
+class Assignment(pydantic.BaseModel):
+    """Exactly one of: a named owner or queue, or round-robin within a team."""
+
+    model_config = _STRICT
+
+    owner: Name | None = None
+    team: Name | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.owner is None) == (self.team is None):
+            given = "both" if self.owner is not None else "neither"
+            raise ValueError(f"assign names an owner or a team, exactly one; got {given}")
+        return self
+
+
+class RoutingRule(pydantic.BaseModel):
+    model_config = _STRICT
+
+    name: Name
+    when: RouteMatch = Field(default_factory=RouteMatch)
+    assign: Assignment
+
+
+class Team(pydantic.BaseModel):
+    model_config = _STRICT
+
+    name: Name
+    members: list[Name]
+    # Name of a calendar in the SLA config: the team's working hours.
+    calendar: Name | None = None
+    manager: Name | None = None
+
+    @model_validator(mode="after")
+    def _can_take_turns(self) -> Self:
+        if not self.members:
+            raise ValueError(f"team {self.name!r} has no members; round-robin needs at least one")
+        repeated = sorted({m for m in self.members if self.members.count(m) > 1})
+        if repeated:
+            raise ValueError(f"team {self.name!r} lists {', '.join(repeated)} more than once")
+        return self
+
+
+class RoutingConfig(pydantic.BaseModel):
+    model_config = _STRICT
+
+    teams: list[Team] = []
+    rules: list[RoutingRule] = []
+    fallback_queue: Name = "inbound-queue"
+    # Region name -> ISO country codes, e.g. emea: [DE, FR, GB].
+    regions: dict[Name, list[Country]] = {}
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Self:
+        for kind, names in (("team", [t.name for t in self.teams]), ("rule", [r.name for r in self.rules])):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(repeated)}")
+        teams = {t.name for t in self.teams}
+        for rule in self.rules:
+            if rule.assign.team is not None and rule.assign.team not in teams:
+                raise ValueError(
+                    f"rule {rule.name!r} assigns to unknown team {rule.assign.team!r} "
+                    f"(teams: {', '.join(sorted(teams)) or 'none defined'})"
+                )
+            for region in rule.when.regions:
+                if region not in self.regions:
+                    raise ValueError(
+                        f"rule {rule.name!r} names unknown region {region!r} "
+                        f"(regions: {', '.join(sorted(self.regions)) or 'none defined'})"
+                    )
+        return self
+
+    def team_named(self, name: str) -> Team:
+        for team in self.teams:
+            if team.name == name:
+                return team
+        raise KeyError(f"no team named {name!r}")
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    owner: str
+    team: str | None
+    # None when no rule matched and the fallback queue took the lead.
+    rule: str | None
+
+
+def route(config: RoutingConfig, *, traits: Mapping[str, Any], policy: str, turn: int) -> RouteDecision:
+    """Who owns a new handoff: the first matching rule's assignee, else the fallback queue.
+
+    `turn` is the assigned team's round-robin counter; the member at `turn % size` gets the lead.
+    """
+    lead = _Lead(_country_of(traits.get("country")), _employees(traits.get("company_size")), policy)
+    for rule in config.rules:
+        if not rule.when.holds(lead, config.regions):
+            continue
+        match rule.assign:
+            case Assignment(team=str(team)):
+                members = config.team_named(team).members
+                return RouteDecision(owner=members[turn % len(members)], team=team, rule=rule.name)
+            case Assignment(owner=str(owner)):
+                return RouteDecision(owner=owner, team=None, rule=rule.name)
+    return RouteDecision(owner=config.fallback_queue, team=None, rule=None)
+
+
+def load_routing_config(path: str | Path, *, calendars: Collection[str] | None = None) -> RoutingConfig:
+    """Read and validate the routing file, refusing it whole if anything is wrong.
+
+    The keys may sit at the top level or under one `routing:` key. `calendars`, when given
+    (the SLA config's calendar names), is checked against the teams' calendars.
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RoutingConfigError(f"{path}: cannot read routing config: {exc}") from exc
+    if isinstance(raw, dict) and list(raw) == ["routing"]:
+        raw = raw["routing"]
+    try:
+        config = RoutingConfig.model_validate(raw or {})
+    except pydantic.ValidationError as exc:
+        raise RoutingConfigError(f"{path}: invalid routing config: {_describe(exc)}") from exc
+    for team in config.teams:
+        if calendars is not None and team.calendar is not None and team.calendar not in calendars:
+            raise RoutingConfigError(
+                f"{path}: team {team.name!r} names calendar {team.calendar!r}, which the SLA config "
+                f"does not define (calendars: {', '.join(sorted(calendars)) or 'none'})"
+            )
+    return config
+
+
+def _country_of(value: Any) -> str | None:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z]{2}", value.strip()):
+        return value.strip().upper()
+    return None
+
+
+def _employees(value: Any) -> int | None:
+    # Traits arrive as JSON: accept 1200 and "1200", nothing vaguer.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _describe(exc: pydantic.ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+    )
