@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     outbox_idle_poll_ms: int = Field(default=500, ge=10)
 
     alert_eval_interval_s: float = Field(default=10.0, gt=0)
+    sla_timer_poll_s: float = Field(default=1.0, gt=0)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    webhook_first_retry_s: float = Field(default=10.0, gt=0, description="first retry delay; then doubling")
+    webhook_max_age_h: float = Field(default=24.0, gt=0, description="retry for this long, then mark failed")
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)

@@ -1,28 +1,57 @@
-"""handoff: the sales side. A queue of MQLs under an SLA, and one call per decision."""
+"""handoff: the sales side. Each rep's queue of MQLs under an SLA, one call per decision,
+signed webhooks for sales tools."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+import base64
+import binascii
+import hashlib
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, Field
+import orjson
+from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AnyHttpUrl, BaseModel, Field
+from sqlalchemy import text
 
-from services.handoff import store
+from services.handoff import store, webhooks
 from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
-from services.handoff.handlers import Decision, HandoffNotFound, decide, make_handlers
-from services.handoff.sla import SlaConfig, load_sla_config
+from services.handoff.handlers import (
+    Decision,
+    HandoffConfig,
+    HandoffNotFound,
+    StaleVersion,
+    decide,
+    make_handlers,
+    reassign,
+)
+from services.handoff.routing import load_routing_config
+from services.handoff.sla import load_sla_config
+from services.handoff.timers import make_timer_loop
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_LIFECYCLE, ScoreContribution
 from shared.http import create_app
 from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, get_settings
+from shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["handoffs"])
 Reader = Annotated[Principal, require(Scope.HANDOFFS_READ)]
 Writer = Annotated[Principal, require(Scope.HANDOFFS_WRITE)]
+Manager = Annotated[Principal, require(Scope.HANDOFFS_MANAGE)]
+IfMatch = Annotated[
+    str | None, Header(description="The ETag you last saw; 412 if the handoff changed since.")
+]
+IdempotencyKey = Annotated[
+    str | None, Header(max_length=200, description="Retry with the same key: the first result is returned.")
+]
 PROBLEM = {"description": "Problem (application/problem+json)"}
+ERRORS: dict[int | str, dict[str, Any]] = {404: PROBLEM, 409: PROBLEM, 412: PROBLEM, 422: PROBLEM}
 
 
 class HandoffPublic(BaseModel):
@@ -31,6 +60,7 @@ class HandoffPublic(BaseModel):
     cycle: int
     stage: str
     owner: str
+    team: str | None
     policy: str
     decide_by: datetime
     qualify_by: datetime | None
@@ -40,20 +70,28 @@ class HandoffPublic(BaseModel):
     lead: dict[str, Any] = Field(description="Email and profile traits at MQL time.")
     channel: str | None
     campaign: str | None
-    version: int
+    version: int = Field(description="Changes with every action; sent as the ETag.")
     allowed_actions: list[str]
     created_at: datetime
     updated_at: datetime
 
 
-class HandoffList(BaseModel):
+class HandoffPage(BaseModel):
     items: list[HandoffPublic]
+    next_cursor: str | None
 
 
 class DecisionBody(BaseModel):
-    reason: str | None = Field(default=None, max_length=200, description="Required to reject or return.")
+    reason: str | None = Field(
+        default=None, max_length=200, description="Required to reject, return or disqualify."
+    )
     note: str | None = Field(default=None, max_length=2000, description="Required when reason is `other`.")
     details: dict[str, Any] = Field(default_factory=dict, description="BANT or opportunity fields.")
+
+
+class ReassignBody(BaseModel):
+    owner: str = Field(min_length=1, max_length=200, description="A rep or a queue.")
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class HistoryEntry(BaseModel):
@@ -66,10 +104,37 @@ class HistoryEntry(BaseModel):
     note: str | None
 
 
-def _public(row: Any) -> HandoffPublic:
-    values = dict(row._mapping)
-    values["allowed_actions"] = [a.value for a in allowed_actions(Stage(row.stage)) if a is not Action.REOPEN]
-    return HandoffPublic.model_validate(values)
+class WebhookCreate(BaseModel):
+    url: AnyHttpUrl
+    event_types: list[Literal[webhooks.EVENT_TYPES]] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+class WebhookPublic(BaseModel):
+    subscription_id: str
+    url: str
+    event_types: list[str]
+    active: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="Verify signatures with it. Shown only now.")
+
+
+class DeliveryPublic(BaseModel):
+    delivery_id: int
+    message_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+# --- helpers: who sees what, versions, cursors -------------------------------------
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -77,63 +142,195 @@ def _runtime(request: Request) -> ServiceRuntime:
     return runtime
 
 
-@router.get("/handoffs", response_model=HandoffList)
+def _config(request: Request) -> HandoffConfig:
+    config: HandoffConfig = request.app.state.config
+    return config
+
+
+def visible_owners(principal: Principal, config: HandoffConfig) -> tuple[str, ...] | None:
+    """A rep's key sees the rep's handoffs and their team queues; managers and integrations see all."""
+    if principal.owner is None or principal.has(Scope.HANDOFFS_MANAGE):
+        return None
+    return (principal.owner, *sorted(config.teams_of(principal.owner)))
+
+
+def _public(row: Any) -> HandoffPublic:
+    values = dict(row._mapping)
+    values["allowed_actions"] = [a.value for a in allowed_actions(Stage(row.stage)) if a is not Action.REOPEN]
+    return HandoffPublic.model_validate(values)
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    try:
+        return int(if_match.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        raise invalid([FieldError("If-Match", "etag", "not an ETag returned by this API")]) from None
+
+
+async def _visible_row(conn: Any, handoff_id: str, principal: Principal, config: HandoffConfig) -> Any:
+    """The handoff, or 404 for one that does not exist or is not this rep's (ids must not leak)."""
+    row = await store.get(conn, handoff_id)
+    owners = visible_owners(principal, config)
+    if row is None or (owners is not None and row.owner not in owners):
+        raise Problem(status=404, title="Handoff not found", detail=f"no handoff {handoff_id}")
+    return row
+
+
+def _encode_cursor(due: datetime, handoff_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([due.isoformat(), handoff_id])).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        due, handoff_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(due), str(handoff_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise invalid([FieldError("cursor", "cursor", "not a cursor returned by this API")]) from None
+
+
+# --- queue and reads -------------------------------------------------------------------
+
+
+@router.get("/handoffs", response_model=HandoffPage, responses={422: PROBLEM})
 async def list_handoffs(
     request: Request,
-    _: Reader,
+    principal: Reader,
     status: Annotated[Stage | None, Query(description="Stage filter, e.g. `mql`.")] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,
+    due_before: Annotated[datetime | None, Query(description="Only those due before this instant.")] = None,
+    policy: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> HandoffList:
-    """A queue: handoffs sorted by their decision deadline."""
+) -> HandoffPage:
+    """A queue, soonest deadline first, with each lead's profile, score and why it qualified."""
+    query = store.QueueQuery(
+        stage=status.value if status else None,
+        owners=visible_owners(principal, _config(request)),
+        owner=owner,
+        due_before=due_before,
+        policy=policy,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
     async with _runtime(request).engine.connect() as conn:
-        rows = await store.queue(conn, stage=status.value if status else None, owner=owner, limit=limit)
-    return HandoffList(items=[_public(r) for r in rows])
+        rows = await store.queue(conn, query)
+    items = [_public(r) for r in rows]
+    last = items[-1] if len(items) == limit else None
+    next_cursor = _encode_cursor(last.qualify_by or last.decide_by, last.handoff_id) if last else None
+    return HandoffPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/handoffs/{handoff_id}", response_model=HandoffPublic, responses={404: PROBLEM})
-async def get_handoff(handoff_id: str, request: Request, _: Reader) -> HandoffPublic:
-    """One handoff, with the lead, its score explanation and the actions allowed now."""
+async def get_handoff(handoff_id: str, request: Request, principal: Reader) -> JSONResponse:
+    """One handoff, with the lead, its score explanation and the actions allowed now (ETag: its version)."""
     async with _runtime(request).engine.connect() as conn:
-        row = await store.get(conn, handoff_id)
-    if row is None:
-        raise _not_found(handoff_id)
-    return _public(row)
+        row = await _visible_row(conn, handoff_id, principal, _config(request))
+    return JSONResponse(_public(row).model_dump(mode="json"), headers={"ETag": _etag(row.version)})
 
 
 @router.get("/handoffs/{handoff_id}/history", response_model=list[HistoryEntry], responses={404: PROBLEM})
-async def get_history(handoff_id: str, request: Request, _: Reader) -> list[HistoryEntry]:
+async def get_history(handoff_id: str, request: Request, principal: Reader) -> list[HistoryEntry]:
     """Every change of the handoff: who, when, from, to, reason, note."""
     async with _runtime(request).engine.connect() as conn:
-        if await store.get(conn, handoff_id) is None:
-            raise _not_found(handoff_id)
+        await _visible_row(conn, handoff_id, principal, _config(request))
         rows = await store.history_of(conn, handoff_id)
     return [HistoryEntry.model_validate(dict(r._mapping)) for r in rows]
 
 
+# --- actions ------------------------------------------------------------------------------
+
+
+async def _act(
+    request: Request,
+    principal: Principal,
+    idempotency_key: str | None,
+    work: Callable[[UnitOfWork], Awaitable[Any]],
+) -> JSONResponse:
+    """Run an action once per Idempotency-Key: a retry gets the first answer and changes nothing."""
+    runtime = _runtime(request)
+    fingerprint = hashlib.sha256(
+        request.method.encode() + request.url.path.encode() + await request.body()
+    ).hexdigest()
+    try:
+        async with runtime.unit_of_work() as uow:
+            if idempotency_key is not None:
+                replay = await _replay(uow, principal, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+            row = await work(uow)
+            body = _public(row).model_dump(mode="json")
+            if idempotency_key is not None:
+                await store.remember_response(
+                    uow.conn,
+                    principal=principal.key_id,
+                    key=idempotency_key,
+                    fingerprint=fingerprint,
+                    status=200,
+                    body=body,
+                )
+    except HandoffNotFound as exc:
+        raise Problem(status=404, title="Handoff not found", detail=f"no handoff {exc}") from None
+    except StaleVersion as exc:
+        raise Problem(
+            status=412,
+            title="The handoff changed",
+            detail=f"{exc}; fetch it again and retry",
+            headers={"ETag": _etag(exc.current)},
+        ) from None
+    except InvalidTransition as exc:
+        raise Problem(
+            status=409,
+            title="Not allowed in this stage",
+            detail=str(exc),
+            type="https://leadflow.dev/problems/invalid-transition",
+            extra={"current_stage": exc.current.value, "allowed_actions": [a.value for a in exc.allowed]},
+        ) from None
+    except ReasonRequired as exc:
+        raise invalid([FieldError(exc.field, exc.rule, str(exc))]) from None
+    return JSONResponse(body, headers={"ETag": _etag(body["version"])})
+
+
+async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str) -> JSONResponse | None:
+    # Serialise requests with the same key, so a concurrent retry waits and then replays.
+    await uow.conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{principal.key_id}:{key}"}
+    )
+    prior = await store.remembered_response(uow.conn, principal=principal.key_id, key=key)
+    if prior is None:
+        return None
+    if prior.fingerprint != fingerprint:
+        raise invalid(
+            [FieldError("Idempotency-Key", "reused", "this key was used for a different request")], status=422
+        )
+    headers = {"Idempotent-Replayed": "true", "ETag": _etag(prior.body["version"])}
+    return JSONResponse(prior.body, status_code=prior.status, headers=headers)
+
+
 def _decision_route(action: Action, summary: str) -> None:
     async def route(
-        handoff_id: str, request: Request, principal: Writer, body: DecisionBody | None = None
-    ) -> HandoffPublic:
+        handoff_id: str,
+        request: Request,
+        principal: Writer,
+        body: DecisionBody | None = None,
+        if_match: IfMatch = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
         body = body or DecisionBody()
-        runtime = _runtime(request)
+        config = _config(request)
         decision = Decision(action, principal.owner or principal.name, body.reason, body.note, body.details)
-        try:
-            async with runtime.unit_of_work() as uow:
-                row = await decide(uow, request.app.state.sla, handoff_id, decision)
-        except HandoffNotFound:
-            raise _not_found(handoff_id) from None
-        except InvalidTransition as exc:
-            raise Problem(
-                status=409,
-                title="Not allowed in this stage",
-                detail=str(exc),
-                type="https://leadflow.dev/problems/invalid-transition",
-                extra={"current_stage": exc.current.value, "allowed_actions": [a.value for a in exc.allowed]},
-            ) from None
-        except ReasonRequired as exc:
-            raise invalid([FieldError(exc.field, exc.rule, str(exc))]) from None
-        return _public(row)
+        expected = _expected_version(if_match)
+
+        async def work(uow: UnitOfWork) -> Any:
+            await _visible_row(uow.conn, handoff_id, principal, config)
+            return await decide(uow, config, handoff_id, decision, expected_version=expected)
+
+        return await _act(request, principal, idempotency_key, work)
 
     route.__name__ = f"{action.value}_handoff"
     router.add_api_route(
@@ -142,7 +339,7 @@ def _decision_route(action: Action, summary: str) -> None:
         methods=["POST"],
         response_model=HandoffPublic,
         summary=summary,
-        responses={404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
+        responses=ERRORS,
     )
 
 
@@ -157,25 +354,103 @@ for _action, _summary in (
     _decision_route(_action, _summary)
 
 
-def _not_found(handoff_id: str) -> Problem:
-    return Problem(status=404, title="Handoff not found", detail=f"no handoff {handoff_id}")
+@router.post("/handoffs/{handoff_id}/reassign", response_model=HandoffPublic, responses=ERRORS)
+async def reassign_handoff(
+    handoff_id: str,
+    body: ReassignBody,
+    request: Request,
+    principal: Manager,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Give a handoff to another rep or queue (managers)."""
+    expected = _expected_version(if_match)
+
+    async def work(uow: UnitOfWork) -> Any:
+        return await reassign(
+            uow,
+            handoff_id,
+            to_owner=body.owner,
+            actor=principal.owner or principal.name,
+            reason=body.reason,
+            expected_version=expected,
+        )
+
+    return await _act(request, principal, idempotency_key, work)
+
+
+# --- webhooks ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/webhooks", response_model=WebhookCreated, status_code=201, tags=["webhooks"], responses={422: PROBLEM}
+)
+async def create_webhook(body: WebhookCreate, request: Request, _: Manager) -> WebhookCreated:
+    """Subscribe a URL to handoff events; deliveries are signed with the secret returned here."""
+    values = {
+        "subscription_id": str(uuid.uuid4()),
+        "url": str(body.url),
+        "event_types": list(body.event_types),
+        "secret": f"whsec_{secrets.token_urlsafe(32)}",
+    }
+    async with _runtime(request).engine.begin() as conn:
+        await store.add_subscription(conn, **values)
+        [row] = [r for r in await store.subscriptions(conn) if r.subscription_id == values["subscription_id"]]
+    return WebhookCreated.model_validate(dict(row._mapping))
+
+
+@router.get("/webhooks", response_model=list[WebhookPublic], tags=["webhooks"])
+async def list_webhooks(request: Request, _: Manager) -> list[WebhookPublic]:
+    """Every subscription (without secrets)."""
+    async with _runtime(request).engine.connect() as conn:
+        rows = await store.subscriptions(conn)
+    return [WebhookPublic.model_validate(dict(r._mapping)) for r in rows]
+
+
+@router.get(
+    "/webhooks/{subscription_id}/deliveries",
+    response_model=list[DeliveryPublic],
+    tags=["webhooks"],
+    responses={404: PROBLEM},
+)
+async def list_deliveries(
+    subscription_id: str, request: Request, _: Manager, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[DeliveryPublic]:
+    """The subscription's deliveries, newest first: status, attempts, last answer."""
+    async with _runtime(request).engine.connect() as conn:
+        if not any(r.subscription_id == subscription_id for r in await store.subscriptions(conn)):
+            raise Problem(status=404, title="Webhook not found", detail=f"no webhook {subscription_id}")
+        rows = await store.deliveries(conn, subscription_id=subscription_id, limit=limit)
+    return [DeliveryPublic.model_validate(dict(r._mapping)) for r in rows]
 
 
 def create(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    config: SlaConfig = load_sla_config(settings.config_file("sla.yaml"))
+    sla_config = load_sla_config(settings.config_file("sla.yaml"))
+    routing = load_routing_config(
+        settings.config_file("routing.yaml"), calendars=[c.name for c in sla_config.calendars]
+    )
+    config = HandoffConfig(sla=sla_config, routing=routing)
     spec = ServiceSpec(
         name="handoff",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
         subscriptions=[LEAD_LIFECYCLE],
         handlers=make_handlers(config),
+        loops=[
+            make_timer_loop(config, poll_s=settings.sla_timer_poll_s),
+            webhooks.make_delivery_loop(
+                first_retry_s=settings.webhook_first_retry_s,
+                max_age=timedelta(hours=settings.webhook_max_age_h),
+                poll_s=settings.webhook_poll_s,
+            ),
+        ],
     )
     app = create_app(
         ServiceRuntime(spec, settings),
         title="leadflow handoff",
-        description="MQL handoffs to sales under an SLA: the queue and the decisions.",
+        description="MQL handoffs to sales under an SLA: the queue, the decisions, and webhooks.",
         routers=[router],
     )
-    app.state.sla = config
+    app.state.config = config
     return app

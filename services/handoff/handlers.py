@@ -1,6 +1,7 @@
-"""handoff's use cases: open a handoff for each MQL; apply a sales decision.
+"""handoff's use cases: open a handoff for each MQL, route it, and apply sales decisions.
 
-Both run in one transaction with the events they cause (outbox).
+Each runs in one transaction with the events it causes (outbox) and the SLA
+timers it schedules or cancels.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.handoff import sla, store
+from services.handoff import sla, store, webhooks
+from services.handoff.calendar import BusinessCalendar
 from services.handoff.domain import Action, Stage, check_reason, next_stage
+from services.handoff.routing import RouteDecision, RoutingConfig, route
+from services.handoff.sla import SlaConfig, SlaPolicy
 from shared.consumer import Handler
 from shared.envelope import Envelope, utcnow
 from shared.events import (
     HandoffCreated,
+    HandoffReassigned,
     HandoffTransition,
     LeadDisqualified,
     LeadRejected,
@@ -38,8 +43,36 @@ EVENT_OF: dict[Action, type[HandoffTransition]] = {
 }
 
 
+@dataclass(frozen=True)
+class HandoffConfig:
+    sla: SlaConfig
+    routing: RoutingConfig
+
+    def calendar_of_team(self, team: str | None) -> BusinessCalendar | None:
+        """The team's own business hours, if it has any; else the policy's calendar applies."""
+        if team is None:
+            return None
+        name = self.routing.team_named(team).calendar
+        return self.sla.calendar_named(name) if name else None
+
+    def policy_named(self, name: str) -> SlaPolicy:
+        """The handoff's policy; the fallback if the config no longer has it."""
+        return next((p for p in self.sla.policies if p.name == name), self.sla.fallback)
+
+    def teams_of(self, owner: str) -> set[str]:
+        return {team.name for team in self.routing.teams if owner in team.members or owner == team.manager}
+
+
 class HandoffNotFound(LookupError):
     pass
+
+
+class StaleVersion(Exception):
+    """The client acted on an older version of the handoff (If-Match)."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the handoff is at version {current}")
+        self.current = current
 
 
 @dataclass(frozen=True)
@@ -51,7 +84,7 @@ class Decision:
     details: Mapping[str, Any] = field(default_factory=dict)  # BANT or opportunity fields
 
 
-def make_handlers(config: sla.SlaConfig) -> Mapping[str, Handler]:
+def make_handlers(config: HandoffConfig) -> Mapping[str, Handler]:
     async def on_mql(uow: UnitOfWork, envelope: Envelope, mql: MqlReached) -> None:
         # The SLA clock starts when sales gets the lead (when scoring announced the MQL),
         # which is also stable under redelivery.
@@ -64,28 +97,46 @@ def make_handlers(config: sla.SlaConfig) -> Mapping[str, Handler]:
             handed_off_at=envelope.produced_at,
         )
 
-    return {"lead.mql_reached": on_mql}
+    handlers: dict[str, Handler] = {event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES}
+    handlers["lead.mql_reached"] = on_mql
+    return handlers
+
+
+async def assign(
+    uow: UnitOfWork, config: HandoffConfig, *, traits: Mapping[str, Any], policy: str
+) -> RouteDecision:
+    """Route by the rules; a team assignment takes the team's next round-robin turn."""
+    decision = route(config.routing, traits=traits, policy=policy, turn=0)
+    if decision.team is None:
+        return decision
+    turn = await store.next_turn(uow.conn, decision.team)
+    return route(config.routing, traits=traits, policy=policy, turn=turn)
 
 
 async def open_handoff(
     uow: UnitOfWork,
-    config: sla.SlaConfig,
+    config: HandoffConfig,
     *,
     lead_id: str,
     mql: MqlReached,
     mql_at: datetime,
     handed_off_at: datetime,
 ) -> None:
-    """Open the lead's handoff for this cycle, owned by the queue, with its SLA deadline."""
-    policy = sla.choose_policy(config, recent_events=mql.recent_events, mql_at=mql_at)
+    """Open the lead's handoff for this cycle: routed to an owner, with its SLA deadline and timers."""
+    if await store.handoff_of(uow.conn, lead_id=lead_id, cycle=mql.cycle) is not None:
+        return  # a redelivered MQL: routing must not take another turn
+    policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
+    owner = await assign(uow, config, traits=mql.traits, policy=policy.name)
+    due = sla.decide_by(policy, handed_off_at, calendar=config.calendar_of_team(owner.team))
     handoff_id = str(uuid.uuid4())
-    due = sla.decide_by(policy, handed_off_at)
-    values: dict[str, Any] = dict(
+    inserted = await store.insert_handoff(
+        uow.conn,
         handoff_id=handoff_id,
         lead_id=lead_id,
         cycle=mql.cycle,
         stage=Stage.MQL.value,
-        owner=config.default_owner,
+        owner=owner.owner,
+        team=owner.team,
         policy=policy.name,
         decide_by=due,
         score=mql.score,
@@ -95,13 +146,16 @@ async def open_handoff(
         channel=mql.channel,
         campaign=mql.campaign,
     )
-    if not await store.insert_handoff(uow.conn, **values):
+    if not inserted:
         return
     await store.record(uow.conn, handoff_id=handoff_id, actor="leadflow", action="create", to_stage=Stage.MQL)
+    await schedule_sla(
+        uow, config, handoff_id, policy=policy, stage=Stage.MQL, start=handed_off_at, due=due, team=owner.team
+    )
     created = HandoffCreated(
         handoff_id=handoff_id,
         cycle=mql.cycle,
-        owner=config.default_owner,
+        owner=owner.owner,
         policy=policy.name,
         decide_by=due,
         channel=mql.channel,
@@ -112,19 +166,74 @@ async def open_handoff(
     uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 
 
-async def decide(uow: UnitOfWork, config: sla.SlaConfig, handoff_id: str, decision: Decision) -> Any:
-    """Apply a sales decision: check the transition and reason, record it, emit its event."""
+async def schedule_sla(
+    uow: UnitOfWork,
+    config: HandoffConfig,
+    handoff_id: str,
+    *,
+    policy: sla.SlaPolicy,
+    stage: Stage,
+    start: datetime,
+    due: datetime,
+    team: str | None,
+) -> None:
+    """A warning at the policy's warning point and a breach at the deadline, each to fire once."""
+    warn = sla.warning_at(policy, start, due, calendar=config.calendar_of_team(team))
+    await store.schedule_timers(
+        uow.conn,
+        [
+            {
+                "handoff_id": handoff_id,
+                "kind": "warning",
+                "stage": stage.value,
+                "due_at": warn,
+                "deadline": due,
+            },
+            {
+                "handoff_id": handoff_id,
+                "kind": "breach",
+                "stage": stage.value,
+                "due_at": due,
+                "deadline": due,
+            },
+        ],
+    )
+
+
+async def decide(
+    uow: UnitOfWork,
+    config: HandoffConfig,
+    handoff_id: str,
+    decision: Decision,
+    *,
+    expected_version: int | None = None,
+) -> Any:
+    """Apply a sales decision: check version, transition and reason; record it; move the SLA timers; emit."""
     row = await store.get(uow.conn, handoff_id, lock=True)
     if row is None:
         raise HandoffNotFound(handoff_id)
+    if expected_version is not None and row.version != expected_version:
+        raise StaleVersion(row.version)
     current = Stage(row.stage)
     target = next_stage(current, decision.action)
     reason = check_reason(decision.action, decision.reason, decision.note) or decision.reason
     now = utcnow()
     due = row.decide_by if current is Stage.MQL else row.qualify_by
     changes: dict[str, Any] = {"stage": target.value}
+    await store.cancel_timers(uow.conn, handoff_id, stage=current.value, at=now)
     if decision.action is Action.ACCEPT:
-        changes["qualify_by"] = sla.qualify_by(_policy_named(config, row.policy), now)
+        policy = config.policy_named(row.policy)
+        changes["qualify_by"] = sla.qualify_by(policy, now, calendar=config.calendar_of_team(row.team))
+        await schedule_sla(
+            uow,
+            config,
+            handoff_id,
+            policy=policy,
+            stage=Stage.SAL,
+            start=now,
+            due=changes["qualify_by"],
+            team=row.team,
+        )
     await store.change(uow.conn, handoff_id, **changes)
     await store.record(
         uow.conn,
@@ -156,9 +265,39 @@ async def decide(uow: UnitOfWork, config: sla.SlaConfig, handoff_id: str, decisi
     return await store.get(uow.conn, handoff_id)
 
 
-def _policy_named(config: sla.SlaConfig, name: str) -> sla.SlaPolicy:
-    """The handoff's policy; the fallback if the config no longer has it."""
-    return next((p for p in config.policies if p.name == name), config.fallback)
+async def reassign(
+    uow: UnitOfWork,
+    handoff_id: str,
+    *,
+    to_owner: str,
+    actor: str,
+    reason: str | None,
+    expected_version: int | None = None,
+) -> Any:
+    """Give the handoff to another owner or queue; the history and `handoff.reassigned` say who and why."""
+    row = await store.get(uow.conn, handoff_id, lock=True)
+    if row is None:
+        raise HandoffNotFound(handoff_id)
+    if expected_version is not None and row.version != expected_version:
+        raise StaleVersion(row.version)
+    if row.owner == to_owner:
+        return row
+    now = utcnow()
+    await store.change(uow.conn, handoff_id, owner=to_owner)
+    await store.record(
+        uow.conn,
+        handoff_id=handoff_id,
+        at=now,
+        actor=actor,
+        action="reassign",
+        from_stage=row.stage,
+        to_stage=row.stage,
+        reason=reason,
+        note=f"{row.owner} → {to_owner}",
+    )
+    event = HandoffReassigned(handoff_id=handoff_id, from_owner=row.owner, to_owner=to_owner, reason=reason)
+    uow.emit(event, lead_id=row.lead_id, occurred_at=now)
+    return await store.get(uow.conn, handoff_id)
 
 
 def _details(decision: Decision) -> dict[str, Any]:

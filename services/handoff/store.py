@@ -23,7 +23,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    any_,
     func,
+    literal,
     or_,
     select,
     true,
@@ -161,6 +163,11 @@ async def insert_handoff(conn: AsyncConnection, **values: Any) -> bool:
         .returning(handoffs.c.handoff_id)
     )
     return result.first() is not None
+
+
+async def handoff_of(conn: AsyncConnection, *, lead_id: str, cycle: int) -> Row[Any] | None:
+    statement = select(handoffs.c.handoff_id).where(handoffs.c.lead_id == lead_id, handoffs.c.cycle == cycle)
+    return (await conn.execute(statement)).first()
 
 
 async def get(conn: AsyncConnection, handoff_id: str, *, lock: bool = False) -> Row[Any] | None:
@@ -315,7 +322,7 @@ async def subscriptions(conn: AsyncConnection) -> Sequence[Row[Any]]:
 
 async def subscriptions_for(conn: AsyncConnection, event_type: str) -> Sequence[Row[Any]]:
     statement = select(webhook_subscriptions).where(
-        webhook_subscriptions.c.active, webhook_subscriptions.c.event_types.any(event_type)
+        webhook_subscriptions.c.active, literal(event_type) == any_(webhook_subscriptions.c.event_types)
     )
     return (await conn.execute(statement)).all()
 

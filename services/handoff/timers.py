@@ -1,0 +1,59 @@
+"""SLA timers: warnings and breaches, fired exactly once across restarts and instances.
+
+Timers are rows scheduled with the handoff (see handlers.schedule_sla). A loop
+claims the due ones with `FOR UPDATE SKIP LOCKED` in a transaction that also
+emits the event and marks the timer fired, so each fires once however many
+handoff processes run. A timer whose handoff has left the stage it watched is
+cancelled instead of fired. A breach may hand the lead to another queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+
+from services.handoff import store
+from services.handoff.handlers import HandoffConfig, reassign
+from shared.envelope import utcnow
+from shared.events import SlaBreached, SlaWarning
+from shared.runtime import BackgroundLoop, ServiceRuntime
+from shared.unit_of_work import UnitOfWork
+
+
+async def fire_due_timers(uow: UnitOfWork, config: HandoffConfig, *, now: datetime, limit: int = 100) -> int:
+    fired = 0
+    for timer in await store.claim_due_timers(uow.conn, now=now, limit=limit):
+        handoff = await store.get(uow.conn, timer.handoff_id, lock=True)
+        if handoff is None or handoff.stage != timer.stage:
+            await store.mark_timer(uow.conn, timer.timer_id, cancelled_at=now)
+            continue
+        kind = SlaBreached if timer.kind == "breach" else SlaWarning
+        event = kind(
+            handoff_id=handoff.handoff_id,
+            policy=handoff.policy,
+            stage=handoff.stage,
+            owner=handoff.owner,
+            due_at=timer.deadline,
+        )
+        uow.emit(event, lead_id=handoff.lead_id, occurred_at=timer.due_at)
+        await store.mark_timer(uow.conn, timer.timer_id, fired_at=now)
+        fired += 1
+        reassign_to = config.policy_named(handoff.policy).on_breach.reassign_to
+        if timer.kind == "breach" and reassign_to:
+            await reassign(
+                uow, handoff.handoff_id, to_owner=reassign_to, actor="leadflow", reason="sla_breached"
+            )
+    return fired
+
+
+def make_timer_loop(config: HandoffConfig, *, poll_s: float) -> BackgroundLoop:
+    async def sla_timers(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            async with runtime.unit_of_work() as uow:
+                fired = await fire_due_timers(uow, config, now=utcnow())
+            if fired == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=poll_s)
+
+    return sla_timers
