@@ -7,6 +7,7 @@ events are broken on their values, never on their position.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import defaultdict
@@ -137,16 +138,23 @@ def email_domain(email: str | None) -> str | None:
 
 
 def _fit(rules: Sequence[FitRule], traits: Mapping[str, Any]) -> Iterator[Contribution]:
-    decided: set[str] = set()  # groups whose tier is already chosen
-    for rule in rules:
-        if rule.group_key in decided:
-            continue
-        detail = _fit_match(rule, traits)
-        if detail is None:
-            continue
-        decided.add(rule.group_key)
+    for rule, detail in _matching_tiers(rules, [rule.group_key for rule in rules], traits):
         if rule.points:
             yield Contribution(f"fit.{rule.id}", "fit", float(rule.points), detail)
+
+
+def _matching_tiers(
+    rules: Sequence[FitRule], groups: Sequence[str], traits: Mapping[str, Any]
+) -> Iterator[tuple[FitRule, str]]:
+    """The first rule of each group (`groups[i]` is rules[i].group_key) that matches, and why."""
+    decided: set[str] = set()  # groups whose tier is already chosen
+    for rule, group in zip(rules, groups, strict=True):
+        if group in decided:
+            continue
+        detail = _fit_match(rule, traits)
+        if detail is not None:
+            decided.add(group)
+            yield rule, detail
 
 
 def _fit_match(rule: FitRule, traits: Mapping[str, Any]) -> str | None:
@@ -161,14 +169,14 @@ def _fit_match(rule: FitRule, traits: Mapping[str, Any]) -> str | None:
         return f"company size {size:,} in {low:,}{f'-{high:,}' if high is not None else '+'}"
     listed = rule.department or rule.industry or rule.country or ()
     value = _text(traits.get(rule.trait))
-    if value is None or value.casefold() not in {v.casefold() for v in listed}:
+    if value is None or value.casefold() not in _folded(tuple(listed)):
         return None
     return f"{rule.trait} '{value}' is listed"
 
 
 def _title_match(pattern: str, traits: Mapping[str, Any]) -> str | None:
     title = _text(traits.get("title"))
-    found = re.search(pattern, title, re.IGNORECASE) if title else None
+    found = _regex(pattern).search(title) if title else None
     return f"title matches '{found.group(0)}'" if found else None
 
 
@@ -314,8 +322,8 @@ def _matches(matcher: Matcher, value: Any) -> bool:
     if matcher.contains is not None:
         return matcher.contains.casefold() in text.casefold()
     if matcher.regex is not None:
-        return re.search(matcher.regex, text, re.IGNORECASE) is not None
-    return text.casefold() in {v.casefold() for v in matcher.in_ or ()}
+        return _regex(matcher.regex).search(text) is not None
+    return text.casefold() in _folded(matcher.in_ or ())
 
 
 def _describe_event(event_type: str, where: Mapping[str, Matcher]) -> str:
@@ -378,10 +386,15 @@ def _listed_domain(listed: Sequence[str], email: str | None, traits: Mapping[str
     company = _text(traits.get("company_domain"))
     candidates = (("email", email_domain(email)), ("company", company and company.lower()))
     for source, domain in candidates:
-        # A listed domain also covers its subdomains: eu.rival.com is rival.com.
-        if domain and any(domain == d or domain.endswith(f".{d}") for d in listed):
+        if domain and _covers(listed, domain):
             return f"{source} domain {domain} is listed"
     return None
+
+
+def _covers(listed: Sequence[str], domain: str) -> bool:
+    """Whether the domain is listed, or is under one that is: eu.rival.com is rival.com."""
+    names, labels = _as_set(tuple(listed)), domain.split(".")
+    return any(".".join(labels[i:]) in names for i in range(len(labels)))
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -394,6 +407,22 @@ def _text(value: Any) -> str | None:
     if isinstance(value, str | int | float):
         return str(value).strip() or None
     return None
+
+
+# Rules are tested for every lead and event; compile and fold their texts once.
+@functools.lru_cache(maxsize=4096)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _as_set(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(v.casefold() for v in values)
 
 
 def _round_half_up(value: float) -> int:

@@ -179,7 +179,14 @@ class FitRule(_Schema):
 
     @property
     def trait(self) -> str:
-        return next(t for t in FIT_TRAITS if getattr(self, t) is not None)
+        # Spelled out, not a loop over FIT_TRAITS: fit is tested for every lead scored.
+        if self.title is not None:
+            return "title"
+        if self.department is not None:
+            return "department"
+        if self.company_size is not None:
+            return "company_size"
+        return "industry" if self.industry is not None else "country"
 
     @property
     def group_key(self) -> str:

@@ -1,7 +1,7 @@
 """The score calculator, rule kind by rule kind, then the default model's personas."""
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from textwrap import dedent
 from typing import Any
@@ -16,6 +16,7 @@ from services.scoring.domain import (
     ScoringModel,
     email_domain,
     load_model,
+    may_requalify,
     meets_mql_rule,
     parse_model,
     score_lead,
@@ -271,6 +272,69 @@ def test_scoring_time_must_be_timezone_aware():
         score_lead(model(), email=None, traits={}, events=(), at=datetime(2026, 1, 1))
 
 
+# --- caps per day ---------------------------------------------------------------------------
+
+DAILY = """\
+engagement:
+  - {id: pricing, event: page_view, where: {url: {contains: /pricing}}, points: 5, cap_per_day: 7}
+  - {id: page_view, event: page_view, points: 1, cap: 5, cap_per_day: 2}
+"""
+
+
+def at_utc(day: int, hour: float) -> datetime:
+    return datetime(2026, 11, day, tzinfo=UTC) + timedelta(hours=hour)
+
+
+def test_cap_per_day_limits_the_points_of_one_day():
+    binge = [event("page_view", days_ago=i / 1000, url=f"/blog/{i}") for i in range(10)]
+    result = score(model(DAILY), events=binge)
+    assert points_by_rule(result) == {"engagement.page_view": 2}
+    assert result.contributions[0].detail == f"10 {TIMES} page_view on 1 day (cap 2 a day, 5 in all)"
+
+
+def test_cap_per_day_lets_each_calendar_day_count():
+    visits = [LeadEvent("page_view", at_utc(day, 10), {"url": "/"}) for day in (17, 18, 19)] * 3
+    result = score_lead(model(DAILY), email=None, traits={}, events=visits, at=NOW)
+    assert points_by_rule(result) == {"engagement.page_view": 5}  # 3 days x 2, then the total cap
+    assert result.contributions[0].detail == f"9 {TIMES} page_view on 3 days (cap 2 a day, 5 in all)"
+
+
+def test_cap_per_day_counts_utc_days():
+    new_york = timezone(timedelta(hours=-5))
+    late_evening_in_new_york = datetime(2026, 11, 18, 21, 0, tzinfo=new_york)  # 02:00 UTC on the 19th
+    views = [
+        LeadEvent("page_view", at_utc(18, 23.5), {"url": "/pricing"}),
+        LeadEvent("page_view", at_utc(19, 0.5), {"url": "/pricing"}),
+        LeadEvent("page_view", late_evening_in_new_york, {"url": "/pricing"}),
+    ]
+    result = score_lead(model(DAILY), email=None, traits={}, events=views, at=at_utc(19, 3))
+    assert points_by_rule(result) == {"engagement.pricing": 12}  # the 18th: 5; the 19th: 10 -> 7
+    assert "on 2 days" in result.contributions[0].detail
+
+
+def test_cap_per_day_applies_to_decayed_points():
+    decaying = DAILY + "decay: {half_life_days: 1}\n"
+    two_days_old = [LeadEvent("page_view", at_utc(18, 12), {"url": "/pricing"})] * 2  # 10 -> 2.5
+    today = [LeadEvent("page_view", at_utc(20, 12), {"url": "/pricing"})] * 2  # 10 -> capped at 7
+    result = score_lead(
+        model(decaying), email=None, traits={}, events=two_days_old + today, at=at_utc(20, 12)
+    )
+    assert points_by_rule(result) == {"engagement.pricing": 9.5}
+    assert (
+        result.contributions[0].detail
+        == f"4 {TIMES} page_view url contains /pricing on 2 days, decayed (cap 7 a day)"
+    )
+
+
+def test_cap_per_day_bounds_penalties_by_size():
+    negative = """\
+    engagement:
+      - {id: bounced, event: email_open, points: -3, cap_per_day: 4}
+    """
+    opens = [event("email_open", days_ago=i / 100) for i in range(5)]
+    assert score(model(negative), events=opens).score == -4
+
+
 # --- undesirables ---------------------------------------------------------------------------
 
 UNDESIRABLES = """\
@@ -381,6 +445,41 @@ def test_contributions_are_listed_biggest_first_and_score_carries_the_model_vers
     assert sizes == sorted(sizes, reverse=True)
     assert {c.kind for c in result.contributions} == {"fit", "engagement", "undesirable"}
     assert result.model_version == "test-1"
+
+
+COOLOFF = BASE.replace("min_grade: B}", "min_grade: B, cooloff_days: 7}")
+
+
+def test_lead_never_recycled_may_qualify():
+    assert may_requalify(parse_model(COOLOFF), recycled_at=None, at=NOW)
+
+
+@pytest.mark.parametrize(
+    ("since_recycled", "may"),
+    [
+        (timedelta(0), False),
+        (timedelta(days=6, hours=23), False),
+        (timedelta(days=7), True),
+        (timedelta(days=30), True),
+    ],
+)
+def test_recycled_lead_may_not_requalify_until_the_cooloff_has_passed(since_recycled: timedelta, may: bool):
+    recycled_at = NOW - since_recycled
+    assert may_requalify(parse_model(COOLOFF), recycled_at=recycled_at, at=NOW) is may
+
+
+def test_without_a_cooloff_a_recycled_lead_may_requalify_at_once():
+    scoring_model = model()  # cooloff_days defaults to 0
+    assert scoring_model.mql.cooloff_days == 0
+    assert may_requalify(scoring_model, recycled_at=NOW, at=NOW)
+    # Even on events stamped before the recycle (a client clock behind ours).
+    assert may_requalify(scoring_model, recycled_at=NOW, at=NOW - timedelta(minutes=5))
+
+
+def test_cooloff_may_be_a_fraction_of_a_day():
+    half_day = parse_model(BASE.replace("min_grade: B}", "min_grade: B, cooloff_days: 0.5}"))
+    assert not may_requalify(half_day, recycled_at=NOW, at=NOW + timedelta(hours=11))
+    assert may_requalify(half_day, recycled_at=NOW, at=NOW + timedelta(hours=12))
 
 
 @pytest.mark.parametrize(

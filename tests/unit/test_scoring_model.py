@@ -215,3 +215,61 @@ def test_load_model_names_the_file(tmp_path: Path):
 def test_missing_file_is_a_model_error(tmp_path: Path):
     with pytest.raises(ModelError, match="cannot read file"):
         load_model(tmp_path / "nope.yaml")
+
+
+# --- caps per day and the cool-off ---------------------------------------------------------------
+
+
+def test_cap_per_day_and_cooloff_parse():
+    text = VALID.replace("    cap: 15\n", "    cap: 15\n    cap_per_day: 10\n").replace(
+        "  min_grade: B\n", "  min_grade: B\n  cooloff_days: 14\n"
+    )
+    model = parse_model(text)
+    assert model.engagement[0].cap_per_day == 10
+    assert model.engagement[1].cap_per_day is None
+    assert model.mql.cooloff_days == 14
+
+
+def test_cap_per_day_must_be_a_positive_integer():
+    text = VALID.replace("    cap: 15\n", "    cap: 15\n    cap_per_day: 0\n")
+    line = line_of(text, "cap_per_day")
+    assert error_of(text) == (
+        f"scoring-model.yaml line {line}: engagement[0].cap_per_day: must be greater than 0"
+    )
+    assert "engagement[0].cap_per_day: must be an integer" in error_of(text.replace(": 0\n", ": 2.5\n"))
+
+
+def test_cap_per_day_above_the_total_cap_is_refused():
+    text = VALID.replace("    cap: 15\n", "    cap: 15\n    cap_per_day: 20\n")
+    line = line_of(text, "cap_per_day")
+    assert error_of(text) == (
+        f"scoring-model.yaml line {line}: engagement[0].cap_per_day: 20 is above the rule's cap (15), "
+        "so it never limits anything; lower it or remove it"
+    )
+
+
+def test_cap_per_day_without_a_total_cap_is_allowed():
+    text = VALID.replace("    points: 30\n", "    points: 30\n    cap_per_day: 30\n")
+    assert parse_model(text).engagement[1].cap_per_day == 30
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("-1", "must be greater than or equal to 0"), ("soon", "must be a number"), (".inf", "finite number")],
+)
+def test_cooloff_days_must_be_a_finite_number_not_below_zero(value: str, message: str):
+    text = VALID.replace("  min_grade: B\n", f"  min_grade: B\n  cooloff_days: {value}\n")
+    line = line_of(text, "cooloff_days")
+    assert error_of(text).startswith(f"scoring-model.yaml line {line}: mql.cooloff_days: ")
+    assert message in error_of(text)
+
+
+def test_cooloff_days_defaults_to_zero():
+    assert parse_model(VALID).mql.cooloff_days == 0
+
+
+def test_default_model_caps_page_views_per_day_and_requalifies_at_once():
+    model = load_model(DEFAULT_MODEL)
+    caps = {rule.id: rule.cap_per_day for rule in model.engagement}
+    assert caps["page_view"] is not None and caps["pricing_page"] is not None
+    assert model.mql.cooloff_days == 0  # the integration tests re-qualify a rejected lead at once

@@ -1,0 +1,203 @@
+"""Backtests: what a candidate scoring model would have done with the stored history.
+
+Pure: the caller streams the histories in and prints the report. Each lead is replayed under
+both models (see services.scoring.timeline); a lead "qualifies" under a model if its score
+meets the MQL rule at some instant of the window. Returns and cool-offs are not simulated:
+each lead counts once, as an MQL or not.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from services.scoring.domain import LeadEvent
+from services.scoring.model import GRADES, ScoringModel
+from services.scoring.timeline import EVENT_ORDER, TimelineScorer
+from shared.rates import RateFigure, rate_figure
+
+__all__ = ["BacktestReport", "LeadHistory", "render_report", "run_backtest"]
+
+Outcome = Literal["accepted", "sent_back"]
+
+
+@dataclass(frozen=True)
+class LeadHistory:
+    lead_id: str
+    email: str | None
+    traits: Mapping[str, Any]
+    events: Sequence[LeadEvent]
+    # From handoff decisions on lead.lifecycle: sent_back if ever rejected or returned,
+    # accepted if accepted and never sent back, None if sales never decided.
+    outcome: Outcome | None
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    current_version: str
+    candidate_version: str
+    since: datetime
+    leads: int  # leads with at least one event since `since`
+    events: int  # events replayed
+    mqls_current: int  # leads that qualify under the current model
+    mqls_candidate: int
+    newly_qualifying: int  # qualify under the candidate only
+    no_longer_qualifying: int  # qualify under the current model only
+    grade_mix_current: dict[str, int]  # grade -> leads, A..D
+    grade_mix_candidate: dict[str, int]
+    # Sent back / decided, among the leads each subset holds.
+    return_rate_both: RateFigure
+    return_rate_candidate_only: RateFigure
+    return_rate_current_only: RateFigure
+    elapsed_s: float = 0.0  # filled in by the caller, who times the whole run
+
+
+Subset = Literal["both", "candidate_only", "current_only"]
+
+
+def run_backtest(
+    current: ScoringModel, candidate: ScoringModel, leads: Iterable[LeadHistory], *, since: datetime
+) -> BacktestReport:
+    """Replay each lead's events since `since` under both models and compare. Emits nothing.
+
+    `leads` is consumed once, one lead at a time; only counters are kept.
+    """
+    now_scorer, new_scorer = TimelineScorer(current), TimelineScorer(candidate)
+    # Candidates often change only engagement or thresholds: then fit is computed once per lead.
+    shared = now_scorer.reads_profiles_like(new_scorer)
+    counts: Counter[str] = Counter()
+    grades: dict[str, Counter[str]] = {"current": Counter(), "candidate": Counter()}
+    decided: Counter[Subset] = Counter()
+    sent_back: Counter[Subset] = Counter()
+    for lead in leads:
+        events = sorted((e for e in lead.events if e.occurred_at >= since), key=EVENT_ORDER)
+        if not events:
+            continue
+        counts["leads"] += 1
+        counts["events"] += len(events)
+        profile = now_scorer.profile(email=lead.email, traits=lead.traits)
+        now = now_scorer.qualify(email=lead.email, traits=lead.traits, events=events, profile=profile)
+        new = new_scorer.qualify(
+            email=lead.email, traits=lead.traits, events=events, profile=profile if shared else None
+        )
+        grades["current"][now.grade] += 1
+        grades["candidate"][new.grade] += 1
+        subset = _subset(now.first_mql_at is not None, new.first_mql_at is not None)
+        if subset is None:
+            continue
+        counts[subset] += 1
+        if lead.outcome is not None:
+            decided[subset] += 1
+            sent_back[subset] += lead.outcome == "sent_back"
+    return BacktestReport(
+        current_version=current.version,
+        candidate_version=candidate.version,
+        since=since,
+        leads=counts["leads"],
+        events=counts["events"],
+        mqls_current=counts["both"] + counts["current_only"],
+        mqls_candidate=counts["both"] + counts["candidate_only"],
+        newly_qualifying=counts["candidate_only"],
+        no_longer_qualifying=counts["current_only"],
+        grade_mix_current={grade: grades["current"][grade] for grade in GRADES},
+        grade_mix_candidate={grade: grades["candidate"][grade] for grade in GRADES},
+        return_rate_both=rate_figure(sent_back["both"], decided["both"]),
+        return_rate_candidate_only=rate_figure(sent_back["candidate_only"], decided["candidate_only"]),
+        return_rate_current_only=rate_figure(sent_back["current_only"], decided["current_only"]),
+    )
+
+
+def _subset(current: bool, candidate: bool) -> Subset | None:
+    if current and candidate:
+        return "both"
+    if candidate:
+        return "candidate_only"
+    return "current_only" if current else None
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def render_report(report: BacktestReport) -> RenderableType:
+    """The comparison as a marketing-ops person reads it: figures side by side, then return rates."""
+    r = report
+    title = Text.assemble(
+        ("Backtest: ", "bold"),
+        (f"candidate {r.candidate_version}", "bold cyan"),
+        " against ",
+        (f"current {r.current_version}", "bold"),
+        f"\n{r.events:,} events of {r.leads:,} leads since {r.since:%Y-%m-%d %H:%M} UTC",
+        f", replayed in {r.elapsed_s:.1f} s" if r.elapsed_s else "",
+    )
+    return Group(title, _figures(r), _grade_mix(r), _return_rates(r))
+
+
+def _figures(r: BacktestReport) -> Table:
+    table = Table(title="MQLs", title_justify="left")
+    table.add_column("")
+    table.add_column(f"current\n{r.current_version}", justify="right")
+    table.add_column(f"candidate\n{r.candidate_version}", justify="right")
+    table.add_column("change", justify="right")
+    table.add_row(
+        "MQLs", f"{r.mqls_current:,}", f"{r.mqls_candidate:,}", _delta(r.mqls_current, r.mqls_candidate)
+    )
+    table.add_row("MQL rate", _share(r.mqls_current, r.leads), _share(r.mqls_candidate, r.leads), "")
+    table.add_row("newly qualifying", "", f"{r.newly_qualifying:,}", f"{r.newly_qualifying:+,}")
+    table.add_row("no longer qualifying", f"{r.no_longer_qualifying:,}", "", f"{-r.no_longer_qualifying:+,}")
+    return table
+
+
+def _grade_mix(r: BacktestReport) -> Table:
+    table = Table(title="Grade mix (every lead replayed)", title_justify="left")
+    table.add_column("grade")
+    table.add_column("current", justify="right")
+    table.add_column("candidate", justify="right")
+    table.add_column("change", justify="right")
+    for grade in GRADES:
+        now, new = r.grade_mix_current.get(grade, 0), r.grade_mix_candidate.get(grade, 0)
+        table.add_row(
+            grade, f"{now:,} ({_share(now, r.leads)})", f"{new:,} ({_share(new, r.leads)})", _delta(now, new)
+        )
+    return table
+
+
+def _return_rates(r: BacktestReport) -> Table:
+    table = Table(title="Return rate: sent back / decided by sales", title_justify="left")
+    table.add_column("leads qualified by")
+    table.add_column("sent back", justify="right")
+    table.add_column("decided", justify="right")
+    table.add_column("return rate", justify="right")
+    table.add_column("95% interval", justify="right")
+    rows = (
+        ("both models", r.return_rate_both),
+        ("the candidate only", r.return_rate_candidate_only),
+        ("the current model only", r.return_rate_current_only),
+    )
+    for label, figure in rows:
+        table.add_row(label, f"{figure.numerator:,}", f"{figure.denominator:,}", *_rate(figure))
+    table.caption = "Leads sales never decided on are left out; few decisions give wide intervals."
+    return table
+
+
+def _rate(figure: RateFigure) -> tuple[str, str]:
+    if figure.rate is None or figure.ci_low is None or figure.ci_high is None:
+        return "no decisions", ""
+    return f"{figure.rate:.1%}", f"{figure.ci_low:.1%} - {figure.ci_high:.1%}"
+
+
+def _delta(before: int, after: int) -> str:
+    change = after - before
+    if before == 0:
+        return f"{change:+,}"
+    return f"{change:+,} ({change / before:+.0%})"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
