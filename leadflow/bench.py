@@ -58,6 +58,8 @@ EVENTS_PER_LEAD = 10
 LATENCY_LEADS = 100
 LATENCY_RATE = 10.0  # journeys per second
 BACKTEST_EVENTS = 1_000_000
+HANDOFF_RATE = 200.0  # requests per second
+HANDOFF_REQUESTS = 2_000
 FETCH_MAX_WAIT_MS = Settings().consumer_fetch_max_wait_ms  # the services' own setting, for a fair ceiling
 
 
@@ -199,7 +201,127 @@ app = FastAPI()
 async def empty(request: Request) -> dict:
     await request.body()
     return {"accepted": 1}
+@app.get("/empty")
+async def empty_get() -> dict:
+    return {"items": []}
 """
+
+
+async def fixed_rate(
+    url: str,
+    requests: list[tuple[str, str, bytes]],
+    *,
+    rate: float,
+    headers: dict[str, str],
+    connections: int = 16,
+) -> list[float]:
+    """Latencies (ms) of (method, path, body) requests sent open-loop at `rate` a second.
+
+    Open loop: each request is due at its own time whether or not earlier ones
+    have answered, so a slow server shows up as latency rather than as a lower rate.
+    """
+    parsed = httpx.URL(url)
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection(parsed.host, parsed.port))
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    latencies: list[float] = []
+
+    async def one(due: float, method: str, path: str, body: bytes) -> None:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        reader, writer = await pool.get()
+        try:
+            head = f"{method} {path} HTTP/1.1\r\nHost: {parsed.host}\r\n{extra}".encode()
+            status, answer = await post_raw(reader, writer, head, body)
+            if status >= 300:
+                raise RuntimeError(f"{method} {path}: {status} {answer[:200]!r}")
+            latencies.append((time.perf_counter() - due) * 1000)
+        finally:
+            pool.put_nowait((reader, writer))
+
+    start = time.perf_counter() + 0.2
+    await asyncio.gather(*(one(start + i / rate, *r) for i, r in enumerate(requests)))
+    while not pool.empty():
+        pool.get_nowait()[1].close()
+    return latencies
+
+
+async def seed_handoffs(db_dsn: str, count: int) -> list[str]:
+    """Handoffs waiting for a decision, as the queue of a busy team would hold."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    due = utcnow() + timedelta(hours=4)
+    lead = orjson.dumps({"email": "ada@northwind.example", "traits": {"title": "VP of Marketing"}}).decode()
+    explanation = orjson.dumps(
+        [
+            {
+                "rule": "engagement.demo_request",
+                "kind": "engagement",
+                "points": 30.0,
+                "detail": "1 × demo_request",
+            }
+        ]
+    ).decode()
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.copy_records_to_table(
+            "handoffs",
+            schema_name="handoff",
+            records=[
+                (
+                    h,
+                    f"lead-{h}",
+                    1,
+                    "mql",
+                    "bench-rep",
+                    "standard",
+                    due + timedelta(seconds=i),
+                    60,
+                    "A",
+                    explanation,
+                    lead,
+                )
+                for i, h in enumerate(ids)
+            ],
+            columns=[
+                "handoff_id",
+                "lead_id",
+                "cycle",
+                "stage",
+                "owner",
+                "policy",
+                "decide_by",
+                "score",
+                "grade",
+                "explanation",
+                "lead",
+            ],
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+async def handoff_latency(
+    env: dict[str, str], db_dsn: str, empty_url: str, headers: dict[str, str]
+) -> dict[str, list[float]]:
+    ids = await seed_handoffs(db_dsn, HANDOFF_REQUESTS)
+    url = f"http://127.0.0.1:{env['LEADFLOW_HANDOFF_PORT']}"
+    process = serve("handoff", env)
+    try:
+        await wait_ready(url)
+        get = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        listing = [("GET", "/v1/handoffs?status=mql&limit=50", b"")] * HANDOFF_REQUESTS
+        empty = [("GET", "/empty", b"")] * HANDOFF_REQUESTS
+        accepts = [("POST", f"/v1/handoffs/{h}/accept", b"{}") for h in ids]
+        return {
+            "queue": await fixed_rate(
+                url, listing, rate=HANDOFF_RATE, headers={**get, "Content-Length": "0"}
+            ),
+            "accept": await fixed_rate(url, accepts, rate=HANDOFF_RATE, headers=headers),
+            "empty": await fixed_rate(empty_url, empty, rate=HANDOFF_RATE, headers={}),
+        }
+    finally:
+        stop_process(process)
 
 
 # --- leadflow ----------------------------------------------------------------------
@@ -390,6 +512,7 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], Backtes
             "LEADFLOW_LOG_LEVEL": "WARNING",
             "LEADFLOW_INTAKE_PORT": str(free_port()),
             "LEADFLOW_SCORING_PORT": str(free_port()),
+            "LEADFLOW_HANDOFF_PORT": str(free_port()),
         }
         headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
         payload = orjson.dumps(event("raw@northwind.example", 1)) * 2  # about an envelope's size
@@ -462,6 +585,9 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], Backtes
         print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
         backtest = await backtest_timing(settings, db_dsn)
 
+        print(f"handoff: queue listing and accept at {HANDOFF_RATE:.0f} requests/s …", flush=True)
+        handoff = await handoff_latency(env, db_dsn, f"http://127.0.0.1:{empty_port}", headers)
+
         figures = [
             Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
             Figure(
@@ -473,7 +599,7 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], Backtes
             ),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
-        return figures, {"leadflow": latencies, "broker": baseline}, backtest
+        return figures, {"leadflow": latencies, "broker": baseline, **handoff}, backtest
     finally:
         for process in processes:
             stop_process(process)
@@ -514,6 +640,19 @@ def report(figures: list[Figure], latencies: dict[str, list[float]], backtest: B
         f"| {percentile(lf, 99):.1f} ms |",
         f"| ceiling: one message through the broker, produce → consume | {statistics.median(broker):.1f} ms "
         f"| {percentile(broker, 99):.1f} ms |",
+        "",
+        f"| handoff API at {HANDOFF_RATE:.0f} requests/s, open loop ({HANDOFF_REQUESTS:,} each) "
+        "| p50 | p99 |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {name} | {statistics.median(latencies[key]):.1f} ms "
+            f"| {percentile(latencies[key], 99):.1f} ms |"
+            for name, key in (
+                ("queue listing, `GET /v1/handoffs?status=mql&limit=50`", "queue"),
+                ("accept, `POST /v1/handoffs/{id}/accept`", "accept"),
+                ("ceiling: empty FastAPI endpoint", "empty"),
+            )
+        ),
         "",
         "| backtest, current vs candidate model (`leadflow backtest --since 90d`) | seconds |",
         "| --- | ---: |",

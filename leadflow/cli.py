@@ -133,10 +133,10 @@ def backtest(
     from rich.console import Console
 
     from leadflow.operations import backtest as run_backtest
-    from shared.rates import parse_window
     from services.scoring.backtest import render_report
     from services.scoring.model import ModelError, load_model
     from shared.envelope import utcnow
+    from shared.rates import parse_window
 
     settings = get_settings()
     try:

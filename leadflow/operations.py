@@ -8,12 +8,12 @@ import importlib
 import importlib.util
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import store as scoring_store
+from services.scoring.backtest import BacktestReport, run_backtest
 from services.scoring.model import ScoringModel
 from services.scoring.rescore import RescoreSummary, rescore_all
 from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore, Scope
@@ -87,16 +87,10 @@ async def _drain_outbox(engine: AsyncEngine, settings: Settings) -> None:
         await producer.stop()
 
 
-if TYPE_CHECKING:
-    from services.scoring.backtest import BacktestReport
-
-
 async def backtest(
     settings: Settings, *, current: ScoringModel, candidate: ScoringModel, since: datetime
 ) -> BacktestReport:
     """Replay stored history through both models; emits nothing."""
-    from services.scoring.backtest import run_backtest
-
     engine = make_engine(settings)
     started = time.perf_counter()
     try:

@@ -76,17 +76,15 @@ async def add_to_outbox(
         }
         for envelope, topic, key in events
     ]
-    await conn.execute(insert(outbox).values(rows).on_conflict_do_nothing(index_elements=["message_id"]))
+    await conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["message_id"]), rows)
 
 
 async def record_deliveries(conn: AsyncConnection, inbox: Table, messages: list[tuple[str, str]]) -> set[str]:
     """Record (message id, topic) pairs as processed; returns the ids not seen before."""
     rows = [{"message_id": mid, "topic": topic} for mid, topic in dict(messages).items()]
     result = await conn.execute(
-        insert(inbox)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["message_id"])
-        .returning(inbox.c.message_id)
+        insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]).returning(inbox.c.message_id),
+        rows,
     )
     return {row.message_id for row in result}
 

@@ -10,12 +10,11 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AnyHttpUrl, BaseModel, Field
 from sqlalchemy import text
 
 from services.handoff import store, webhooks
@@ -30,10 +29,21 @@ from services.handoff.handlers import (
     reassign,
 )
 from services.handoff.routing import load_routing_config
+from services.handoff.schemas import (
+    DecisionBody,
+    DeliveryPublic,
+    HandoffPage,
+    HandoffPublic,
+    HistoryEntry,
+    ReassignBody,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookPublic,
+)
 from services.handoff.sla import load_sla_config
 from services.handoff.timers import make_timer_loop
 from shared.auth import Principal, Scope, require
-from shared.events import LEAD_LIFECYCLE, ScoreContribution
+from shared.events import LEAD_LIFECYCLE
 from shared.http import create_app
 from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
@@ -52,86 +62,6 @@ IdempotencyKey = Annotated[
 ]
 PROBLEM = {"description": "Problem (application/problem+json)"}
 ERRORS: dict[int | str, dict[str, Any]] = {404: PROBLEM, 409: PROBLEM, 412: PROBLEM, 422: PROBLEM}
-
-
-class HandoffPublic(BaseModel):
-    handoff_id: str
-    lead_id: str
-    cycle: int
-    stage: str
-    owner: str
-    team: str | None
-    policy: str
-    decide_by: datetime
-    qualify_by: datetime | None
-    score: int
-    grade: str
-    explanation: list[ScoreContribution] = Field(description="Why the lead qualified.")
-    lead: dict[str, Any] = Field(description="Email and profile traits at MQL time.")
-    channel: str | None
-    campaign: str | None
-    version: int = Field(description="Changes with every action; sent as the ETag.")
-    allowed_actions: list[str]
-    created_at: datetime
-    updated_at: datetime
-
-
-class HandoffPage(BaseModel):
-    items: list[HandoffPublic]
-    next_cursor: str | None
-
-
-class DecisionBody(BaseModel):
-    reason: str | None = Field(
-        default=None, max_length=200, description="Required to reject, return or disqualify."
-    )
-    note: str | None = Field(default=None, max_length=2000, description="Required when reason is `other`.")
-    details: dict[str, Any] = Field(default_factory=dict, description="BANT or opportunity fields.")
-
-
-class ReassignBody(BaseModel):
-    owner: str = Field(min_length=1, max_length=200, description="A rep or a queue.")
-    reason: str | None = Field(default=None, max_length=500)
-
-
-class HistoryEntry(BaseModel):
-    at: datetime
-    actor: str
-    action: str
-    from_stage: str | None
-    to_stage: str
-    reason: str | None
-    note: str | None
-
-
-class WebhookCreate(BaseModel):
-    url: AnyHttpUrl
-    event_types: list[Literal[webhooks.EVENT_TYPES]] = Field(min_length=1)  # type: ignore[valid-type]
-
-
-class WebhookPublic(BaseModel):
-    subscription_id: str
-    url: str
-    event_types: list[str]
-    active: bool
-    created_at: datetime
-
-
-class WebhookCreated(WebhookPublic):
-    secret: str = Field(description="Verify signatures with it. Shown only now.")
-
-
-class DeliveryPublic(BaseModel):
-    delivery_id: int
-    message_id: str
-    event_type: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
 
 
 # --- helpers: who sees what, versions, cursors -------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from services.handoff import store
+from services.handoff.schemas import WEBHOOK_EVENT_TYPES
 from services.handoff.signing import SIGNATURE_HEADER, retry_delays, sign
 from shared.envelope import Envelope, utcnow
 from shared.logging import get_logger
@@ -28,18 +29,7 @@ from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
-EVENT_TYPES = (
-    "handoff.created",
-    "lead.sal_accepted",
-    "lead.rejected",
-    "lead.returned",
-    "lead.sql_qualified",
-    "lead.sqo_created",
-    "lead.disqualified",
-    "handoff.reassigned",
-    "handoff.sla_warning",
-    "handoff.sla_breached",
-)
+EVENT_TYPES = WEBHOOK_EVENT_TYPES
 
 
 async def enqueue(uow: UnitOfWork, envelope: Envelope, _data: Any) -> None:

@@ -154,7 +154,7 @@ async def apply_identity_changes(
     links: dict[str, str],
 ) -> None:
     if create:
-        await conn.execute(insert(leads).values([{"lead_id": k, "email": v} for k, v in create.items()]))
+        await conn.execute(insert(leads), [{"lead_id": k, "email": v} for k, v in create.items()])
     for lead_id, email in emails_learned.items():
         await conn.execute(update(leads).where(leads.c.lead_id == lead_id).values(email=email))
     for absorbed, into in merges.items():
@@ -181,11 +181,12 @@ async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[s
     """Store events (event_id, lead_id, type, occurred_at, properties); returns the ids that were new."""
     if not rows:
         return set()
+    # executemany of one cached statement: a multi-row VALUES would be compiled anew per batch
     result = await conn.execute(
         insert(lead_events)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(lead_events.c.event_id)
+        .returning(lead_events.c.event_id),
+        rows,
     )
     return {row.event_id for row in result}
 
@@ -236,7 +237,7 @@ async def update_leads(conn: AsyncConnection, changes: list[dict[str, Any]]) -> 
 
 async def record_score_changes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(insert(score_changes).values(rows))
+        await conn.execute(insert(score_changes), rows)
 
 
 async def record_outcome(

@@ -165,3 +165,32 @@ async def test_embedded_default_starts_everything_and_stops_clean(tmp_path) -> N
     assert process.returncode == 0
     assert alive == []
     assert not (tmp_path / "data" / "dev.json").exists()
+
+
+async def test_the_python_client_works_a_reps_queue(stack: DevStack, http: httpx.AsyncClient) -> None:
+    from leadflow.handoff_client import ConflictError, HandoffClient
+
+    email = unique_email("client")
+    await http.post(
+        f"{stack.url('intake')}/v1/events/batch",
+        json={"events": good_fit_journey(email)},
+        headers=stack.headers,
+    )
+    lead = await eventually(lambda: _stage(http, stack, email, "mql"), timeout=30)
+
+    def work_the_queue() -> tuple[str, int, int]:
+        with HandoffClient(stack.url("handoff"), api_key=stack.admin_key) as client:
+            [mine] = [h for h in client.queue(status="mql", page_size=2) if h.lead_id == lead["lead_id"]]
+            accepted = client.accept(mine)
+            try:
+                client.reject(mine, reason="not_a_fit")  # acting on the version seen before accepting
+            except ConflictError as stale:
+                stale_status = stale.status
+            try:
+                client.accept(accepted)
+            except ConflictError as invalid:
+                invalid_status = invalid.status
+            return accepted.stage, stale_status, invalid_status
+
+    stage, stale_status, invalid_status = await asyncio.to_thread(work_the_queue)
+    assert (stage, stale_status, invalid_status) == ("sal", 412, 409)

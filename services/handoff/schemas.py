@@ -1,0 +1,104 @@
+"""The handoff API's request and response shapes, shared by the service and its Python client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from pydantic import AnyHttpUrl, BaseModel, Field
+
+from shared.events import ScoreContribution
+
+WebhookEventType = Literal[
+    "handoff.created",
+    "lead.sal_accepted",
+    "lead.rejected",
+    "lead.returned",
+    "lead.sql_qualified",
+    "lead.sqo_created",
+    "lead.disqualified",
+    "handoff.reassigned",
+    "handoff.sla_warning",
+    "handoff.sla_breached",
+]
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = get_args(WebhookEventType)
+
+
+class HandoffPublic(BaseModel):
+    handoff_id: str
+    lead_id: str
+    cycle: int
+    stage: str
+    owner: str
+    team: str | None
+    policy: str
+    decide_by: datetime
+    qualify_by: datetime | None
+    score: int
+    grade: str
+    explanation: list[ScoreContribution] = Field(description="Why the lead qualified.")
+    lead: dict[str, Any] = Field(description="Email and profile traits at MQL time.")
+    channel: str | None
+    campaign: str | None
+    version: int = Field(description="Changes with every action; sent as the ETag.")
+    allowed_actions: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class HandoffPage(BaseModel):
+    items: list[HandoffPublic]
+    next_cursor: str | None
+
+
+class DecisionBody(BaseModel):
+    reason: str | None = Field(
+        default=None, max_length=200, description="Required to reject, return or disqualify."
+    )
+    note: str | None = Field(default=None, max_length=2000, description="Required when reason is `other`.")
+    details: dict[str, Any] = Field(default_factory=dict, description="BANT or opportunity fields.")
+
+
+class ReassignBody(BaseModel):
+    owner: str = Field(min_length=1, max_length=200, description="A rep or a queue.")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class HistoryEntry(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    from_stage: str | None
+    to_stage: str
+    reason: str | None
+    note: str | None
+
+
+class WebhookCreate(BaseModel):
+    url: AnyHttpUrl
+    event_types: list[WebhookEventType] = Field(min_length=1)
+
+
+class WebhookPublic(BaseModel):
+    subscription_id: str
+    url: str
+    event_types: list[str]
+    active: bool
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="Verify signatures with it. Shown only now.")
+
+
+class DeliveryPublic(BaseModel):
+    delivery_id: int
+    message_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
