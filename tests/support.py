@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -173,3 +176,39 @@ def good_fit_journey(email: str) -> list[dict[str, Any]]:
         }
         for i, (kind, props) in enumerate(steps)
     ]
+
+
+def start_service(
+    service: str, settings: Settings, *, config_dir: Any = None, **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`leadflow serve <service>` as its own process on a free port; returns it and its URL."""
+    from leadflow.embedded import free_port
+
+    port = free_port()
+    environment = {
+        **os.environ,
+        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "LEADFLOW_ADMIN_KEY": settings.admin_key,
+        "LEADFLOW_CONFIG_DIR": str(config_dir or settings.config_dir),
+        f"LEADFLOW_{service.upper()}_PORT": str(port),
+        "LEADFLOW_CONSUMER_POLL_MS": "50",
+        "LEADFLOW_OUTBOX_IDLE_POLL_MS": "100",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leadflow", "serve", service],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+async def service_ready(url: str) -> bool | None:
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{url}/readyz")).status_code == 200 or None
+    except httpx.TransportError:
+        return None

@@ -257,8 +257,8 @@ def _decision_route(action: Action, summary: str) -> None:
         expected = _expected_version(if_match)
 
         async def work(uow: UnitOfWork) -> Any:
-            await _visible_row(uow.conn, handoff_id, principal, config)
-            return await decide(uow, config, handoff_id, decision, expected_version=expected)
+            owners = visible_owners(principal, config)
+            return await decide(uow, config, handoff_id, decision, expected_version=expected, owners=owners)
 
         return await _act(request, principal, idempotency_key, work)
 
@@ -361,12 +361,14 @@ def create(settings: Settings | None = None) -> FastAPI:
         settings.config_file("routing.yaml"), calendars=[c.name for c in sla_config.calendars]
     )
     config = HandoffConfig(sla=sla_config, routing=routing)
+    handlers, batch_handlers = make_handlers(config)
     spec = ServiceSpec(
         name="handoff",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
         subscriptions=[LEAD_LIFECYCLE],
-        handlers=make_handlers(config),
+        handlers=handlers,
+        batch_handlers=batch_handlers,
         loops=[
             make_timer_loop(config, poll_s=settings.sla_timer_poll_s),
             webhooks.make_delivery_loop(

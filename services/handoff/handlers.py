@@ -17,7 +17,7 @@ from services.handoff.calendar import BusinessCalendar
 from services.handoff.domain import Action, Stage, check_reason, next_stage
 from services.handoff.routing import RouteDecision, RoutingConfig, route
 from services.handoff.sla import SlaConfig, SlaPolicy
-from shared.consumer import Handler
+from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope, utcnow
 from shared.events import (
     HandoffCreated,
@@ -84,7 +84,9 @@ class Decision:
     details: Mapping[str, Any] = field(default_factory=dict)  # BANT or opportunity fields
 
 
-def make_handlers(config: HandoffConfig) -> Mapping[str, Handler]:
+def make_handlers(config: HandoffConfig) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
+    """MQLs open handoffs one by one; the handoff events fan out to webhook deliveries in batches."""
+
     async def on_mql(uow: UnitOfWork, envelope: Envelope, mql: MqlReached) -> None:
         # The SLA clock starts when sales gets the lead (when scoring announced the MQL),
         # which is also stable under redelivery.
@@ -97,9 +99,7 @@ def make_handlers(config: HandoffConfig) -> Mapping[str, Handler]:
             handed_off_at=envelope.produced_at,
         )
 
-    handlers: dict[str, Handler] = {event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES}
-    handlers["lead.mql_reached"] = on_mql
-    return handlers
+    return {"lead.mql_reached": on_mql}, {event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES}
 
 
 async def assign(
@@ -207,10 +207,14 @@ async def decide(
     decision: Decision,
     *,
     expected_version: int | None = None,
+    owners: tuple[str, ...] | None = None,
 ) -> Any:
-    """Apply a sales decision: check version, transition and reason; record it; move the SLA timers; emit."""
+    """Apply a sales decision: check version, transition and reason; record it; move the SLA timers; emit.
+
+    `owners`, when given, are the only owners whose handoffs the caller may act on.
+    """
     row = await store.get(uow.conn, handoff_id, lock=True)
-    if row is None:
+    if row is None or (owners is not None and row.owner not in owners):
         raise HandoffNotFound(handoff_id)
     if expected_version is not None and row.version != expected_version:
         raise StaleVersion(row.version)
@@ -234,7 +238,7 @@ async def decide(
             due=changes["qualify_by"],
             team=row.team,
         )
-    await store.change(uow.conn, handoff_id, **changes)
+    changed = await store.change(uow.conn, handoff_id, **changes)
     await store.record(
         uow.conn,
         handoff_id=handoff_id,
@@ -262,7 +266,7 @@ async def decide(
         **_details(decision),
     )
     uow.emit(event, lead_id=row.lead_id, occurred_at=now)
-    return await store.get(uow.conn, handoff_id)
+    return changed
 
 
 async def reassign(
@@ -283,7 +287,7 @@ async def reassign(
     if row.owner == to_owner:
         return row
     now = utcnow()
-    await store.change(uow.conn, handoff_id, owner=to_owner)
+    changed = await store.change(uow.conn, handoff_id, owner=to_owner)
     await store.record(
         uow.conn,
         handoff_id=handoff_id,
@@ -297,7 +301,7 @@ async def reassign(
     )
     event = HandoffReassigned(handoff_id=handoff_id, from_owner=row.owner, to_owner=to_owner, reason=reason)
     uow.emit(event, lead_id=row.lead_id, occurred_at=now)
-    return await store.get(uow.conn, handoff_id)
+    return changed
 
 
 def _details(decision: Decision) -> dict[str, Any]:

@@ -23,9 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    any_,
     func,
-    literal,
     or_,
     select,
     true,
@@ -212,12 +210,15 @@ async def queue(conn: AsyncConnection, query: QueueQuery) -> Sequence[Row[Any]]:
     return (await conn.execute(statement)).all()
 
 
-async def change(conn: AsyncConnection, handoff_id: str, **values: Any) -> None:
-    await conn.execute(
+async def change(conn: AsyncConnection, handoff_id: str, **values: Any) -> Row[Any]:
+    """Apply changes and a new version; returns the handoff as it is now."""
+    result = await conn.execute(
         update(handoffs)
         .where(handoffs.c.handoff_id == handoff_id)
         .values(version=handoffs.c.version + 1, updated_at=func.now(), **values)
+        .returning(*handoffs.c)
     )
+    return result.one()
 
 
 async def record(conn: AsyncConnection, **values: Any) -> None:
@@ -317,13 +318,6 @@ async def add_subscription(conn: AsyncConnection, **values: Any) -> None:
 
 async def subscriptions(conn: AsyncConnection) -> Sequence[Row[Any]]:
     statement = select(webhook_subscriptions).order_by(webhook_subscriptions.c.created_at)
-    return (await conn.execute(statement)).all()
-
-
-async def subscriptions_for(conn: AsyncConnection, event_type: str) -> Sequence[Row[Any]]:
-    statement = select(webhook_subscriptions).where(
-        webhook_subscriptions.c.active, literal(event_type) == any_(webhook_subscriptions.c.event_types)
-    )
     return (await conn.execute(statement)).all()
 
 

@@ -32,9 +32,9 @@ log = get_logger(__name__)
 EVENT_TYPES = WEBHOOK_EVENT_TYPES
 
 
-async def enqueue(uow: UnitOfWork, envelope: Envelope, _data: Any) -> None:
-    """One pending delivery per active subscriber of this event type (once per event)."""
-    subscribers = await store.subscriptions_for(uow.conn, envelope.type)
+async def enqueue(uow: UnitOfWork, items: list[tuple[Envelope, Any]]) -> None:
+    """One pending delivery per active subscriber of each event's type (once per event)."""
+    subscribers = [s for s in await store.subscriptions(uow.conn) if s.active]
     await store.enqueue_deliveries(
         uow.conn,
         [
@@ -44,7 +44,9 @@ async def enqueue(uow: UnitOfWork, envelope: Envelope, _data: Any) -> None:
                 "event_type": envelope.type,
                 "payload": envelope.to_bytes(),
             }
+            for envelope, _ in items
             for s in subscribers
+            if envelope.type in s.event_types
         ],
     )
 

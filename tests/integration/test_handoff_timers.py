@@ -4,25 +4,21 @@ exactly once, and timers scheduled before a crash fire after the restart."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import yaml
 
-from leadflow.embedded import free_port
 from leadflow.operations import migrate_all
 from shared.events import MqlReached, envelope_for
 from shared.settings import Settings
 from tests.conftest import ROOT
 from tests.integration.test_pipeline_services import publish
-from tests.support import eventually, tap
+from tests.support import eventually, service_ready, start_service, tap
 
 # Wall-clock SLA (no calendar) short enough for a test: warn after 7.2 s, breach after 14.4 s.
 FAST_POLICY = {
@@ -40,34 +36,7 @@ def fast_sla(original: Path) -> str:
 
 
 def start_handoff(settings: Settings, config_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "LEADFLOW_DATABASE_URL": settings.database_url,
-        "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "LEADFLOW_ADMIN_KEY": settings.admin_key,
-        "LEADFLOW_CONFIG_DIR": str(config_dir),
-        "LEADFLOW_HANDOFF_PORT": str(port),
-        "LEADFLOW_SLA_TIMER_POLL_S": "0.2",
-        "LEADFLOW_CONSUMER_POLL_MS": "50",
-        "LEADFLOW_OUTBOX_IDLE_POLL_MS": "100",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadflow", "serve", "handoff"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-async def ready(url: str) -> bool | None:
-    try:
-        async with httpx.AsyncClient() as client:
-            return (await client.get(f"{url}/readyz")).status_code == 200 or None
-    except httpx.TransportError:
-        return None
+    return start_service("handoff", settings, config_dir=config_dir, LEADFLOW_SLA_TIMER_POLL_S="0.2")
 
 
 def mql(lead_id: str):  # type: ignore[no-untyped-def]
@@ -93,7 +62,7 @@ async def test_two_instances_fire_each_timer_once_and_timers_survive_a_crash(
     try:
         async with tap(settings, settings.topic_prefix + "lead.lifecycle") as lifecycle:
             for _, url in processes:
-                await eventually(lambda url=url: ready(url), timeout=60)
+                await eventually(lambda url=url: service_ready(url), timeout=60)
             leads = [f"lead-{uuid.uuid4().hex[:8]}" for _ in range(10)]
             await publish(settings, [mql(lead) for lead in leads], topic="lead.lifecycle")
             created = await lifecycle.wait_for("handoff.created", count=10, timeout=30)

@@ -1,24 +1,31 @@
-"""The deployment files agree with the code: services, ports, settings, probes, config."""
+"""The deployment files agree with the code: commands, ports, settings, healthchecks, metrics.
+
+docker-compose.yml cannot be started here (no Docker engine), so it is read as
+data and compared with what the code reads: the CLI's commands, the Settings
+fields and their defaults. The Kubernetes manifests have their own module,
+test_k8s_manifests.py.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
-import shutil
-import subprocess
-from collections import Counter
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from leadflow.cli import app as cli
 from shared.settings import SERVICES, Settings
 
-ROOT = Path(__file__).parents[2]
-K8S_BASE = ROOT / "deploy" / "k8s" / "base"
-CONFIG_COPY = K8S_BASE / "config"
+ROOT = Path(__file__).resolve().parents[2]
+GRAFANA = ROOT / "deploy" / "grafana"
+CONFIG_COPY = ROOT / "deploy" / "k8s" / "base" / "config"
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def default_port(service: str) -> int:
@@ -32,18 +39,24 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def k8s_manifests() -> list[tuple[str, dict[str, Any]]]:
-    """Every Kubernetes object under deploy/k8s (not the kustomizations, not the config copy)."""
-    found = []
-    for path in sorted((ROOT / "deploy" / "k8s").rglob("*.yaml")):
-        if path.name == "kustomization.yaml" or CONFIG_COPY in path.parents:
-            continue
-        found += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return found
+def interpolated(value: object) -> str:
+    """A compose value with its ${VARIABLE...} references filled in, as from .env."""
+    return re.sub(r"\$\{(\w+)[^}]*\}", lambda m: f"{m.group(1).lower()}-from-env", str(value))
 
 
-def of_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for _, doc in k8s_manifests() if doc["kind"] == kind]
+def settings_of(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The Settings a container of this compose service reads (LEADFLOW_ADMIN_KEY comes from .env)."""
+    monkeypatch.setenv("LEADFLOW_ADMIN_KEY", "lf_" + "x" * 32)
+    for name, value in spec["environment"].items():
+        monkeypatch.setenv(name, interpolated(value))
+    return Settings()
+
+
+def cli_commands() -> set[str]:
+    return {c.name or c.callback.__name__.replace("_", "-") for c in cli.registered_commands if c.callback}
+
+
+# --- docker-compose.yml -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -54,28 +67,70 @@ def test_compose_serves_each_service_from_the_one_image_on_its_default_port(comp
     assert list(serving) == [service]
     spec = serving[service]
     assert spec["build"] == "."
+    assert spec["image"] == f"leadflow:{VERSION}"
     published, _, target = spec["ports"][0].partition(":")
     assert int(published) == int(target) == default_port(service)
 
 
-def test_compose_services_run_in_production_after_the_migration(compose):
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_settings_are_the_ones_the_service_reads(compose, service, monkeypatch):
+    spec = compose["services"][service]
+    assert spec["command"][0] in cli_commands()
+    settings = settings_of(spec, monkeypatch)
+    assert settings.env == "production"
+    assert settings.host == "0.0.0.0"  # reachable from outside the container
+    assert settings.port_of(service) == int(spec["ports"][0].split(":")[1])
+    assert settings.kafka_bootstrap == "kafka:9092"
+    assert settings.database_url.endswith("@postgres:5432/leadflow")
+    assert "postgres_password-from-env" in settings.database_url  # the password comes from .env
+    assert str(settings.config_dir) == "/app/config"
+
+
+def test_every_leadflow_variable_in_compose_is_a_setting(compose):
+    names = {n for spec in compose["services"].values() for n in spec.get("environment", {})}
+    leadflow = {n for n in names if n.startswith("LEADFLOW_")}
+    assert leadflow
+    assert {n for n in leadflow if n.removeprefix("LEADFLOW_").lower() not in DEFAULTS} == set()
+
+
+def test_the_migration_creates_topics_with_the_default_partition_count(compose, monkeypatch):
+    migrate = compose["services"]["migrate"]
+    assert migrate["command"] == ["migrate"] and migrate["command"][0] in cli_commands()
+    assert "LEADFLOW_TOPIC_PARTITIONS" in migrate["environment"]  # explicit, not left to the default
+    settings = settings_of(migrate, monkeypatch)
+    assert settings.topic_partitions == DEFAULTS["topic_partitions"]
+    assert settings.topic_replication == 1  # one broker
+
+
+def test_compose_services_run_after_the_migration(compose):
     services = compose["services"]
-    assert services["migrate"]["command"] == ["migrate"]
     for name in (*SERVICES, "migrate"):
         spec = services[name]
         assert spec["env_file"] == ".env"
-        env = spec["environment"]
-        assert env["LEADFLOW_ENV"] == "production"
-        assert env["LEADFLOW_KAFKA_BOOTSTRAP"] == "kafka:9092"
-        assert env["LEADFLOW_DATABASE_URL"].endswith("@postgres:5432/leadflow")
         assert spec["depends_on"]["postgres"] == {"condition": "service_healthy"}
         assert spec["depends_on"]["kafka"] == {"condition": "service_healthy"}
     for name in SERVICES:
         migrated = services[name]["depends_on"]["migrate"]
         assert migrated == {"condition": "service_completed_successfully"}
-    assert services["kafka"]["image"] == "apache/kafka:3.9.1"
-    assert services["postgres"]["image"] == "postgres:17.6"
-    assert "healthcheck" in services["postgres"]
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_kafka_runs_in_kraft_mode_and_postgres_is_pinned(compose):
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"] == "apache/kafka:3.9.1"
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert compose["services"]["postgres"]["image"] == "postgres:17.6"
+    for name in ("kafka", "postgres"):
+        assert "healthcheck" in compose["services"][name]
+
+
+def test_each_service_keeps_the_image_healthcheck_and_migrate_has_none(compose):
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r'^\s+CMD \["python", "/app/healthcheck.py"\]$', text, re.M)
+    for name in SERVICES:
+        assert not compose["services"][name].get("healthcheck", {}).get("disable")
+    assert compose["services"]["migrate"]["healthcheck"] == {"disable": True}
 
 
 def test_observability_is_an_optional_profile_with_pinned_images(compose):
@@ -85,12 +140,63 @@ def test_observability_is_an_optional_profile_with_pinned_images(compose):
         assert re.search(r":v?\d+\.\d+\.\d+$", spec["image"]), spec["image"]
 
 
+def test_grafana_mounts_the_provisioning_and_the_dashboards(compose):
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in compose["services"]["grafana"]["volumes"]}
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "leadflow.yml").read_text())
+    (dashboards,) = provider["providers"]
+    assert mounts["./deploy/grafana/dashboards"] == dashboards["options"]["path"]
+
+
+# --- Prometheus and Grafana -------------------------------------------------------------
+
+
 def test_prometheus_scrapes_every_service_where_compose_serves_it():
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     job = config["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
     targets = {t for group in job["static_configs"] for t in group["targets"]}
     assert targets == {f"{s}:{default_port(s)}" for s in SERVICES}
+    services = {group["labels"]["service"] for group in job["static_configs"]}
+    assert services == set(SERVICES)  # the dashboard groups by this label
+
+
+def declared_metrics() -> dict[str, str]:
+    """name -> type of every Prometheus metric the services declare."""
+    pattern = re.compile(r'\b(Counter|Gauge|Histogram|Summary)\(\s*"(leadflow_\w+)"')
+    found: dict[str, str] = {}
+    for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
+        found |= {name: kind for kind, name in pattern.findall(path.read_text())}
+    return found
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((GRAFANA / "dashboards" / "leadflow.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert all(p["datasource"]["uid"] == "prometheus" for p in panels)
+    return [target["expr"] for panel in panels for target in panel["targets"]]
+
+
+def series(name: str, kind: str) -> set[str]:
+    """The series Prometheus scrapes for a declared metric."""
+    return {f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count")} if kind == "Histogram" else {name}
+
+
+def test_the_dashboard_graphs_every_metric_the_services_expose():
+    declared = {name: series(name, kind) for name, kind in declared_metrics().items()}
+    assert {"leadflow_http_requests_total", "leadflow_consumer_lag"} <= set(declared)
+    queried = {m for expr in dashboard_queries() for m in re.findall(r"\bleadflow_\w+", expr)}
+    assert queried - set().union(*declared.values()) == set()
+    assert {name for name, scraped in declared.items() if not scraped & queried} == set()
+
+
+def test_the_dashboard_reads_the_provisioned_data_source():
+    sources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = sources["datasources"]
+    assert source["uid"] == "prometheus" and source["url"] == "http://prometheus:9090"
+
+
+# --- secrets, image, healthcheck ---------------------------------------------------------
 
 
 def test_every_leadflow_variable_named_in_deploy_files_is_a_setting():
@@ -110,10 +216,12 @@ def test_env_example_holds_placeholders_only():
     names = {line.split("=", 1)[0] for line in assignments}
     assert {"LEADFLOW_ADMIN_KEY", "POSTGRES_PASSWORD"} <= names
     assert all(line.split("=", 1)[1] == "" for line in assignments)
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_dockerfile_runs_leadflow_as_non_root_with_a_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim AS builder$", text, re.M)
     assert re.search(r"^FROM python:3\.11-slim AS runtime$", text, re.M)
     assert 'ENTRYPOINT ["leadflow"]' in text
     assert re.search(r"^USER 10001", text, re.M)
@@ -127,60 +235,5 @@ def test_healthcheck_finds_the_served_service_on_the_command_line():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.served_service(["/opt/venv/bin/leadflow", "serve", "handoff"]) == "handoff"
+    assert module.served_service(["/sbin/docker-init", "--", "leadflow", "serve", "intake"]) == "intake"
     assert module.served_service(["/sbin/docker-init", "--", "leadflow", "migrate"]) is None
-
-
-def test_every_k8s_manifest_is_a_named_object():
-    manifests = k8s_manifests()
-    assert manifests
-    for file, doc in manifests:
-        assert doc.get("apiVersion") and doc.get("kind"), file
-        assert doc.get("metadata", {}).get("name"), file
-
-
-@pytest.mark.parametrize("service", SERVICES)
-def test_each_deployment_serves_its_service_with_probes_and_settings(service):
-    (deployment,) = [d for d in of_kind("Deployment") if d["metadata"]["name"].endswith(service)]
-    pod = deployment["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == 45
-    (container,) = pod["containers"]
-    assert container["args"] == ["serve", service]
-    assert container["ports"] == [{"name": "http", "containerPort": default_port(service)}]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["resources"]["requests"]["cpu"]
-    sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
-    assert sources == {"configMapRef": "leadflow-env", "secretRef": "leadflow-secrets"}
-
-
-def test_consumer_autoscaling_stops_at_the_partition_count():
-    partitions = DEFAULTS["topic_partitions"]
-    kustomization = yaml.safe_load((K8S_BASE / "kustomization.yaml").read_text())
-    env = next(g for g in kustomization["configMapGenerator"] if g["name"] == "leadflow-env")
-    assert f"LEADFLOW_TOPIC_PARTITIONS={partitions}" in env["literals"]
-    hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"] for h in of_kind("HorizontalPodAutoscaler")}
-    assert set(hpas) == {f"leadflow-{s}" for s in SERVICES}
-    for consumer in ("scoring", "handoff", "feedback"):
-        assert hpas[f"leadflow-{consumer}"]["minReplicas"] == 1
-        assert hpas[f"leadflow-{consumer}"]["maxReplicas"] == partitions
-
-
-def test_kustomization_lists_every_manifest_and_every_config_file():
-    kustomization = yaml.safe_load((K8S_BASE / "kustomization.yaml").read_text())
-    manifests = {p.name for p in K8S_BASE.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == manifests
-    files = next(g for g in kustomization["configMapGenerator"] if g["name"] == "leadflow-config")
-    assert set(files["files"]) == {f"config/{p.name}" for p in (ROOT / "config").glob("*.yaml")}
-
-
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not installed")
-def test_the_kustomize_base_builds_with_the_config_copied_in(tmp_path):
-    base = shutil.copytree(K8S_BASE, tmp_path / "base")
-    for path in (ROOT / "config").glob("*.yaml"):
-        shutil.copy(path, base / "config" / path.name)
-    built = subprocess.run(
-        ["kubectl", "kustomize", str(base)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert built.returncode == 0, built.stderr
-    kinds = Counter(doc["kind"] for doc in yaml.safe_load_all(built.stdout) if doc)
-    assert kinds == {"Deployment": 4, "Service": 4, "HorizontalPodAutoscaler": 4, "ConfigMap": 2, "Job": 1}

@@ -1,0 +1,222 @@
+"""Scale-out, proven locally: two scoring, two handoff and two feedback processes give exactly
+the final state one process of each gives, for 20,000 events of 2,000 leads, even when one
+scoring and one handoff process are killed with SIGKILL halfway and their partitions move."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import yaml
+
+from leadflow.embedded import create_database
+from leadflow.operations import migrate_all
+from services.intake.domain import IntakeEvent
+from services.intake.handlers import to_envelope
+from shared.envelope import Envelope, utcnow
+from shared.kafka import ensure_topics
+from shared.settings import Settings
+from tests.conftest import ROOT, database_url
+from tests.support import ADMIN, eventually, producer, service_ready, start_service, tap
+
+LEADS = 2_000
+EVENTS_PER_LEAD = 10
+START = datetime(2026, 11, 24, 8, tzinfo=UTC)
+BUYER_STEPS = [
+    *[("page_view", {"url": "https://leadflow.example/pricing"})] * 3,
+    ("content_download", {"content_id": "whitepaper"}),
+    ("webinar_attended", {"webinar_id": "w1"}),
+    *[("page_view", {"url": f"https://leadflow.example/blog/{n}"}) for n in range(4)],
+    ("demo_request", {"form_id": "demo"}),
+]
+FAST_POLICY = {"name": "standard", "decide_within_hours": 0.004, "qualify_within_hours": 1, "warn_at": 0.5}
+
+
+def history(run: str) -> list[Envelope]:
+    """Half the leads are buyers who qualify; the others only read the blog. Same history every run."""
+    envelopes = []
+    for lead in range(LEADS):
+        email = f"lead{lead}@company{lead % 97}.example"
+        buyer = lead % 2 == 0
+        traits = {
+            "title": "VP of Marketing" if buyer else "Analyst",
+            "company_size": 300 + lead % 700,
+            "industry": "Software",
+            "country": "JP",
+        }
+        for n in range(EVENTS_PER_LEAD):
+            kind, properties = (
+                BUYER_STEPS[n] if buyer else ("page_view", {"url": f"https://x.example/blog/{n}"})
+            )
+            event = IntakeEvent.model_validate(
+                {
+                    "event_id": f"{run}-{lead}-{n}",
+                    "type": kind,
+                    "email": email,
+                    "traits": traits,
+                    "occurred_at": (START + timedelta(minutes=n)).isoformat(),
+                    "properties": properties,
+                }
+            )
+            envelopes.append(to_envelope(event, received_at=utcnow(), source="test"))
+    return envelopes
+
+
+async def fresh(settings: Settings, postgres_admin_url: str, name: str) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    await create_database(postgres_admin_url, f"{name}_{suffix}")
+    run = settings.model_copy(
+        update={
+            "database_url": database_url(postgres_admin_url, f"{name}_{suffix}"),
+            "topic_prefix": f"{name}{suffix}.",
+            "topic_partitions": 12,
+        }
+    )
+    await ensure_topics(run)
+    await migrate_all(run)
+    return run
+
+
+async def count(dsn: str, query: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+async def final_state(dsn: str) -> dict[str, object]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        leads = await conn.fetch("SELECT email, score, grade, stage, events_count FROM scoring.leads")
+        handoffs = await conn.fetch("SELECT lead_id, cycle FROM handoff.handoffs")
+        lead_ids = await conn.fetch("SELECT lead_id, email FROM scoring.leads")
+    finally:
+        await conn.close()
+    email_of = {r["lead_id"]: r["email"] for r in lead_ids}
+    return {
+        "leads": sorted(tuple(r) for r in leads),
+        "handoffs": sorted((email_of[r["lead_id"]], r["cycle"]) for r in handoffs),
+    }
+
+
+async def run_pipeline(settings: Settings, config_dir: Path, *, instances: int, kill_halfway: bool) -> dict:
+    dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    fast = {"LEADFLOW_SLA_TIMER_POLL_S": "0.2", "LEADFLOW_ALERT_EVAL_INTERVAL_S": "0.5"}
+    processes = {
+        (service, i): start_service(service, settings, config_dir=config_dir, **fast)
+        for service in ("scoring", "handoff", "feedback")
+        for i in range(instances)
+    }
+    try:
+        for _, url in processes.values():
+            await eventually(lambda url=url: service_ready(url), timeout=90)
+        async with tap(settings, settings.topic_prefix + "lead.lifecycle") as lifecycle:
+            async with producer(settings) as p:
+                sends = [
+                    await p.send(settings.topic_prefix + "lead.events", e.to_bytes(), key=e.identity.encode())
+                    for e in history("scale")
+                ]
+                await asyncio.gather(*sends)
+            total = LEADS * EVENTS_PER_LEAD
+            if kill_halfway:
+                await eventually(
+                    lambda: _at_least(dsn, "SELECT count(*) FROM scoring.lead_events", total // 2),
+                    timeout=120,
+                )
+                for victim in (("scoring", 0), ("handoff", 0)):
+                    processes[victim][0].send_signal(signal.SIGKILL)
+            await eventually(
+                lambda: _at_least(dsn, "SELECT count(*) FROM scoring.lead_events", total), timeout=240
+            )
+            buyers = LEADS // 2
+            await eventually(
+                lambda: _at_least(dsn, "SELECT count(*) FROM handoff.handoffs", buyers), timeout=240
+            )
+            await lifecycle.wait_for("handoff.sla_breached", count=buyers, timeout=240)
+            await asyncio.sleep(3.0)  # anything duplicated would show up now
+            state = await final_state(dsn)
+            state["lifecycle"] = {
+                kind: Counter(
+                    Counter(e.id for e in lifecycle.envelopes(kind)).values()
+                )  # unique ids per event
+                for kind in (
+                    "lead.mql_reached",
+                    "handoff.created",
+                    "handoff.sla_warning",
+                    "handoff.sla_breached",
+                )
+            }
+            state["per_handoff"] = {
+                kind: set(Counter(e.data["handoff_id"] for e in lifecycle.envelopes(kind)).values())
+                for kind in ("handoff.created", "handoff.sla_warning", "handoff.sla_breached")
+            }
+            state["mqls"] = len({e.lead_id for e in lifecycle.envelopes("lead.mql_reached")})
+            state["alerts"] = await _reject_some_and_count_alerts(settings, processes, lifecycle)
+            return state
+    finally:
+        for process, _ in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in processes.values():
+            process.wait(timeout=30)
+
+
+async def _at_least(dsn: str, query: str, n: int) -> bool | None:
+    return await count(dsn, query) >= n or None
+
+
+async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lifecycle) -> int:  # type: ignore[no-untyped-def]
+    """Reject 30 of the handoffs: the return rate passes 10% and exactly one alert is raised."""
+    import httpx
+
+    handoff_url = next(
+        url
+        for (service, _), (process, url) in processes.items()
+        if service == "handoff" and process.poll() is None
+    )
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        tap(settings, settings.topic_prefix + "ops.alerts") as alerts,
+    ):
+        page = (await client.get(f"{handoff_url}/v1/handoffs", params={"limit": 100}, headers=ADMIN)).json()
+        for handoff in page["items"][:30]:
+            response = await client.post(
+                f"{handoff_url}/v1/handoffs/{handoff['handoff_id']}/reject",
+                json={"reason": "not_a_fit"},
+                headers=ADMIN,
+            )
+            assert response.status_code == 200, response.text
+        await alerts.wait_for("alert.raised", timeout=60)
+        await asyncio.sleep(3.0)
+        return len({e.id for e in alerts.envelopes("alert.raised")})
+
+
+async def test_two_of_each_service_end_where_one_of_each_does_even_through_a_kill(
+    settings: Settings, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    sla = yaml.safe_load((config_dir / "sla.yaml").read_text())
+    (config_dir / "sla.yaml").write_text(yaml.safe_dump({**sla, "policies": [FAST_POLICY]}))
+
+    single = await run_pipeline(
+        await fresh(settings, postgres_admin_url, "one"), config_dir, instances=1, kill_halfway=False
+    )
+    scaled = await run_pipeline(
+        await fresh(settings, postgres_admin_url, "two"), config_dir, instances=2, kill_halfway=True
+    )
+
+    assert scaled["leads"] == single["leads"]  # the same scores, grades, stages; every event counted once
+    assert {lead[4] for lead in scaled["leads"]} == {EVENTS_PER_LEAD}
+    assert scaled["handoffs"] == single["handoffs"]
+    assert scaled["mqls"] == single["mqls"] == LEADS // 2
+    for kind in ("handoff.created", "handoff.sla_warning", "handoff.sla_breached"):
+        assert scaled["per_handoff"][kind] == {1}, kind  # each fired once, across instances and the kill
+    assert scaled["alerts"] == single["alerts"] == 1
