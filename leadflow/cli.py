@@ -46,6 +46,8 @@ def serve(service: Annotated[str, typer.Argument(help="intake | scoring | handof
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        http="h11",  # httptools answered 400 to well-formed kept-alive requests under load here
+        loop="uvloop",
     )
     uvicorn.Server(config).run()
 

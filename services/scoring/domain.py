@@ -167,6 +167,8 @@ def _fit_match(rule: FitRule, traits: Mapping[str, Any]) -> str | None:
         if size is None or size < low or (high is not None and size > high):
             return None
         return f"company size {size:,} in {low:,}{f'-{high:,}' if high is not None else '+'}"
+    if rule.company_domain is not None:
+        return _listed_domain(rule.company_domain, None, traits)
     listed = rule.department or rule.industry or rule.country or ()
     value = _text(traits.get(rule.trait))
     if value is None or value.casefold() not in _folded(tuple(listed)):

@@ -157,7 +157,7 @@ class SizeBand(_Schema):
         return self
 
 
-FIT_TRAITS = ("title", "department", "company_size", "industry", "country")
+FIT_TRAITS = ("title", "department", "company_size", "industry", "country", "company_domain")
 
 
 class FitRule(_Schema):
@@ -171,6 +171,8 @@ class FitRule(_Schema):
     company_size: SizeBand | None = None
     industry: tuple[str, ...] | None = None
     country: tuple[Country, ...] | None = None
+    # A list of accounts (target accounts, ideal customers); subdomains count.
+    company_domain: tuple[Domain, ...] | None = None
 
     @model_validator(mode="after")
     def _one_trait(self) -> FitRule:
@@ -186,6 +188,8 @@ class FitRule(_Schema):
             return "department"
         if self.company_size is not None:
             return "company_size"
+        if self.company_domain is not None:
+            return "company_domain"
         return "industry" if self.industry is not None else "country"
 
     @property

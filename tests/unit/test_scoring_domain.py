@@ -575,3 +575,18 @@ def test_tire_kicker_reading_only_the_blog_is_not_an_mql(default_model: ScoringM
     assert result.grade in ("A", "B")
     assert result.score <= 5
     assert not meets_mql_rule(default_model, result)
+
+
+def test_target_account_list_gives_fit_points_to_the_company_and_its_subdomains() -> None:
+    from services.scoring.model import parse_model
+
+    model = parse_model(
+        'version: "t"\ngrades: {A: 60, B: 40, C: 20}\n'
+        "fit:\n  - id: account.target\n    company_domain: [Globex.example]\n    points: 15\n"
+        "mql: {min_score: 10, min_grade: C}\n"
+    )
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+    listed = score_lead(model, email=None, traits={"company_domain": "emea.globex.example"}, events=[], at=at)
+    other = score_lead(model, email=None, traits={"company_domain": "initech.example"}, events=[], at=at)
+    assert listed.fit_points == 15 and listed.contributions[0].rule == "fit.account.target"
+    assert other.fit_points == 0
