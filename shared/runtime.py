@@ -14,6 +14,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -23,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore
 from shared.consumer import BatchHandler, ConsumerRunner, Handler
 from shared.db import make_engine, migrate, ping
+from shared.envelope import utcnow
 from shared.kafka import make_producer
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, inbox_table, outbox_table
+from shared.outbox import OutboxRelay, forget_deliveries, inbox_table, outbox_table
 from shared.settings import ServiceName, Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork
@@ -94,6 +96,7 @@ class ServiceRuntime:
         await self._retry("kafka", self.producer.start)
         if self.spec.migrations is not None:
             self._spawn("outbox-relay", self.relay.run)
+            self._spawn("inbox-pruning", self._prune_inbox)
         if self.spec.subscriptions:
             self.consumer = ConsumerRunner(
                 group_id=f"{self.settings.topic_prefix}leadflow-{self.spec.name}",
@@ -151,6 +154,17 @@ class ServiceRuntime:
                 log.warning("loop_crashed", loop=name, error=str(exc)[:300], restart_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _prune_inbox(self, stop: asyncio.Event) -> None:
+        """Hourly, forget message ids older than the retention; the table would grow forever."""
+        while not stop.is_set():
+            older_than = utcnow() - timedelta(days=self.settings.inbox_retention_days)
+            async with self.engine.begin() as conn:
+                forgotten = await forget_deliveries(conn, self.inbox, older_than=older_than)
+            if forgotten:
+                log.info("inbox_pruned", forgotten=forgotten)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=3600)
 
     # --- what handlers and routes use ---------------------------------------
 

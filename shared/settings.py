@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_idle_poll_ms: int = Field(default=500, ge=10)
+    inbox_retention_days: float = Field(
+        default=30.0, gt=0, description="Keep message ids this long; longer than any topic's retention."
+    )
 
     alert_eval_interval_s: float = Field(default=10.0, gt=0)
     sla_timer_poll_s: float = Field(default=1.0, gt=0)
