@@ -15,6 +15,8 @@ import pydantic
 import yaml
 from pydantic import BeforeValidator, Field, model_validator
 
+from shared.traits import employees
+
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
@@ -167,7 +169,7 @@ def route(config: RoutingConfig, *, traits: Mapping[str, Any], policy: str, turn
 
     `turn` is the assigned team's round-robin counter; the member at `turn % size` gets the lead.
     """
-    lead = _Lead(_country_of(traits.get("country")), _employees(traits.get("company_size")), policy)
+    lead = _Lead(_country_of(traits.get("country")), employees(traits.get("company_size")), policy)
     for rule in config.rules:
         if not rule.when.holds(lead, config.regions):
             continue
@@ -208,19 +210,6 @@ def load_routing_config(path: str | Path, *, calendars: Collection[str] | None =
 def _country_of(value: Any) -> str | None:
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z]{2}", value.strip()):
         return value.strip().upper()
-    return None
-
-
-def _employees(value: Any) -> int | None:
-    # Traits arrive as JSON: accept 1200 and "1200", nothing vaguer.
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
     return None
 
 

@@ -32,6 +32,7 @@ from services.scoring.model import (
     load_model,
     parse_model,
 )
+from shared.traits import employees
 
 __all__ = [
     "Contribution",
@@ -162,7 +163,7 @@ def _fit_match(rule: FitRule, traits: Mapping[str, Any]) -> str | None:
     if rule.title is not None:
         return _title_match(rule.title, traits)
     if rule.company_size is not None:
-        size, band = _employees(traits.get("company_size")), rule.company_size
+        size, band = employees(traits.get("company_size")), rule.company_size
         low, high = band.min or 0, band.max
         if size is None or size < low or (high is not None and size > high):
             return None
@@ -180,18 +181,6 @@ def _title_match(pattern: str, traits: Mapping[str, Any]) -> str | None:
     title = _text(traits.get("title"))
     found = _regex(pattern).search(title) if title else None
     return f"title matches '{found.group(0)}'" if found else None
-
-
-def _employees(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 def _grade(bands: GradeBands, fit_points: int) -> Grade:
