@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from leadflow.operations import create_key
+from services.handoff.schemas import HandoffPage, HandoffPublic
 from services.handoff.signing import SIGNATURE_HEADER, verify
 from shared.auth import Scope
 from shared.envelope import Envelope
@@ -46,6 +47,11 @@ async def test_stale_versions_get_412_and_retried_keys_replay_the_first_answer(s
 
         accepted = await handoff.client.post(f"{url}/accept", headers={**ADMIN, "If-Match": etag})
         assert accepted.status_code == 200 and accepted.headers["etag"] == '"2"'
+        assert (
+            HandoffPublic.model_validate(accepted.json()).stage == "sal"
+        )  # answers keep the documented shape
+        page = await handoff.client.get("/v1/handoffs", headers=ADMIN)
+        assert HandoffPage.model_validate(page.json()).items
         stale = await handoff.client.post(
             f"{url}/return", json={"reason": "not_ready"}, headers={**ADMIN, "If-Match": etag}
         )
