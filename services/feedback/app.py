@@ -98,12 +98,14 @@ async def list_alerts(
 def create(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     config = load_feedback_config(settings.config_file("feedback.yaml"))
+    handlers, batch_handlers = make_handlers(config)
     spec = ServiceSpec(
         name="feedback",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
         subscriptions=[LEAD_LIFECYCLE],
-        handlers=make_handlers(config),
+        handlers=handlers,
+        batch_handlers=batch_handlers,
         loops=[make_alert_timer(config)],
     )
     app = create_app(

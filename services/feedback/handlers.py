@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.feedback import store
 from services.feedback.domain import FeedbackConfig, RateFigure, decide_alert, rate_figure
-from shared.consumer import Handler
+from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope, utcnow
 from shared.events import AlertRaised, AlertResolved, HandoffCreated, HandoffTransition
 from shared.runtime import BackgroundLoop, ServiceRuntime
@@ -29,7 +29,9 @@ from shared.unit_of_work import UnitOfWork
 RETURN_RATE_OVERALL = "return_rate:overall"
 
 
-def make_handlers(config: FeedbackConfig) -> Mapping[str, Handler]:
+def make_handlers(config: FeedbackConfig) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
+    """Handoffs one by one; decisions in runs, with the alert evaluated once per run, not per message."""
+
     async def on_created(uow: UnitOfWork, envelope: Envelope, event: HandoffCreated) -> None:
         await store.upsert_fact(
             uow.conn,
@@ -45,16 +47,14 @@ def make_handlers(config: FeedbackConfig) -> Mapping[str, Handler]:
             handed_off_at=envelope.occurred_at,
         )
 
-    async def on_transition(uow: UnitOfWork, envelope: Envelope, event: HandoffTransition) -> None:
-        facts = facts_of_transition(envelope.type, event, at=envelope.occurred_at)
-        await store.upsert_fact(uow.conn, event.handoff_id, envelope.lead_id or "", **facts)
-        if envelope.type in DECISIONS:
+    async def on_transitions(uow: UnitOfWork, items: list[tuple[Envelope, HandoffTransition]]) -> None:
+        for envelope, event in items:
+            facts = facts_of_transition(envelope.type, event, at=envelope.occurred_at)
+            await store.upsert_fact(uow.conn, event.handoff_id, envelope.lead_id or "", **facts)
+        if any(envelope.type in DECISIONS for envelope, _ in items):
             await evaluate_return_rate(uow, config, now=utcnow())
 
-    handlers: dict[str, Handler] = {"handoff.created": on_created}
-    for event_type in TRANSITION_FACTS:
-        handlers[event_type] = on_transition
-    return handlers
+    return {"handoff.created": on_created}, {event_type: on_transitions for event_type in TRANSITION_FACTS}
 
 
 DECISIONS = {"lead.sal_accepted", "lead.rejected", "lead.returned"}
