@@ -107,6 +107,7 @@ class MqlReached(EventData):
     )
     channel: str | None = None
     campaign: str | None = None
+    source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
 
 
 # --- lead.lifecycle: handoff ---------------------------------------------------
@@ -125,6 +126,12 @@ class HandoffCreated(EventData):
     campaign: str | None = None
     score: int
     grade: str
+    team: str | None = None
+    source: str | None = None
+    mql_at: datetime | None = Field(default=None, description="When the lead reached MQL.")
+    explanation: list[ScoreContribution] = Field(
+        default_factory=list, description="The scoring rules that made the lead an MQL."
+    )
 
 
 class HandoffTransition(EventData):
@@ -144,6 +151,7 @@ class HandoffTransition(EventData):
     note: str | None = None
     channel: str | None = None
     campaign: str | None = None
+    team: str | None = None
 
 
 class SalAccepted(HandoffTransition):
@@ -190,6 +198,7 @@ class SlaTimerFired(EventData):
     stage: str
     owner: str
     due_at: datetime
+    team: str | None = None
 
 
 class SlaWarning(SlaTimerFired):

@@ -162,6 +162,10 @@ async def open_handoff(
         campaign=mql.campaign,
         score=mql.score,
         grade=mql.grade,
+        team=owner.team,
+        source=mql.source,
+        mql_at=mql_at,
+        explanation=mql.explanation,
     )
     uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 
@@ -263,6 +267,7 @@ async def decide(
         note=decision.note,
         channel=row.channel,
         campaign=row.campaign,
+        team=row.team,
         **_details(decision),
     )
     uow.emit(event, lead_id=row.lead_id, occurred_at=now)

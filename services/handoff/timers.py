@@ -35,6 +35,7 @@ async def fire_due_timers(uow: UnitOfWork, config: HandoffConfig, *, now: dateti
             stage=handoff.stage,
             owner=handoff.owner,
             due_at=timer.deadline,
+            team=handoff.team,
         )
         uow.emit(event, lead_id=handoff.lead_id, occurred_at=timer.due_at)
         await store.mark_timer(uow.conn, timer.timer_id, fired_at=now)

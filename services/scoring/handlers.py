@@ -274,6 +274,7 @@ def _mql_reached(
         recent_events=[(e.event_type, e.occurred_at) for e in latest],
         channel=_first_property(history, "channel", "utm_medium") or traits.get("channel"),
         campaign=_first_property(history, "campaign", "utm_campaign"),
+        source=_first_property(history, "source", "utm_source"),
     )
 
 
