@@ -13,6 +13,8 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.feedback import store as feedback_store
+from services.feedback.rebuild import RebuildSummary, rebuild
 from services.scoring import store as scoring_store
 from services.scoring.backtest import BacktestReport, run_backtest
 from services.scoring.model import ScoringModel
@@ -36,6 +38,17 @@ async def migrate_all(settings: Settings) -> None:
                 continue  # a service without tables of its own (intake)
             versions = importlib.import_module(f"services.{name}.store").MIGRATIONS
             await migrate(engine, schema=name, versions_dir=versions)
+    finally:
+        await engine.dispose()
+
+
+async def rebuild_feedback(settings: Settings) -> RebuildSummary:
+    """Replay lead.lifecycle into feedback's facts, in one transaction (see services.feedback.rebuild)."""
+    engine = make_engine(settings)
+    try:
+        await migrate(engine, schema="feedback", versions_dir=feedback_store.MIGRATIONS)
+        async with engine.begin() as conn:
+            return await rebuild(settings, conn)
     finally:
         await engine.dispose()
 

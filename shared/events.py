@@ -213,19 +213,29 @@ class SlaBreached(SlaTimerFired):
 
 
 class AlertFigures(EventData):
+    """An alert's state change: a return rate over its threshold, or a handoff past its SLA."""
+
     topic: ClassVar[str] = OPS_ALERTS
 
     alert_key: str
-    metric: Literal["return_rate"]
-    group: str = Field(description="`overall`, or `<dimension>:<value>`.")
-    window: str
-    rate: float | None
-    numerator: int
-    denominator: int
-    ci_low: float | None
-    ci_high: float | None
-    threshold: float
+    metric: Literal["return_rate", "sla_breach"]
+    group: str = Field(description="`overall`, `<dimension>:<value>`, or `team:<team>` for a breach.")
     severity: str | None = None
+    # return_rate alerts
+    window: str | None = None
+    rate: float | None = None
+    numerator: int = 0
+    denominator: int = 0
+    ci_low: float | None = None
+    ci_high: float | None = None
+    threshold: float | None = None
+    # sla_breach alerts
+    handoff_id: str | None = None
+    owner: str | None = None
+    team: str | None = None
+    policy: str | None = None
+    stage: str | None = None
+    due_at: datetime | None = None
 
 
 class AlertRaised(AlertFigures):

@@ -4,10 +4,14 @@ Handlers receive a `UnitOfWork`, change state through `uow.conn` and announce
 what happened with `uow.emit(...)`. Emitted events are written to the outbox
 in one statement by `flush()`, inside the same transaction, just before it
 commits; nothing reaches Kafka unless the transaction commits.
+
+Work that should happen once per transaction rather than once per message
+(re-evaluating an aggregate, say) is registered with `once_before_commit`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +39,11 @@ class UnitOfWork:
     source: str
     emitted: list[Emitted] = field(default_factory=list)
     _flushed: int = 0
+    _deferred: dict[str, Callable[[UnitOfWork], Awaitable[None]]] = field(default_factory=dict)
+
+    def once_before_commit(self, key: str, work: Callable[[UnitOfWork], Awaitable[None]]) -> None:
+        """Run `work` once, just before the transaction commits, however often it is registered."""
+        self._deferred.setdefault(key, work)
 
     def emit(
         self,
@@ -56,7 +65,10 @@ class UnitOfWork:
         return envelope
 
     async def flush(self) -> None:
-        """Write the events emitted since the last flush to the outbox."""
+        """Run the deferred work, then write the events emitted since the last flush to the outbox."""
+        while self._deferred:
+            key = next(iter(self._deferred))
+            await self._deferred.pop(key)(self)
         pending = self.emitted[self._flushed :]
         if pending:
             await add_to_outbox(self.conn, self.outbox, [(e.envelope, e.topic, e.key) for e in pending])

@@ -172,6 +172,8 @@ def test_an_empty_config_file_means_the_defaults(tmp_path: Path):
         ("window: 0d\n", "longer than zero"),
         ("treshold: 0.2\n", "treshold"),
         ("- 0.1\n", "(top level)"),
+        ("score_bands: [80, 60]\n", "ascend"),
+        ("alert_dimensions: [region]\n", "alert_dimensions"),
         ("threshold: [\n", "cannot read"),
     ],
 )

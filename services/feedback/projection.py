@@ -1,0 +1,163 @@
+"""How `lead.lifecycle` events become feedback's facts.
+
+The consumer and `leadflow feedback rebuild` both apply events through `project`,
+so replaying the topic from the beginning reproduces exactly what the consumer
+built message by message. Every step is idempotent: a value, once set, stays.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.feedback import store
+from shared.envelope import Envelope
+from shared.events import EventData, HandoffCreated, HandoffTransition, SlaBreached
+
+DECISIONS = frozenset({"lead.sal_accepted", "lead.rejected", "lead.returned"})
+TRANSITIONS = (
+    "lead.sal_accepted",
+    "lead.rejected",
+    "lead.returned",
+    "lead.sql_qualified",
+    "lead.sqo_created",
+    "lead.disqualified",
+)
+STAGE_REACHED = {
+    "lead.sql_qualified": "sql_at",
+    "lead.sqo_created": "sqo_at",
+    "lead.disqualified": "disqualified_at",
+}
+PROJECTED = ("handoff.created", *TRANSITIONS, "handoff.sla_breached")
+
+
+@dataclass
+class Projected:
+    """What a run of events changed that alerts care about."""
+
+    decisions: bool = False
+    new_breaches: list[tuple[str, str]] = field(default_factory=list)
+    ended_breaches: list[Row[Any]] = field(default_factory=list)
+
+
+async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventData]]) -> Projected:
+    """Apply lifecycle events in order; events of other types are ignored."""
+    projected = Projected()
+    for event_type, run in itertools.groupby(items, key=lambda item: item[0].type):
+        events = list(run)
+        if event_type == "handoff.created":
+            await store.upsert_facts(conn, [facts_of_handoff(e, d) for e, d in events])  # type: ignore[arg-type]
+            await store.add_rules(conn, [r for e, d in events for r in rules_of(d)])  # type: ignore[arg-type]
+        elif event_type in TRANSITIONS:
+            await store.upsert_facts(conn, [facts_of_transition(e, d) for e, d in events])  # type: ignore[arg-type]
+            left = [(d.handoff_id, d.from_stage, e.occurred_at) for e, d in events]  # type: ignore[attr-defined]
+            projected.ended_breaches += await store.end_breaches(conn, left)
+            projected.decisions |= event_type in DECISIONS
+        elif event_type == "handoff.sla_breached":
+            breaches = [breach_of(e, d) for e, d in events]  # type: ignore[arg-type]
+            projected.new_breaches += await store.add_breaches(conn, breaches)
+            # A decision can reach us before the breach it beat by a hair; then the breach is over.
+            projected.ended_breaches += await store.end_breaches(conn, await _already_left(conn, breaches))
+    return projected
+
+
+def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any]:
+    return {
+        "handoff_id": event.handoff_id,
+        "lead_id": envelope.lead_id or "",
+        "cycle": event.cycle,
+        "owner": event.owner,
+        "team": event.team,
+        "policy": event.policy,
+        "channel": event.channel,
+        "campaign": event.campaign,
+        "source": event.source,
+        "grade": event.grade,
+        "score": event.score,
+        "handed_off_at": envelope.occurred_at,
+        "mql_at": event.mql_at or envelope.occurred_at,
+    }
+
+
+def rules_of(event: HandoffCreated) -> list[dict[str, Any]]:
+    """The rules that moved the score, summed per rule (a rule may fire for several events)."""
+    points: dict[str, float] = {}
+    for contribution in event.explanation:
+        points[contribution.rule] = points.get(contribution.rule, 0.0) + contribution.points
+    return [
+        {"handoff_id": event.handoff_id, "rule": rule, "points": total}
+        for rule, total in points.items()
+        if total != 0
+    ]
+
+
+def facts_of_transition(envelope: Envelope, event: HandoffTransition) -> dict[str, Any]:
+    at = envelope.occurred_at
+    facts: dict[str, Any] = {
+        "handoff_id": event.handoff_id,
+        "lead_id": envelope.lead_id or "",
+        "owner": event.owner,
+        "team": event.team,
+        "policy": event.policy,
+        "channel": event.channel,
+        "campaign": event.campaign,
+    }
+    kind = envelope.type
+    if kind == "lead.sal_accepted":
+        return facts | {"decision": "accepted", "decided_at": at, "decided_in_time": event.in_time}
+    if kind == "lead.rejected":
+        return facts | {
+            "decision": "rejected",
+            "decided_at": at,
+            "decided_in_time": event.in_time,
+            "sent_back": "rejected",
+            "sent_back_at": at,
+            "reason": event.reason,
+        }
+    if kind == "lead.returned":
+        return facts | {"sent_back": "returned", "sent_back_at": at, "reason": event.reason}
+    return facts | {STAGE_REACHED[kind]: at}
+
+
+def breach_of(envelope: Envelope, event: SlaBreached) -> dict[str, Any]:
+    return {
+        "handoff_id": event.handoff_id,
+        "stage": event.stage,
+        "policy": event.policy,
+        "owner": event.owner,
+        "team": event.team,
+        "due_at": event.due_at,
+        "breached_at": envelope.occurred_at,
+    }
+
+
+async def _already_left(
+    conn: AsyncConnection, breaches: list[dict[str, Any]]
+) -> list[tuple[str, str, datetime]]:
+    left = []
+    for breach in breaches:
+        fact = await store.fact(conn, breach["handoff_id"])
+        if fact is not None and (at := left_stage_at(fact, breach["stage"])) is not None:
+            left.append((breach["handoff_id"], breach["stage"], at))
+    return left
+
+
+def left_stage_at(fact: Any, stage: str) -> datetime | None:
+    """When the handoff left `stage`, as far as its facts tell; None while it is still there."""
+    exits = {
+        "mql": (fact.decided_at, fact.disqualified_at),
+        "sal": (fact.sql_at, fact.sent_back_at, fact.disqualified_at) if fact.decision == "accepted" else (),
+        "sql": (fact.sqo_at, fact.sent_back_at, fact.disqualified_at) if fact.sql_at else (),
+    }.get(stage, ())
+    present = [moment for moment in exits if moment is not None]
+    return min(present) if present else None
+
+
+def breach_key(handoff_id: str, stage: str) -> str:
+    return f"sla_breach:{handoff_id}:{stage}"

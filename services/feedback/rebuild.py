@@ -1,0 +1,110 @@
+"""`leadflow feedback rebuild`: feedback's facts, rebuilt exactly by replaying `lead.lifecycle`.
+
+The replay reads every partition from its beginning up to the end offsets seen when it
+starts, and applies the events through `projection.project` — the code the consumer
+runs — inside one transaction that first empties the projection. Readers see the old
+facts until it commits; the running consumer waits on the table lock and then carries
+on (its handlers are idempotent). Alerts are history and are left alone: the running
+service re-evaluates them against the rebuilt facts on its next pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.feedback import store
+from services.feedback.projection import PROJECTED, project
+from shared.envelope import Envelope
+from shared.events import LEAD_LIFECYCLE, parse_data
+from shared.logging import get_logger
+from shared.settings import Settings
+from shared.topics import Topics
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    messages: int  # read from the topic
+    applied: int  # lifecycle events feedback keeps facts of, each once
+    duplicates: int  # the same envelope id seen again (an outbox relay may publish twice)
+    unreadable: int  # not an envelope, or a payload that does not parse (the consumer dead-lettered them)
+    handoffs: int
+    seconds: float
+
+
+async def apply_events(
+    conn: AsyncConnection, batches: AsyncIterator[list[bytes]] | Iterable[list[bytes]]
+) -> RebuildSummary:
+    """Empty the projection and apply every lifecycle event in `batches`, each id once."""
+    started = time.perf_counter()
+    await store.truncate_projection(conn)
+    seen: set[str] = set()
+    messages = applied = duplicates = unreadable = 0
+
+    async def apply(batch: list[bytes]) -> None:
+        nonlocal messages, applied, duplicates, unreadable
+        items: list[tuple[Envelope, Any]] = []
+        for value in batch:
+            messages += 1
+            try:
+                envelope = Envelope.from_bytes(value)
+                if envelope.type not in PROJECTED:
+                    continue
+                if envelope.id in seen:
+                    duplicates += 1
+                    continue
+                items.append((envelope, parse_data(envelope)))
+                seen.add(envelope.id)
+            except Exception:
+                unreadable += 1
+        await project(conn, items)
+        applied += len(items)
+
+    if isinstance(batches, AsyncIterator):
+        async for batch in batches:
+            await apply(batch)
+    else:
+        for batch in batches:
+            await apply(batch)
+    handoffs = len((await store.projection_snapshot(conn))["handoff_facts"])
+    return RebuildSummary(messages, applied, duplicates, unreadable, handoffs, time.perf_counter() - started)
+
+
+async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> AsyncIterator[list[bytes]]:
+    """Every message of `topic` up to the end offsets seen now, in partition order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the metadata that partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise ValueError(f"no topic {topic!r} on {bootstrap}")
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        remaining = {tp for tp in partitions if ends[tp] > await consumer.position(tp)}
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
+            batch: list[bytes] = []
+            for tp, records in fetched.items():
+                batch += [r.value for r in records if r.offset < ends[tp] and r.value is not None]
+                if records and records[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+            if batch:
+                yield batch
+    finally:
+        await consumer.stop()
+
+
+async def rebuild(settings: Settings, conn: AsyncConnection) -> RebuildSummary:
+    topic = Topics(settings.topic_prefix).name(LEAD_LIFECYCLE)
+    summary = await apply_events(conn, read_topic(settings.kafka_bootstrap, topic))
+    log.info("feedback_rebuilt", **summary.__dict__)
+    return summary
