@@ -11,13 +11,14 @@ the batch, and the inbox makes the replay change nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -110,6 +111,7 @@ class ConsumerRunner:
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._after_commit = after_commit
         self.running = False
+        self._lag_partitions: set[TopicPartition] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -126,11 +128,10 @@ class ConsumerRunner:
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._batch_size)
-                if not batch:
-                    continue
-                await self._handle_with_retry(batch, stop)
-                await self._commit(consumer, batch)
-                self._record_lag(consumer, batch)
+                if batch:
+                    await self._handle_with_retry(batch, stop)
+                    await self._commit(consumer, batch)
+                await self._record_lag(consumer)
         finally:
             self.running = False
             await consumer.stop()
@@ -287,10 +288,25 @@ class ConsumerRunner:
             # The group rebalanced: the new owner replays these, the inbox absorbs them.
             log.warning("offset_commit_failed", group=self.group_id, error=str(exc))
 
-    def _record_lag(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
-    ) -> None:
-        for tp, records in batch.items():
+    async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Set the lag of each partition this instance owns; forget those it no longer owns.
+
+        Lag is the highwater of the last fetch minus the position, which after
+        the offset commit is the committed offset. A partition not fetched yet
+        (no highwater) is left out until it is.
+        """
+        owned = consumer.assignment()
+        for tp in self._lag_partitions - owned:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
+        self._lag_partitions &= owned
+        for tp in owned:
             highwater = consumer.highwater(tp)
-            if highwater is not None and records:
-                CONSUMER_LAG.labels(self.group_id, tp.topic).set(max(highwater - records[-1].offset - 1, 0))
+            if highwater is None:
+                continue
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:  # revoked by a rebalance meanwhile
+                continue
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+            self._lag_partitions.add(tp)

@@ -1,7 +1,8 @@
-"""Migration steps every service schema shares (its outbox and inbox)."""
+"""Migration steps service schemas share: the outbox and inbox, and webhook tables."""
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 
 def create_outbox_and_inbox(schema: str) -> None:
@@ -28,3 +29,48 @@ def create_outbox_and_inbox(schema: str) -> None:
 def drop_outbox_and_inbox(schema: str) -> None:
     op.drop_table("inbox", schema=schema)
     op.drop_table("outbox", schema=schema)
+
+
+def create_webhook_tables(schema: str) -> None:
+    """The tables `shared.webhooks.webhook_tables` defines: subscriptions and their deliveries."""
+    op.create_table(
+        "webhook_subscriptions",
+        sa.Column("subscription_id", sa.Text, primary_key=True),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("event_types", postgresql.ARRAY(sa.Text), nullable=False),
+        sa.Column("secret", sa.Text, nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        schema=schema,
+    )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("delivery_id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("subscription_id", sa.Text, nullable=False),
+        sa.Column("message_id", sa.Text, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column(
+            "next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("last_status_code", sa.Integer, nullable=True),
+        sa.Column("last_error", sa.Text, nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_once"),
+        schema=schema,
+    )
+    op.create_index(
+        "ix_webhook_deliveries_due",
+        "webhook_deliveries",
+        ["next_attempt_at"],
+        schema=schema,
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+
+
+def drop_webhook_tables(schema: str) -> None:
+    op.drop_table("webhook_deliveries", schema=schema)
+    op.drop_table("webhook_subscriptions", schema=schema)

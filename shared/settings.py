@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     webhook_poll_s: float = Field(default=1.0, gt=0)
     webhook_first_retry_s: float = Field(default=10.0, gt=0, description="first retry delay; then doubling")
     webhook_max_age_h: float = Field(default=24.0, gt=0, description="retry for this long, then mark failed")
+    gauge_refresh_s: float = Field(
+        default=15.0, gt=0, description="how often gauges counted in the database (handoffs by stage) refresh"
+    )
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)

@@ -1,5 +1,5 @@
 """What the integration and end-to-end tests share: running services in-process,
-reading topics, waiting for effects, and the events of typical leads."""
+reading topics, waiting for effects, a webhook receiver, and the events of typical leads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import importlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import httpx
@@ -137,6 +139,62 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         yield p
     finally:
         await p.stop()
+
+
+@dataclass
+class WebhookReceiver:
+    """A webhook endpoint on a free local port, as a subscriber runs one: it checks each request's
+    signature with `verify(secret, body, header)` and answers `failure_status` to the first
+    `failures` attempts, then 200."""
+
+    verify: Callable[[str, bytes, str], bool]
+    failures: int = 0
+    failure_status: int = 500
+    secret: str = ""  # set once the subscription is made
+    url: str = ""
+    attempts: int = 0
+    forged: int = 0  # requests whose signature did not verify (answered 400)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)  # accepted (headers, body)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, headers: dict[str, str], body: bytes) -> int:
+        with self._lock:
+            self.attempts += 1
+            if not self.verify(self.secret, body, headers.get("leadflow-signature", "")):
+                self.forged += 1
+                return 400
+            if self.attempts <= self.failures:
+                return self.failure_status
+            self.received.append((headers, body))
+            return 200
+
+
+@contextmanager
+def webhook_receiver(
+    verify: Callable[[str, bytes, str], bool], *, failures: int = 0, failure_status: int = 500
+) -> Iterator[WebhookReceiver]:
+    """A `WebhookReceiver` served by a real HTTP server in a thread while the block runs."""
+    receiver = WebhookReceiver(verify, failures=failures, failure_status=failure_status)
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            self.send_response(receiver.answer(headers, body))
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/leadflow"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def now_minus(minutes: float = 0) -> str:

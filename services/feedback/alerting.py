@@ -26,6 +26,7 @@ from services.feedback.domain import (
 from services.feedback.projection import Projected, breach_key
 from shared.envelope import utcnow
 from shared.events import AlertFigures, AlertRaised, AlertResolved
+from shared.metrics import ALERTS_OPEN, RETURN_RATE, RETURN_RATE_DECISIONS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -60,6 +61,7 @@ async def evaluate_return_rates(uow: UnitOfWork, config: FeedbackConfig, *, now:
     open_groups = frozenset(key.removeprefix(RETURN_RATE_PREFIX) for key in open_alerts)
     window = Window.ending(now, config.window_length)
     figures = await return_rate_figures(uow, config, window, open_groups=open_groups)
+    _publish_gauges(figures)
     for key in open_alerts:
         # A group with no decision left in the window has no rate: its alert resolves.
         figures.setdefault(key.removeprefix(RETURN_RATE_PREFIX), RateFigure(0, 0, None, None, None))
@@ -134,6 +136,16 @@ async def _resolve(uow: UnitOfWork, payload: dict[str, Any], *, now: datetime) -
         uow.emit(event, lead_id=None, key=event.alert_key)
 
 
+def _publish_gauges(figures: dict[str, RateFigure]) -> None:
+    """The figures alerts watch, for Prometheus; a group gone from the window goes from it too."""
+    RETURN_RATE.clear()
+    RETURN_RATE_DECISIONS.clear()
+    for group, figure in figures.items():
+        RETURN_RATE_DECISIONS.labels(group).set(figure.denominator)
+        if figure.rate is not None:
+            RETURN_RATE.labels(group).set(figure.rate)
+
+
 def _figures(event: AlertFigures) -> dict[str, Any]:
     return event.model_dump(mode="json", exclude_none=True)
 
@@ -144,6 +156,9 @@ def make_alert_timer(config: FeedbackConfig) -> BackgroundLoop:
         while not stop.is_set():
             async with runtime.unit_of_work() as uow:
                 await evaluate_return_rates(uow, config, now=utcnow())
+                open_counts = await store.open_alert_counts(uow.conn)
+            for metric in ("return_rate", "sla_breach"):
+                ALERTS_OPEN.labels(metric).set(open_counts.get(metric, 0))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=runtime.settings.alert_eval_interval_s)
 

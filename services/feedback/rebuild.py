@@ -79,7 +79,9 @@ async def apply_events(
 
 async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> AsyncIterator[list[bytes]]:
     """Every message of `topic` up to the end offsets seen now, in partition order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         await consumer.topics()  # loads the metadata that partitions_for_topic reads
@@ -87,9 +89,11 @@ async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> A
         if not partitions:
             raise ValueError(f"no topic {topic!r} on {bootstrap}")
         consumer.assign(partitions)
+        beginnings = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        remaining = {tp for tp in partitions if ends[tp] > await consumer.position(tp)}
+        for tp in partitions:
+            consumer.seek(tp, beginnings[tp])
+        remaining = {tp for tp in partitions if ends[tp] > beginnings[tp]}
         while remaining:
             fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
             batch: list[bytes] = []

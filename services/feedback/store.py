@@ -4,7 +4,7 @@ it, SLA breaches, and alerts; and the aggregate queries the metrics are computed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    Interval,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -295,12 +296,13 @@ async def reason_counts(
 
 
 async def decision_series(
-    conn: AsyncConnection, ends: Sequence[datetime], length: Any
+    conn: AsyncConnection, ends: Sequence[datetime], length: timedelta
 ) -> list[tuple[datetime, int, int]]:
     """(end, sent back, decided) of the window of `length` ending at each of `ends`."""
     f = handoff_facts
     ends_param = bindparam("ends", type_=ARRAY(DateTime(timezone=True)))
-    points = select(func.unnest(ends_param).label("at")).subquery()
+    points = select(func.unnest(ends_param, type_=DateTime(timezone=True)).label("at")).subquery()
+    since = bindparam("length", type_=Interval)
     query = (
         select(
             points.c.at,
@@ -308,9 +310,7 @@ async def decision_series(
             func.count(f.c.handoff_id),
         )
         .select_from(
-            points.outerjoin(
-                f, and_(f.c.decided_at >= points.c.at - bindparam("length"), f.c.decided_at <= points.c.at)
-            )
+            points.outerjoin(f, and_(f.c.decided_at >= points.c.at - since, f.c.decided_at <= points.c.at))
         )
         .group_by(points.c.at)
         .order_by(points.c.at)
@@ -386,6 +386,13 @@ async def open_alerts(conn: AsyncConnection, prefix: str) -> dict[str, Row[Any]]
     """The open alerts whose key starts with `prefix`, by key."""
     query = select(alerts).where(alerts.c.status == "open", alerts.c.alert_key.startswith(prefix))
     return {row.alert_key: row for row in await conn.execute(query)}
+
+
+async def open_alert_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Open alerts per metric (`return_rate`, `sla_breach`)."""
+    metric = alerts.c.figures["metric"].astext
+    query = select(metric, func.count()).where(alerts.c.status == "open").group_by(metric)
+    return {name: int(count) for name, count in await conn.execute(query)}
 
 
 async def raise_alert(conn: AsyncConnection, **values: Any) -> bool:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -19,6 +17,7 @@ from sqlalchemy import text
 
 from services.handoff import store, webhooks
 from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
+from services.handoff.gauges import make_gauge_loop
 from services.handoff.handlers import (
     Decision,
     HandoffConfig,
@@ -31,14 +30,10 @@ from services.handoff.handlers import (
 from services.handoff.routing import load_routing_config
 from services.handoff.schemas import (
     DecisionBody,
-    DeliveryPublic,
     HandoffPage,
     HandoffPublic,
     HistoryEntry,
     ReassignBody,
-    WebhookCreate,
-    WebhookCreated,
-    WebhookPublic,
 )
 from services.handoff.sla import load_sla_config
 from services.handoff.timers import make_timer_loop
@@ -326,47 +321,7 @@ async def reassign_handoff(
 
 # --- webhooks ---------------------------------------------------------------------------
 
-
-@router.post(
-    "/webhooks", response_model=WebhookCreated, status_code=201, tags=["webhooks"], responses={422: PROBLEM}
-)
-async def create_webhook(body: WebhookCreate, request: Request, _: Manager) -> WebhookCreated:
-    """Subscribe a URL to handoff events; deliveries are signed with the secret returned here."""
-    values = {
-        "subscription_id": str(uuid.uuid4()),
-        "url": str(body.url),
-        "event_types": list(body.event_types),
-        "secret": f"whsec_{secrets.token_urlsafe(32)}",
-    }
-    async with _runtime(request).engine.begin() as conn:
-        await store.add_subscription(conn, **values)
-        [row] = [r for r in await store.subscriptions(conn) if r.subscription_id == values["subscription_id"]]
-    return WebhookCreated.model_validate(dict(row._mapping))
-
-
-@router.get("/webhooks", response_model=list[WebhookPublic], tags=["webhooks"])
-async def list_webhooks(request: Request, _: Manager) -> list[WebhookPublic]:
-    """Every subscription (without secrets)."""
-    async with _runtime(request).engine.connect() as conn:
-        rows = await store.subscriptions(conn)
-    return [WebhookPublic.model_validate(dict(r._mapping)) for r in rows]
-
-
-@router.get(
-    "/webhooks/{subscription_id}/deliveries",
-    response_model=list[DeliveryPublic],
-    tags=["webhooks"],
-    responses={404: PROBLEM},
-)
-async def list_deliveries(
-    subscription_id: str, request: Request, _: Manager, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[DeliveryPublic]:
-    """The subscription's deliveries, newest first: status, attempts, last answer."""
-    async with _runtime(request).engine.connect() as conn:
-        if not any(r.subscription_id == subscription_id for r in await store.subscriptions(conn)):
-            raise Problem(status=404, title="Webhook not found", detail=f"no webhook {subscription_id}")
-        rows = await store.deliveries(conn, subscription_id=subscription_id, limit=limit)
-    return [DeliveryPublic.model_validate(dict(r._mapping)) for r in rows]
+router.include_router(webhooks.router)  # POST/GET /v1/webhooks, GET /v1/webhooks/{id}/deliveries
 
 
 def create(settings: Settings | None = None) -> FastAPI:
@@ -386,6 +341,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         batch_handlers=batch_handlers,
         loops=[
             make_timer_loop(config, poll_s=settings.sla_timer_poll_s),
+            make_gauge_loop(refresh_s=settings.gauge_refresh_s),
             webhooks.make_delivery_loop(
                 first_retry_s=settings.webhook_first_retry_s,
                 max_age=timedelta(hours=settings.webhook_max_age_h),

@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from shared.events import ScoreContribution
+
+# The webhook shapes are every service's; the client imports them from here.
+from shared.webhook_api import DeliveryPublic as DeliveryPublic
+from shared.webhook_api import WebhookCreated as WebhookCreated
+from shared.webhook_api import WebhookPublic as WebhookPublic
 
 WebhookEventType = Literal[
     "handoff.created",
@@ -72,33 +77,3 @@ class HistoryEntry(BaseModel):
     to_stage: str
     reason: str | None
     note: str | None
-
-
-class WebhookCreate(BaseModel):
-    url: AnyHttpUrl
-    event_types: list[WebhookEventType] = Field(min_length=1)
-
-
-class WebhookPublic(BaseModel):
-    subscription_id: str
-    url: str
-    event_types: list[str]
-    active: bool
-    created_at: datetime
-
-
-class WebhookCreated(WebhookPublic):
-    secret: str = Field(description="Verify signatures with it. Shown only now.")
-
-
-class DeliveryPublic(BaseModel):
-    delivery_id: int
-    message_id: str
-    event_type: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None

@@ -9,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     Identity,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -26,7 +23,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -34,6 +30,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.outbox import inbox_table, outbox_table
+from shared.webhooks import webhook_tables
 
 SCHEMA = "handoff"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -109,36 +106,7 @@ idempotency_keys = Table(
     schema=SCHEMA,
 )
 
-webhook_subscriptions = Table(
-    "webhook_subscriptions",
-    metadata,
-    Column("subscription_id", Text, primary_key=True),
-    Column("url", Text, nullable=False),
-    Column("event_types", ARRAY(Text), nullable=False),
-    Column("secret", Text, nullable=False),
-    Column("active", Boolean, nullable=False, server_default=true()),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    schema=SCHEMA,
-)
-
-webhook_deliveries = Table(
-    "webhook_deliveries",
-    metadata,
-    Column("delivery_id", BigInteger, Identity(), primary_key=True),
-    Column("subscription_id", Text, nullable=False),
-    Column("message_id", Text, nullable=False),
-    Column("event_type", Text, nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("status", Text, nullable=False, server_default="pending", comment="pending | delivered | failed"),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("last_status_code", Integer, nullable=True),
-    Column("last_error", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("delivered_at", DateTime(timezone=True), nullable=True),
-    UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_once"),
-    schema=SCHEMA,
-)
+webhooks = webhook_tables(metadata, SCHEMA)
 
 routing_turns = Table(
     "routing_turns",
@@ -307,55 +275,3 @@ async def next_turn(conn: AsyncConnection, team: str) -> int:
         ).returning(routing_turns.c.turn)
     )
     return int(result.scalar_one()) - 1
-
-
-# --- webhooks ------------------------------------------------------------------------------
-
-
-async def add_subscription(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(webhook_subscriptions.insert().values(**values))
-
-
-async def subscriptions(conn: AsyncConnection) -> Sequence[Row[Any]]:
-    statement = select(webhook_subscriptions).order_by(webhook_subscriptions.c.created_at)
-    return (await conn.execute(statement)).all()
-
-
-async def enqueue_deliveries(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(
-            insert(webhook_deliveries)
-            .values(rows)
-            .on_conflict_do_nothing(constraint="uq_webhook_deliveries_once")
-        )
-
-
-async def claim_due_deliveries(conn: AsyncConnection, *, now: datetime, limit: int) -> Sequence[Row[Any]]:
-    statement = (
-        select(webhook_deliveries, webhook_subscriptions.c.url, webhook_subscriptions.c.secret)
-        .join(
-            webhook_subscriptions,
-            webhook_subscriptions.c.subscription_id == webhook_deliveries.c.subscription_id,
-        )
-        .where(webhook_deliveries.c.status == "pending", webhook_deliveries.c.next_attempt_at <= now)
-        .order_by(webhook_deliveries.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(of=webhook_deliveries, skip_locked=True)
-    )
-    return (await conn.execute(statement)).all()
-
-
-async def update_delivery(conn: AsyncConnection, delivery_id: int, **values: Any) -> None:
-    await conn.execute(
-        update(webhook_deliveries).where(webhook_deliveries.c.delivery_id == delivery_id).values(**values)
-    )
-
-
-async def deliveries(conn: AsyncConnection, *, subscription_id: str, limit: int) -> Sequence[Row[Any]]:
-    statement = (
-        select(webhook_deliveries)
-        .where(webhook_deliveries.c.subscription_id == subscription_id)
-        .order_by(webhook_deliveries.c.delivery_id.desc())
-        .limit(limit)
-    )
-    return (await conn.execute(statement)).all()

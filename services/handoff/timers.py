@@ -17,6 +17,7 @@ from services.handoff import store
 from services.handoff.handlers import HandoffConfig, reassign
 from shared.envelope import utcnow
 from shared.events import SlaBreached, SlaWarning
+from shared.metrics import SLA_BREACHES, SLA_WARNINGS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -38,6 +39,7 @@ async def fire_due_timers(uow: UnitOfWork, config: HandoffConfig, *, now: dateti
             team=handoff.team,
         )
         uow.emit(event, lead_id=handoff.lead_id, occurred_at=timer.due_at)
+        uow.once_before_commit("metrics:sla", count_fired)
         await store.mark_timer(uow.conn, timer.timer_id, fired_at=now)
         fired += 1
         reassign_to = config.policy_named(handoff.policy).on_breach.reassign_to
@@ -46,6 +48,21 @@ async def fire_due_timers(uow: UnitOfWork, config: HandoffConfig, *, now: dateti
                 uow, handoff.handoff_id, to_owner=reassign_to, actor="leadflow", reason="sla_breached"
             )
     return fired
+
+
+async def count_fired(uow: UnitOfWork) -> None:
+    """Count the warnings and breaches the transaction commits, by policy and team.
+
+    Run as it commits, so timers of a round that fails before (and fire again
+    later) are not counted twice; a failing commit itself would be. The team is
+    empty when a queue, not a team, owns the handoff.
+    """
+    counters = {SlaWarning.event_type: SLA_WARNINGS, SlaBreached.event_type: SLA_BREACHES}
+    for emitted in uow.emitted:
+        counter = counters.get(emitted.envelope.type)
+        if counter is not None:
+            data = emitted.envelope.data
+            counter.labels(data["policy"], data.get("team") or "").inc()
 
 
 def make_timer_loop(config: HandoffConfig, *, poll_s: float) -> BackgroundLoop:

@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
 from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan, load_tracking_plan
 from services.intake.handlers import accept_events
+from services.intake.metrics import EVENT_PATHS, CountOversized, count_rejected, events_in
 from shared.auth import Principal, Scope, require
 from shared.http import create_app
-from shared.problems import FieldError, Problem, invalid
+from shared.problems import FieldError, Problem, invalid, problem_response, validation_errors
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, get_settings
 
@@ -69,9 +71,9 @@ async def post_batch(batch: EventBatch, request: Request, runtime: Runtime, _: W
     """Accept up to 500 events at once: all of them, or none when any is invalid."""
     limit = runtime.settings.max_batch_events
     if len(batch.events) > limit:
-        raise invalid(
-            [FieldError("events", "max_items", f"a batch holds at most {limit} events")], status=413
-        )
+        errors = [FieldError("events", "max_items", f"a batch holds at most {limit} events")]
+        count_rejected(errors, events=len(batch.events))
+        raise invalid(errors, status=413)
     return await _accept(request, runtime, batch.events, batch=True)
 
 
@@ -86,4 +88,15 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
         routers=[router],
     )
     app.state.tracking_plan = load_tracking_plan(settings.config_file("tracking-plan.yaml"))
+    app.add_exception_handler(RequestValidationError, _malformed)
+    app.add_middleware(CountOversized, max_bytes=settings.max_body_bytes)
     return app
+
+
+async def _malformed(request: Request, exc: Exception) -> JSONResponse:
+    """The shared answer to a request that fails the schema, once its events are counted as refused."""
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    if request.url.path in EVENT_PATHS:
+        count_rejected(errors, events=events_in(exc.body, batch=request.url.path.endswith("/batch")))
+    return problem_response(invalid(errors), request.url.path)

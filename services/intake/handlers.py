@@ -14,7 +14,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaProducer
 
 from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of, normalize_email
-from services.intake.metrics import EVENTS_ACCEPTED, EVENTS_REJECTED
+from services.intake.metrics import count_accepted, count_rejected
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
 from shared.problems import FieldError, invalid
@@ -25,8 +25,7 @@ def validate(events: list[IntakeEvent], plan: TrackingPlan, *, now: datetime, ba
     for index, event in enumerate(events):
         errors += check_against_plan(event, plan, now=now, at=f"events.{index}." if batch else "")
     if errors:
-        for error in errors:
-            EVENTS_REJECTED.labels(error.rule).inc()
+        count_rejected(errors, events=len(events))
         raise invalid(errors, title="The event does not follow the tracking plan")
 
 
@@ -70,6 +69,5 @@ async def accept_events(
         for env in envelopes
     ]
     await asyncio.gather(*acks)
-    for env in envelopes:
-        EVENTS_ACCEPTED.labels(env.data["type"]).inc()
+    count_accepted(len(envelopes))
     return [env.data["event_id"] for env in envelopes]

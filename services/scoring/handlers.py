@@ -25,6 +25,7 @@ from shared.events import (
     MqlReached,
     ScoreContribution,
 )
+from shared.metrics import MQLS
 from shared.unit_of_work import UnitOfWork
 
 RECENT_EVENTS_CARRIED = 20
@@ -203,6 +204,19 @@ def announce(uow: UnitOfWork, rescored: Rescored, *, trace_id: str | None, score
             history=r.history,
         )
         uow.emit(mql, lead_id=lead_id, occurred_at=r.at, trace_id=trace_id)
+        uow.once_before_commit("metrics:mqls", count_mqls)
+
+
+async def count_mqls(uow: UnitOfWork) -> None:
+    """Count the MQLs the transaction commits (`leadflow_mqls_total`).
+
+    Run as it commits, so an MQL of a message rolled back to its savepoint is not
+    counted; a commit that then fails (an outage: the batch is retried) counts its
+    MQLs again.
+    """
+    for emitted in uow.emitted:
+        if emitted.envelope.type == MqlReached.event_type:
+            MQLS.labels(emitted.envelope.data["grade"]).inc()
 
 
 async def save(uow: UnitOfWork, evaluated: list[Rescored], *, cause: str) -> None:

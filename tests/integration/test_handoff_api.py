@@ -13,10 +13,10 @@ import pytest
 
 from leadflow.operations import create_key
 from services.handoff.schemas import HandoffPage, HandoffPublic
-from services.handoff.signing import SIGNATURE_HEADER, verify
 from shared.auth import Scope
 from shared.envelope import Envelope
 from shared.settings import Settings
+from shared.signing import SIGNATURE_HEADER, verify
 from tests.integration.test_pipeline_services import intake_envelopes, publish
 from tests.support import ADMIN, eventually, good_fit_journey, running, tap, unique_email
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
 
 from leadflow.cli import app as cli
+from shared import metrics as shared_metrics
 from shared.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,6 +190,138 @@ def test_the_dashboard_graphs_every_metric_the_services_expose():
     queried = {m for expr in dashboard_queries() for m in re.findall(r"\bleadflow_\w+", expr)}
     assert queried - set().union(*declared.values()) == set()
     assert {name for name, scraped in declared.items() if not scraped & queried} == set()
+
+
+# Words of PromQL that are not metric names (functions and aggregations are told by their "(").
+PROMQL_KEYWORDS = {
+    *("by", "without", "on", "ignoring", "group_left", "group_right"),
+    *("and", "or", "unless", "atan2", "bool", "offset", "inf", "nan"),
+}
+PROMETHEUS_OWN = {"up"}  # series Prometheus itself records for each target
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", expr)  # label matchers, ranges
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for word in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        if not expr[word.end() :].lstrip().startswith("(") and word.group() not in PROMQL_KEYWORDS:
+            names.add(word.group())
+    return names
+
+
+def shared_metric_families() -> dict[str, str]:
+    """name (as exposed, counters with `_total`) -> type of every metric of `shared/metrics.py`."""
+    families = [
+        family
+        for collector in vars(shared_metrics).values()
+        if isinstance(collector, MetricWrapperBase)
+        for family in collector.describe()
+    ]
+    return {f.name + ("_total" if f.type == "counter" else ""): f.type for f in families}
+
+
+def shared_metric_series() -> set[str]:
+    """The series Prometheus scrapes for them (a histogram is three)."""
+    histogram = ("_bucket", "_sum", "_count")
+    return {
+        name + suffix
+        for name, kind in shared_metric_families().items()
+        for suffix in (histogram if kind == "histogram" else ("",))
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((GRAFANA / "dashboards" / "leadflow.json").read_text())
+    return loaded
+
+
+def test_promql_metric_names_are_told_from_functions_labels_and_ranges():
+    expr = (
+        'histogram_quantile(0.99, sum by (service, le) (rate(a_seconds_bucket{route=~"/v1/(x)"}[5m])))'
+        " / on (service) group_left max without (instance) (b_total) > bool 0.1"
+    )
+    assert promql_metric_names(expr) == {"a_seconds_bucket", "b_total"}
+
+
+def test_every_metric_the_dashboard_queries_is_declared_in_shared_metrics():
+    exposed = shared_metric_series()
+    assert {
+        "leadflow_intake_events_total",
+        "leadflow_consumer_lag",
+        "leadflow_http_request_seconds_bucket",
+    } <= exposed
+    queried = {name for expr in dashboard_queries() for name in promql_metric_names(expr)}
+    assert queried - exposed - PROMETHEUS_OWN == set()
+
+
+def test_the_dashboard_graphs_the_figures_ops_watch():
+    queried = {name for expr in dashboard_queries() for name in promql_metric_names(expr)}
+    figures = {
+        "leadflow_intake_events_total",
+        "leadflow_consumer_lag",
+        "leadflow_mqls_total",
+        "leadflow_handoffs",
+        "leadflow_sla_breaches_total",
+        "leadflow_sla_warnings_total",
+        "leadflow_return_rate",
+        "leadflow_return_rate_decisions",
+        "leadflow_alerts_open",
+        "leadflow_webhook_deliveries_total",
+        "leadflow_http_request_seconds_bucket",
+        "leadflow_outbox_published_total",
+    }
+    assert figures - queried == set()
+    latency = [e for e in dashboard_queries() if "leadflow_http_request_seconds_bucket" in e]
+    assert any("histogram_quantile(0.99" in e and re.search(r"by \(service, route, le\)", e) for e in latency)
+
+
+def test_the_dashboard_is_a_grafana_dashboard_with_panels_on_one_grid():
+    board = dashboard()
+    assert board["uid"] == "leadflow" and board["title"]
+    assert isinstance(board["schemaVersion"], int) and board["editable"] is False
+    panels = board["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(set(ids)) == len(ids) and all(isinstance(i, int) for i in ids)
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        assert panel["type"] in {"row", "timeseries", "stat", "gauge", "table"} and panel["title"]
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in ("h", "w", "x", "y"))
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        taken = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not taken & cells, f"panel {panel['title']!r} overlaps another"
+        cells |= taken
+        if panel["type"] == "row":
+            assert panel["panels"] == [] and not panel["collapsed"]
+            continue
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(set(refs)) == len(refs)
+        assert all(t["expr"] and t["datasource"] == panel["datasource"] for t in panel["targets"])
+
+
+def test_the_return_rate_panel_draws_the_alert_threshold_line():
+    threshold = yaml.safe_load((ROOT / "config" / "feedback.yaml").read_text())["threshold"]
+    [panel] = [
+        p
+        for p in dashboard()["panels"]
+        if any("leadflow_return_rate" in promql_metric_names(t["expr"]) for t in p.get("targets", []))
+    ]
+    defaults = panel["fieldConfig"]["defaults"]
+    assert defaults["unit"] == "percentunit"
+    assert defaults["custom"]["thresholdsStyle"]["mode"] in {"line", "line+area", "dashed"}
+    assert [step["value"] for step in defaults["thresholds"]["steps"]] == [None, threshold]
+
+
+def test_every_metric_is_documented_in_operations():
+    documented = (ROOT / "docs" / "operations.md").read_text()
+    assert {name for name in shared_metric_families() if f"`{name}" not in documented} == set()
 
 
 def test_the_dashboard_reads_the_provisioned_data_source():

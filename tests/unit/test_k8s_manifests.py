@@ -245,6 +245,14 @@ def test_each_service_runs_with_probes_on_its_port(rendered, service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_each_service_asks_to_be_scraped_on_its_metrics_endpoint(rendered, service):
+    annotations = deployment_of(rendered, service)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(DEFAULTS[f"{service}_port"])
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_pods_outlive_their_drain(rendered, service):
     pod = deployment_of(rendered, service)["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.handoff.signing import (
+from shared.signing import (
     SIGNATURE_HEADER,
     retry_delays,
     sign,

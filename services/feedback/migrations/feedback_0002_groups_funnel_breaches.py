@@ -1,11 +1,13 @@
 """feedback: what return rates are grouped by, the funnel's cohort, scoring rules per handoff,
-and SLA breaches.
+SLA breaches, and the alert webhooks (subscriptions and deliveries).
 
 Revision ID: feedback_0002
 """
 
 import sqlalchemy as sa
 from alembic import op
+
+from shared.migration_ops import create_webhook_tables, drop_webhook_tables
 
 revision = "feedback_0002"
 down_revision = "feedback_0001"
@@ -45,9 +47,11 @@ def upgrade(schema: str) -> None:
         schema=schema,
     )
     op.create_index("ix_sla_breaches_breached_at", "sla_breaches", ["breached_at"], schema=schema)
+    create_webhook_tables(schema)
 
 
 def downgrade(schema: str) -> None:
+    drop_webhook_tables(schema)
     op.drop_table("sla_breaches", schema=schema)
     op.drop_table("fact_rules", schema=schema)
     op.drop_index("ix_handoff_facts_mql_at", "handoff_facts", schema=schema)

@@ -1,4 +1,4 @@
-"""Webhook signatures and retries, as Stripe does them.
+"""Webhook signatures and retry delays, as Stripe does them (every service's webhooks use them).
 
 The `Leadflow-Signature` header reads `t=<unix seconds>,v1=<hex HMAC-SHA256>`, the HMAC taken
 over `"<t>." + body` with the endpoint's secret. Signing the timestamp lets a receiver refuse a
