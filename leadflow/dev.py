@@ -215,6 +215,7 @@ def print_banner(stack: DevStack) -> None:
     lines = [
         "",
         "leadflow is running.",
+        f"  dashboard {s.url_of('feedback')}/#key={stack.env['LEADFLOW_ADMIN_KEY']}",
         f"  intake    {s.url_of('intake')}/docs     POST /v1/events",
         f"  scoring   {s.url_of('scoring')}/docs     GET  /v1/leads",
         f"  handoff   {s.url_of('handoff')}/docs     GET  /v1/handoffs",
