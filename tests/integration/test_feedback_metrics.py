@@ -5,6 +5,9 @@ rule attribution, group and SLA-breach alerts that survive a restart, and a rebu
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -158,3 +161,15 @@ async def test_groups_reasons_funnel_attribution_and_alerts(settings: Settings) 
         assert summary.handoffs == 51 and summary.duplicates == 0
         assert after == before
         assert len(after["fact_rules"]) == 51 * 2
+
+    # The operator's command does the same.
+    environment = {
+        **os.environ,
+        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    command = [sys.executable, "-m", "leadflow", "feedback", "rebuild"]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt 51 handoffs from" in done.stdout
