@@ -73,6 +73,7 @@ async def evaluate_return_rates(uow: UnitOfWork, config: FeedbackConfig, *, now:
             threshold=config.threshold,
             min_decisions=config.min_decisions,
             currently_open=open_row is not None,
+            open_severity=open_row.severity if open_row else None,
         )
         if decision.action == "keep":
             continue
@@ -88,6 +89,8 @@ async def evaluate_return_rates(uow: UnitOfWork, config: FeedbackConfig, *, now:
         )
         if decision.action == "raise":
             await _raise(uow, payload, now=now)
+        elif decision.action == "escalate":
+            await _escalate(uow, payload)
         else:
             await _resolve(uow, payload, now=now)
 
@@ -126,6 +129,15 @@ async def _raise(uow: UnitOfWork, payload: dict[str, Any], *, now: datetime) -> 
         severity=event.severity,
         raised_at=now,
         figures=_figures(event),
+    ):
+        uow.emit(event, lead_id=None, key=event.alert_key)
+
+
+async def _escalate(uow: UnitOfWork, payload: dict[str, Any]) -> None:
+    """The open alert, now confirmed: announced again as raised, with the higher severity."""
+    event = AlertRaised(**payload)
+    if await store.escalate_alert(
+        uow.conn, event.alert_key, severity=event.severity, figures=_figures(event)
     ):
         uow.emit(event, lead_id=None, key=event.alert_key)
 

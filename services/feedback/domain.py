@@ -272,22 +272,31 @@ class AlertSeverity(StrEnum):
 
 @dataclass(frozen=True)
 class AlertDecision:
-    action: Literal["raise", "resolve", "keep"]
-    # Set only when raising; an open alert keeps the severity it was raised with.
+    action: Literal["raise", "escalate", "resolve", "keep"]
+    # Set when raising or escalating.
     severity: AlertSeverity | None = None
 
 
 def decide_alert(
-    figure: RateFigure, *, threshold: float, min_decisions: int, currently_open: bool
+    figure: RateFigure,
+    *,
+    threshold: float,
+    min_decisions: int,
+    currently_open: bool,
+    open_severity: str | None = None,
 ) -> AlertDecision:
     """Raise or resolve an alert on a rate crossing `threshold`; otherwise keep its state.
 
     Raising and resolving each happen once per crossing: an open alert above the threshold,
     or a closed one below it, is kept as it is. Too few decisions never raise an alert.
+    An open `watch` alert is escalated, once, to `confirmed` when the interval's lower bound
+    clears the threshold; a confirmed alert stays confirmed until it resolves.
     """
     if currently_open:
         if figure.rate is None or figure.rate <= threshold:
             return AlertDecision("resolve")
+        if open_severity == AlertSeverity.WATCH and figure.ci_low is not None and figure.ci_low > threshold:
+            return AlertDecision("escalate", AlertSeverity.CONFIRMED)
         return AlertDecision("keep")
     if figure.rate is None or figure.rate <= threshold or figure.denominator < min_decisions:
         return AlertDecision("keep")

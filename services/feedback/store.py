@@ -406,6 +406,19 @@ async def raise_alert(conn: AsyncConnection, **values: Any) -> bool:
     return result.first() is not None
 
 
+async def escalate_alert(
+    conn: AsyncConnection, alert_key: str, *, severity: str | None, figures: dict[str, Any]
+) -> bool:
+    """Raise the severity of the open alert of this key; False when another instance did it first."""
+    result = await conn.execute(
+        update(alerts)
+        .where(alerts.c.alert_key == alert_key, alerts.c.status == "open", alerts.c.severity != severity)
+        .values(severity=severity, figures=figures)
+        .returning(alerts.c.alert_id)
+    )
+    return result.first() is not None
+
+
 async def resolve_alert(
     conn: AsyncConnection, alert_key: str, *, at: datetime, figures: dict[str, Any]
 ) -> Row[Any] | None:

@@ -173,3 +173,27 @@ async def test_groups_reasons_funnel_attribution_and_alerts(settings: Settings) 
     done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "rebuilt 51 handoffs from" in done.stdout
+
+
+async def test_a_watch_alert_is_confirmed_once_the_interval_clears_the_threshold(settings: Settings) -> None:
+    alerts_topic = settings.topic_prefix + "ops.alerts"
+    async with running("feedback", settings) as feedback, tap(settings, alerts_topic) as alerts:
+        start = [created(n) for n in range(40)]
+        first = [moved(n, "lead.sal_accepted") for n in range(3, 20)] + [
+            moved(n, "lead.rejected") for n in range(3)
+        ]
+        await publish(settings, start + first, topic="lead.lifecycle")
+        [watch] = await alerts.wait_for("alert.raised")
+        assert (watch.data["severity"], watch.data["numerator"], watch.data["denominator"]) == ("watch", 3, 20)
+
+        await publish(settings, [moved(n, "lead.rejected") for n in range(20, 30)], topic="lead.lifecycle")
+        raised = await alerts.wait_for("alert.raised", count=2)
+        confirmed = raised[1].data
+        assert (confirmed["severity"], confirmed["numerator"], confirmed["denominator"]) == ("confirmed", 13, 30)
+        assert confirmed["ci_low"] > 0.10
+
+        [listed] = (await get(feedback.client, "/v1/alerts", status="open"))["items"]
+        assert (listed["alert_key"], listed["severity"]) == ("return_rate:overall", "confirmed")
+        await asyncio.sleep(2.0)  # the timer re-evaluates meanwhile: confirmed stays, nothing repeats
+        assert len(alerts.envelopes("alert.raised")) == 2
+        assert alerts.envelopes("alert.resolved") == []

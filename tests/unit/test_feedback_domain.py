@@ -126,6 +126,24 @@ def test_alert_is_confirmed_when_even_the_lower_bound_is_above_the_threshold():
     assert decide(12, 40, open_=False) == AlertDecision("raise", AlertSeverity.CONFIRMED)
 
 
+def test_an_open_watch_alert_is_escalated_once_when_the_lower_bound_clears_the_threshold():
+    figure = rate_figure(12, 40)  # interval (0.18, 0.46)
+    escalate = decide_alert(
+        figure, threshold=0.10, min_decisions=20, currently_open=True, open_severity="watch"
+    )
+    assert escalate == AlertDecision("escalate", AlertSeverity.CONFIRMED)
+    again = decide_alert(
+        figure, threshold=0.10, min_decisions=20, currently_open=True, open_severity="confirmed"
+    )
+    assert again == AlertDecision("keep")
+
+
+def test_a_watch_alert_whose_interval_still_reaches_the_threshold_stays_watch():
+    figure = rate_figure(3, 20)
+    kept = decide_alert(figure, threshold=0.10, min_decisions=20, currently_open=True, open_severity="watch")
+    assert kept == AlertDecision("keep")
+
+
 def test_too_few_decisions_never_raise():
     assert decide(10, 19, open_=False) == AlertDecision("keep", None)
 
