@@ -184,12 +184,13 @@ async def test_a_watch_alert_is_confirmed_once_the_interval_clears_the_threshold
         ]
         await publish(settings, start + first, topic="lead.lifecycle")
         [watch] = await alerts.wait_for("alert.raised")
-        assert (watch.data["severity"], watch.data["numerator"], watch.data["denominator"]) == ("watch", 3, 20)
+        assert (watch.data["severity"], watch.data["numerator"]) == ("watch", 3)
 
         await publish(settings, [moved(n, "lead.rejected") for n in range(20, 30)], topic="lead.lifecycle")
         raised = await alerts.wait_for("alert.raised", count=2)
         confirmed = raised[1].data
-        assert (confirmed["severity"], confirmed["numerator"], confirmed["denominator"]) == ("confirmed", 13, 30)
+        assert (confirmed["severity"], confirmed["numerator"]) == ("confirmed", 13)
+        assert confirmed["denominator"] == 30
         assert confirmed["ci_low"] > 0.10
 
         [listed] = (await get(feedback.client, "/v1/alerts", status="open"))["items"]
