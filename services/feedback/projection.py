@@ -50,17 +50,17 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
     """Apply lifecycle events in order; events of other types are ignored."""
     projected = Projected()
     for event_type, run in itertools.groupby(items, key=lambda item: item[0].type):
-        events = list(run)
+        events: list[tuple[Envelope, Any]] = list(run)
         if event_type == "handoff.created":
-            await store.upsert_facts(conn, [facts_of_handoff(e, d) for e, d in events])  # type: ignore[arg-type]
-            await store.add_rules(conn, [r for e, d in events for r in rules_of(d)])  # type: ignore[arg-type]
+            await store.upsert_facts(conn, [facts_of_handoff(e, d) for e, d in events])
+            await store.add_rules(conn, [r for _, d in events for r in rules_of(d)])
         elif event_type in TRANSITIONS:
-            await store.upsert_facts(conn, [facts_of_transition(e, d) for e, d in events])  # type: ignore[arg-type]
-            left = [(d.handoff_id, d.from_stage, e.occurred_at) for e, d in events]  # type: ignore[attr-defined]
+            await store.upsert_facts(conn, [facts_of_transition(e, d) for e, d in events])
+            left = [(d.handoff_id, d.from_stage, e.occurred_at) for e, d in events]
             projected.ended_breaches += await store.end_breaches(conn, left)
             projected.decisions |= event_type in DECISIONS
         elif event_type == "handoff.sla_breached":
-            breaches = [breach_of(e, d) for e, d in events]  # type: ignore[arg-type]
+            breaches = [breach_of(e, d) for e, d in events]
             projected.new_breaches += await store.add_breaches(conn, breaches)
             # A decision can reach us before the breach it beat by a hair; then the breach is over.
             projected.ended_breaches += await store.end_breaches(conn, await _already_left(conn, breaches))

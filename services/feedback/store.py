@@ -173,8 +173,18 @@ async def add_breaches(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
 
 async def end_breaches(conn: AsyncConnection, left: Sequence[tuple[str, str, datetime]]) -> list[Row[Any]]:
     """Mark breaches over once their handoff left the breached stage; returns those ended now."""
+    if not left:
+        return []
+    # Most transitions end no breach: find the few that do in one query.
+    b = sla_breaches
+    open_query = select(b.c.handoff_id, b.c.stage).where(
+        b.c.resolved_at.is_(None), b.c.handoff_id.in_({handoff_id for handoff_id, _, _ in left})
+    )
+    still_open = {(row.handoff_id, row.stage) for row in await conn.execute(open_query)}
     ended: list[Row[Any]] = []
     for handoff_id, stage, at in left:
+        if (handoff_id, stage) not in still_open:
+            continue
         result = await conn.execute(
             update(sla_breaches)
             .where(
