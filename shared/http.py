@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger, new_trace_id, trace_context
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.openapi import complete_openapi
 from shared.problems import PROBLEM_JSON, Problem, install_problem_handlers
 from shared.runtime import ServiceRuntime
 
@@ -113,7 +114,12 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.spec.name}
 
-    @app.get("/readyz", tags=["ops"], summary="Postgres and Kafka are reachable.")
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="Postgres and Kafka are reachable.",
+        responses={503: {"description": "Not ready: Postgres or Kafka is unreachable."}},
+    )
     async def readyz() -> JSONResponse:
         checks = await runtime.readiness()
         ready = all(v == "ok" for v in checks.values())
@@ -126,4 +132,5 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    complete_openapi(app)
     return app
