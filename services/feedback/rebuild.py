@@ -78,7 +78,13 @@ async def apply_events(
 
 
 async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> AsyncIterator[list[bytes]]:
-    """Every message of `topic` up to the end offsets seen now, in partition order."""
+    """Every message of `topic`, in partition order, until each partition is caught up.
+
+    A partition is done once the consumer's position has reached both the end offset
+    listed at the start and the highwater mark of the latest fetch. The fetch's
+    highwater is the authority: Tansu lists end offsets short of the last records
+    when they were produced in batches.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -93,16 +99,16 @@ async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> A
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, beginnings[tp])
-        remaining = {tp for tp in partitions if ends[tp] > beginnings[tp]}
+        remaining = set(partitions)
         while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=batch_size)
-            batch: list[bytes] = []
-            for tp, records in fetched.items():
-                batch += [r.value for r in records if r.offset < ends[tp] and r.value is not None]
-                if records and records[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
+            fetched = await consumer.getmany(*remaining, timeout_ms=200, max_records=batch_size)
+            batch = [r.value for records in fetched.values() for r in records if r.value is not None]
             if batch:
                 yield batch
+            for tp in list(remaining):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= max(highwater, ends[tp]):
+                    remaining.discard(tp)
     finally:
         await consumer.stop()
 

@@ -4,9 +4,11 @@ however often a batch is redelivered, and whether the topic holds a message twic
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -17,7 +19,7 @@ from leadflow.operations import migrate_all
 from services.feedback import store
 from services.feedback.domain import FeedbackConfig
 from services.feedback.handlers import make_handlers
-from services.feedback.rebuild import apply_events
+from services.feedback.rebuild import apply_events, read_topic
 from shared.consumer import ConsumerRunner
 from shared.db import make_engine
 from shared.envelope import Envelope
@@ -160,3 +162,20 @@ def test_the_generated_lifecycles_cover_every_kind_of_event() -> None:
         "lead.sqo_created",
         "lead.disqualified",
     }
+
+
+async def test_the_rebuild_reads_every_message_even_of_batched_produce(settings: Settings) -> None:
+    """Tansu lists end offsets short of records produced in batches; the rebuild must not stop there."""
+    topic = settings.topic_prefix + "lead.lifecycle"
+    envelopes = [e for n in range(100) for e in (created(n), moved(n, "lead.sal_accepted"))]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, e.to_bytes(), key=(e.lead_id or "").encode()) for e in envelopes]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    read = [
+        value for batch in [b async for b in read_topic(settings.kafka_bootstrap, topic)] for value in batch
+    ]
+    assert sorted(read) == sorted(e.to_bytes() for e in envelopes)
