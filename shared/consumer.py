@@ -45,10 +45,16 @@ class Message:
     envelope: Envelope
 
 
-def _runs_by_type(messages: Iterable[Message]) -> Iterator[tuple[str, list[Message]]]:
-    """Consecutive messages of one type, in order."""
-    for event_type, run in itertools.groupby(messages, key=lambda m: m.envelope.type):
-        yield event_type, list(run)
+def _runs_by_handler(
+    messages: Iterable[Message], handlers: Mapping[str, BatchHandler]
+) -> Iterator[tuple[BatchHandler, list[Message]]]:
+    """Consecutive messages that go to one batch handler, in order.
+
+    A handler registered for several types (feedback's projection, handoff's webhook
+    enqueue) gets an interleaved stream of them as one run, not a run per type change.
+    """
+    for handler, run in itertools.groupby(messages, key=lambda m: handlers[m.envelope.type]):
+        yield handler, list(run)
 
 
 # Postgres SQLSTATEs worth retrying rather than dead-lettering.
@@ -162,10 +168,10 @@ class ConsumerRunner:
             uow = UnitOfWork(conn=conn, outbox=self._outbox, topics=self._topic_names, source=self._source)
             messages, dead = self._parse(records)
             fresh = await self._first_deliveries(conn, messages)
-            for event_type, group in _runs_by_type(
-                m for m in fresh if m.envelope.type in self.batch_handlers
+            for batch_handler, group in _runs_by_handler(
+                (m for m in fresh if m.envelope.type in self.batch_handlers), self.batch_handlers
             ):
-                dead += await self._handle_group(uow, event_type, group)
+                dead += await self._handle_group(uow, batch_handler, group)
             for message in fresh:
                 handler = self.handlers.get(message.envelope.type)
                 if handler is not None and message.envelope.type not in self.batch_handlers:
@@ -212,10 +218,9 @@ class ConsumerRunner:
         return fresh
 
     async def _handle_group(
-        self, uow: UnitOfWork, event_type: str, group: list[Message]
+        self, uow: UnitOfWork, handler: BatchHandler, group: list[Message]
     ) -> list[tuple[ConsumerRecord, BaseException]]:
-        """Run a batch handler on a run of same-type messages; on a bad message, isolate it."""
-        handler = self.batch_handlers[event_type]
+        """Run a batch handler on a run of its messages; on a bad message, isolate it."""
         dead: list[tuple[ConsumerRecord, BaseException]] = []
         items: list[tuple[Envelope, Any]] = []
         for message in group:

@@ -7,7 +7,6 @@ built message by message. Every step is idempotent: a value, once set, stays.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,24 +46,35 @@ class Projected:
 
 
 async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventData]]) -> Projected:
-    """Apply lifecycle events in order; events of other types are ignored."""
-    projected = Projected()
-    for event_type, run in itertools.groupby(items, key=lambda item: item[0].type):
-        events: list[tuple[Envelope, Any]] = list(run)
-        if event_type == "handoff.created":
-            await store.upsert_facts(conn, [facts_of_handoff(e, d) for e, d in events])
-            await store.add_rules(conn, [r for _, d in events for r in rules_of(d)])
-        elif event_type in TRANSITIONS:
-            await store.upsert_facts(conn, [facts_of_transition(e, d) for e, d in events])
-            left = [(d.handoff_id, d.from_stage, e.occurred_at) for e, d in events]
-            projected.ended_breaches += await store.end_breaches(conn, left)
-            projected.decisions |= event_type in DECISIONS
-        elif event_type == "handoff.sla_breached":
-            breaches = [breach_of(e, d) for e, d in events]
-            projected.new_breaches += await store.add_breaches(conn, breaches)
-            # A decision can reach us before the breach it beat by a hair; then the breach is over.
-            projected.ended_breaches += await store.end_breaches(conn, await _already_left(conn, breaches))
-    return projected
+    """Apply lifecycle events; events of other types are ignored.
+
+    A handful of statements per call, whatever the mix of events: the fact rows in order
+    (one upsert), the rules, the breaches, then the breaches the transitions ended. The
+    order between kinds does not matter: a breach recorded after the transition that
+    ended it is closed at the moment the facts say its stage was left, which is that
+    transition's time.
+    """
+    facts: list[dict[str, Any]] = []
+    rules: list[dict[str, Any]] = []
+    breaches: list[dict[str, Any]] = []
+    left: list[tuple[str, str, datetime]] = []
+    decisions = False
+    for envelope, event in items:
+        if isinstance(event, HandoffCreated):
+            facts.append(facts_of_handoff(envelope, event))
+            rules += rules_of(event)
+        elif isinstance(event, HandoffTransition) and envelope.type in TRANSITIONS:
+            facts.append(facts_of_transition(envelope, event))
+            left.append((event.handoff_id, event.from_stage, envelope.occurred_at))
+            decisions |= envelope.type in DECISIONS
+        elif isinstance(event, SlaBreached):
+            breaches.append(breach_of(envelope, event))
+    await store.upsert_facts(conn, facts)
+    await store.add_rules(conn, rules)
+    new_breaches = await store.add_breaches(conn, breaches)
+    # A decision can reach us before the breach it beat by a hair; then the breach is over.
+    left += await _already_left(conn, breaches)
+    return Projected(decisions, new_breaches, await store.end_breaches(conn, left))
 
 
 def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any]:
