@@ -25,10 +25,14 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from leadflow import operations
 from leadflow.embedded import (
+    Broker,
+    Postgres,
     create_database,
     die_with_parent,
     free_port,
@@ -247,7 +251,11 @@ async def fixed_rate(
 
 
 async def seed_handoffs(db_dsn: str, count: int) -> list[str]:
-    """Handoffs waiting for a decision, as the queue of a busy team would hold."""
+    """Handoffs waiting for a decision, as the queue of a busy team would hold.
+
+    Each with its two pending SLA timers (an accept cancels them), and the tables analyzed,
+    as autovacuum would have done while such a queue built up.
+    """
     ids = [str(uuid.uuid4()) for _ in range(count)]
     due = utcnow() + timedelta(hours=4)
     lead = orjson.dumps({"email": "ada@northwind.example", "traits": {"title": "VP of Marketing"}}).decode()
@@ -296,32 +304,172 @@ async def seed_handoffs(db_dsn: str, count: int) -> list[str]:
                 "lead",
             ],
         )
+        await conn.copy_records_to_table(
+            "sla_timers",
+            schema_name="handoff",
+            records=[
+                (h, kind, "mql", at, due + timedelta(seconds=i))
+                for i, h in enumerate(ids)
+                for kind, at in (
+                    ("warning", due + timedelta(seconds=i) - timedelta(hours=1)),
+                    ("breach", due + timedelta(seconds=i)),
+                )
+            ],
+            columns=["handoff_id", "kind", "stage", "due_at", "deadline"],
+        )
+        await conn.execute("ANALYZE handoff.handoffs, handoff.sla_timers")
     finally:
         await conn.close()
     return ids
 
 
+@dataclass
+class HandoffPhase:
+    """One open-loop phase of the handoff bench, and where its time went."""
+
+    latencies: list[float]  # ms, as the client saw them (queueing before the service included)
+    load: float  # the machine's 1-minute load average as the phase started
+    machine_busy: float  # % of all cores busy during the phase, whoever used them (100 = every core)
+    server_ms: tuple[float, float] | None  # p50, p99 inside the service (its request histogram)
+    cpu_ms: float | None  # the serving process's CPU per request (its background loops included)
+    client_cpu_ms: float  # the load generator's CPU per request
+    statements: float | None  # Postgres statements per request (all the service ran, BEGIN/COMMIT too)
+    top: list[tuple[float, float, str]]  # (calls, ms) per request and the statement, the costliest first
+
+
 async def handoff_latency(
-    env: dict[str, str], db_dsn: str, empty_url: str, headers: dict[str, str]
-) -> dict[str, list[float]]:
+    settings: Settings, env: dict[str, str], db_dsn: str, empty: tuple[str, int], headers: dict[str, str]
+) -> dict[str, HandoffPhase]:
+    """The queue listing, then accepts, then the empty endpoint (url, pid), each at HANDOFF_RATE.
+
+    The service gets topics of its own, as intake does: on the shared ones it would first
+    consume the earlier phases' events (`lead.lifecycle` from the start) while being measured.
+    """
+    prefix = "bench-handoff."
+    await ensure_topics(settings.model_copy(update={"topic_prefix": prefix}))
+    env = {**env, "LEADFLOW_TOPIC_PREFIX": prefix}
     ids = await seed_handoffs(db_dsn, HANDOFF_REQUESTS)
     url = f"http://127.0.0.1:{env['LEADFLOW_HANDOFF_PORT']}"
     process = serve("handoff", env)
+    stats = await asyncpg.connect(db_dsn)
     try:
         await wait_ready(url)
+        if not await _statement_stats_on(stats):
+            stats = None
         get = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        listing = [("GET", "/v1/handoffs?status=mql&limit=50", b"")] * HANDOFF_REQUESTS
-        empty = [("GET", "/empty", b"")] * HANDOFF_REQUESTS
-        accepts = [("POST", f"/v1/handoffs/{h}/accept", b"{}") for h in ids]
-        return {
-            "queue": await fixed_rate(
-                url, listing, rate=HANDOFF_RATE, headers={**get, "Content-Length": "0"}
-            ),
-            "accept": await fixed_rate(url, accepts, rate=HANDOFF_RATE, headers=headers),
-            "empty": await fixed_rate(empty_url, empty, rate=HANDOFF_RATE, headers={}),
+        # post_raw writes Content-Length itself: a second one is a request httptools refuses (400).
+        phases = {
+            "queue": (url, [("GET", "/v1/handoffs?status=mql&limit=50", b"")] * HANDOFF_REQUESTS, get),
+            "accept": (url, [("POST", f"/v1/handoffs/{h}/accept", b"{}") for h in ids], headers),
+            "empty": (empty[0], [("GET", "/empty", b"")] * HANDOFF_REQUESTS, {}),
         }
+        routes = {"queue": ("GET", "/v1/handoffs"), "accept": ("POST", "/v1/handoffs/{handoff_id}/accept")}
+        results = {}
+        for name, (base, requests, phase_headers) in phases.items():
+            own = name in routes
+            results[name] = await _measured_phase(
+                base,
+                requests,
+                phase_headers,
+                pid=process.pid if own else empty[1],
+                stats=stats if own else None,
+            )
+            if own:
+                async with httpx.AsyncClient() as client:
+                    metrics = (await client.get(f"{url}/metrics")).text
+                results[name].server_ms = histogram_quantiles(metrics, *routes[name])
+        return results
     finally:
+        if stats is not None:
+            await stats.close()
         stop_process(process)
+
+
+async def _measured_phase(
+    url: str,
+    requests: list[tuple[str, str, bytes]],
+    headers: dict[str, str],
+    *,
+    pid: int,
+    stats: asyncpg.Connection | None,
+) -> HandoffPhase:
+    server = psutil.Process(pid)
+    if stats is not None:
+        await stats.execute("SELECT pg_stat_statements_reset()")
+    load = os.getloadavg()[0]
+    psutil.cpu_percent()  # starts the machine-wide count
+    cpu, client_cpu = sum(server.cpu_times()[:2]), time.process_time()
+    latencies = await fixed_rate(url, requests, rate=HANDOFF_RATE, headers=headers)
+    cpu, client_cpu = sum(server.cpu_times()[:2]) - cpu, time.process_time() - client_cpu
+    machine_busy = psutil.cpu_percent()
+    n = len(requests)
+    statements, top = None, []
+    if stats is not None:
+        rows = await stats.fetch(
+            "SELECT calls, total_exec_time, query FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC"
+        )
+        statements = sum(r["calls"] for r in rows) / n
+        top = [(r["calls"] / n, r["total_exec_time"] / n, " ".join(r["query"].split())) for r in rows[:8]]
+    return HandoffPhase(
+        latencies=latencies,
+        load=load,
+        machine_busy=machine_busy,
+        server_ms=None,
+        cpu_ms=1000 * cpu / n,
+        client_cpu_ms=1000 * client_cpu / n,
+        statements=statements,
+        top=top,
+    )
+
+
+async def _statement_stats_on(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    except asyncpg.PostgresError:
+        return False  # not preloaded (an external Postgres): the figures go without statement counts
+    return True
+
+
+async def with_statement_stats(postgres: Postgres, data_dir: Path) -> Postgres:
+    """Postgres restarted with pg_stat_statements loaded, so the bench can count statements."""
+    conn = await asyncpg.connect(postgres.admin_uri)
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    finally:
+        await conn.close()
+    postgres.stop()
+    return start_postgres(data_dir)
+
+
+def histogram_quantiles(metrics: str, method: str, route: str) -> tuple[float, float] | None:
+    """p50 and p99 (ms) of a route from `leadflow_http_request_seconds`, interpolated in its buckets."""
+    buckets: list[tuple[float, float]] = []
+    for family in text_string_to_metric_families(metrics):
+        if family.name != "leadflow_http_request_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_bucket") and (labels["method"], labels["route"]) == (method, route):
+                buckets.append((float(labels["le"]), sample.value))
+    buckets.sort()
+    if not buckets or not buckets[-1][1]:
+        return None
+    total = buckets[-1][1]
+
+    def quantile(q: float) -> float:
+        lower, below = 0.0, 0.0
+        for bound, count in buckets:
+            if count >= q * total:
+                if bound == float("inf"):
+                    return lower * 1000
+                return 1000 * (lower + (bound - lower) * (q * total - below) / max(count - below, 1e-9))
+            lower, below = bound, count
+        return lower * 1000
+
+    return quantile(0.5), quantile(0.99)
 
 
 # --- leadflow ----------------------------------------------------------------------
@@ -487,33 +635,74 @@ async def backtest_timing(settings: Settings, db_dsn: str) -> BacktestTiming:
     return BacktestTiming(leads=read, events=report.events, read_s=read_s, backtest_s=report.elapsed_s)
 
 
-async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], BacktestTiming]:
+async def prepare(broker: Broker, postgres: Postgres) -> tuple[Settings, dict[str, str]]:
+    """The bench database migrated, and the environment the services run with."""
+    await create_database(postgres.admin_uri, "bench")
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        database_url=postgres.database_url("bench"),
+        topic_prefix="bench.",
+        topic_partitions=12,
+        admin_key="bench-admin-key-0123456789",
+        config_dir=ROOT / "config",
+    )
+    await migrate_all(settings)
+    env = {
+        **os.environ,
+        "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
+        "LEADFLOW_ADMIN_KEY": settings.admin_key,
+        "LEADFLOW_CONFIG_DIR": str(settings.config_dir),
+        "LEADFLOW_LOG_LEVEL": "WARNING",
+        "LEADFLOW_INTAKE_PORT": str(free_port()),
+        "LEADFLOW_SCORING_PORT": str(free_port()),
+        "LEADFLOW_HANDOFF_PORT": str(free_port()),
+    }
+    return settings, env
+
+
+async def serve_empty_app(work: Path, port: int) -> subprocess.Popen[bytes]:
+    """The ceiling of the HTTP figures: an empty FastAPI app on uvicorn's defaults."""
+    (work / "empty_app.py").write_text(EMPTY_APP)
+    process = subprocess.Popen(  # noqa: ASYNC220 - starts a server; nothing waits on it
+        [sys.executable, "-m", "uvicorn", "empty_app:app", "--port", str(port), "--log-level", "warning"],
+        cwd=work,
+        preexec_fn=die_with_parent,
+    )
+    await wait_ready(f"http://127.0.0.1:{port}", "/docs")
+    return process
+
+
+async def run_handoff(work: Path) -> dict[str, HandoffPhase]:
+    """`leadflow bench --only handoff`: the handoff API figures alone (about a minute)."""
     broker = start_broker(free_port())
-    postgres = start_postgres(work / "pg")
+    postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
+    empty: subprocess.Popen[bytes] | None = None
+    try:
+        settings, env = await prepare(broker, postgres)
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
+        empty_port = free_port()
+        empty = await serve_empty_app(work, empty_port)
+        db_dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        print(f"handoff: queue listing and accept at {HANDOFF_RATE:.0f} requests/s …", flush=True)
+        empty_at = (f"http://127.0.0.1:{empty_port}", empty.pid)
+        return await handoff_latency(settings, env, db_dsn, empty_at, headers)
+    finally:
+        if empty is not None:
+            stop_process(empty)
+        broker.stop()
+        postgres.stop()
+
+
+async def run(
+    work: Path,
+) -> tuple[list[Figure], dict[str, list[float]], dict[str, HandoffPhase], BacktestTiming]:
+    broker = start_broker(free_port())
+    postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        await create_database(postgres.admin_uri, "bench")
-        settings = Settings(
-            kafka_bootstrap=broker.bootstrap,
-            database_url=postgres.database_url("bench"),
-            topic_prefix="bench.",
-            topic_partitions=12,
-            admin_key="bench-admin-key-0123456789",
-            config_dir=ROOT / "config",
-        )
-        await migrate_all(settings)
-        env = {
-            **os.environ,
-            "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "LEADFLOW_DATABASE_URL": settings.database_url,
-            "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
-            "LEADFLOW_ADMIN_KEY": settings.admin_key,
-            "LEADFLOW_CONFIG_DIR": str(settings.config_dir),
-            "LEADFLOW_LOG_LEVEL": "WARNING",
-            "LEADFLOW_INTAKE_PORT": str(free_port()),
-            "LEADFLOW_SCORING_PORT": str(free_port()),
-            "LEADFLOW_HANDOFF_PORT": str(free_port()),
-        }
+        settings, env = await prepare(broker, postgres)
         headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
         payload = orjson.dumps(event("raw@northwind.example", 1)) * 2  # about an envelope's size
         await _ensure_raw_topic(settings)
@@ -524,24 +713,8 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], Backtes
 
         print("ceiling: empty FastAPI endpoint …", flush=True)
         empty_port = free_port()
-        (work / "empty_app.py").write_text(EMPTY_APP)
-        processes.append(
-            subprocess.Popen(  # noqa: ASYNC220 - starts a server; nothing waits on it
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "empty_app:app",
-                    "--port",
-                    str(empty_port),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=work,
-                preexec_fn=die_with_parent,
-            )
-        )
-        await wait_ready(f"http://127.0.0.1:{empty_port}", "/docs")
+        empty_app = await serve_empty_app(work, empty_port)
+        processes.append(empty_app)
         single_body = orjson.dumps(event("one@northwind.example", 1))
         empty = await hammer(
             f"http://127.0.0.1:{empty_port}/empty", lambda i: single_body, HTTP_REQUESTS, headers
@@ -576,17 +749,22 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], Backtes
 
         print(f"end to end: {LATENCY_LEADS} journeys at {LATENCY_RATE:.0f}/s …", flush=True)
         intake_url = f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}"
-        processes += [serve("intake", env), serve("scoring", env)]
+        pipeline = [serve("intake", env), serve("scoring", env)]
+        processes += pipeline
         await wait_ready(intake_url)
         await wait_ready(f"http://127.0.0.1:{env['LEADFLOW_SCORING_PORT']}")
         latencies = await end_to_end_latency(settings, intake_url, headers)
         baseline = await raw_round_trip(settings.kafka_bootstrap, "bench.raw")
+        for process in pipeline:  # idle from here on, but their loops would still take CPU
+            stop_process(process)
+
+        # Before the backtest: its million-row load leaves autovacuum running for minutes.
+        print(f"handoff: queue listing and accept at {HANDOFF_RATE:.0f} requests/s …", flush=True)
+        empty_at = (f"http://127.0.0.1:{empty_port}", empty_app.pid)
+        handoff = await handoff_latency(settings, env, db_dsn, empty_at, headers)
 
         print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
         backtest = await backtest_timing(settings, db_dsn)
-
-        print(f"handoff: queue listing and accept at {HANDOFF_RATE:.0f} requests/s …", flush=True)
-        handoff = await handoff_latency(env, db_dsn, f"http://127.0.0.1:{empty_port}", headers)
 
         figures = [
             Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
@@ -599,7 +777,7 @@ async def run(work: Path) -> tuple[list[Figure], dict[str, list[float]], Backtes
             ),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
-        return figures, {"leadflow": latencies, "broker": baseline, **handoff}, backtest
+        return figures, {"leadflow": latencies, "broker": baseline}, handoff, backtest
     finally:
         for process in processes:
             stop_process(process)
@@ -618,7 +796,12 @@ async def _ensure_raw_topic(settings: Settings) -> None:
         await admin.close()
 
 
-def report(figures: list[Figure], latencies: dict[str, list[float]], backtest: BacktestTiming) -> str:
+def report(
+    figures: list[Figure],
+    latencies: dict[str, list[float]],
+    handoff: dict[str, HandoffPhase],
+    backtest: BacktestTiming,
+) -> str:
     lf, broker = latencies["leadflow"], latencies["broker"]
     lines = [
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
@@ -641,18 +824,7 @@ def report(figures: list[Figure], latencies: dict[str, list[float]], backtest: B
         f"| ceiling: one message through the broker, produce → consume | {statistics.median(broker):.1f} ms "
         f"| {percentile(broker, 99):.1f} ms |",
         "",
-        f"| handoff API at {HANDOFF_RATE:.0f} requests/s, open loop ({HANDOFF_REQUESTS:,} each) "
-        "| p50 | p99 |",
-        "| --- | ---: | ---: |",
-        *(
-            f"| {name} | {statistics.median(latencies[key]):.1f} ms "
-            f"| {percentile(latencies[key], 99):.1f} ms |"
-            for name, key in (
-                ("queue listing, `GET /v1/handoffs?status=mql&limit=50`", "queue"),
-                ("accept, `POST /v1/handoffs/{id}/accept`", "accept"),
-                ("ceiling: empty FastAPI endpoint", "empty"),
-            )
-        ),
+        handoff_report(handoff),
         "",
         "| backtest, current vs candidate model (`leadflow backtest --since 90d`) | seconds |",
         "| --- | ---: |",
@@ -663,11 +835,65 @@ def report(figures: list[Figure], latencies: dict[str, list[float]], backtest: B
     return "\n".join(lines)
 
 
-def main() -> None:
+def handoff_report(phases: dict[str, HandoffPhase]) -> str:
+    """The handoff latency table, and beside it where the time went in the same run."""
+    named = (
+        ("queue listing, `GET /v1/handoffs?status=mql&limit=50`", "queue"),
+        ("accept, `POST /v1/handoffs/{id}/accept`", "accept"),
+        ("ceiling: empty FastAPI endpoint", "empty"),
+    )
+    lines = [
+        f"| handoff API at {HANDOFF_RATE:.0f} requests/s, open loop ({HANDOFF_REQUESTS:,} each) "
+        "| p50 | p99 |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, key in named:
+        values = phases[key].latencies
+        lines.append(f"| {name} | {statistics.median(values):.1f} ms | {percentile(values, 99):.1f} ms |")
+
+    def cells(value: Callable[[HandoffPhase], str]) -> str:
+        return " | ".join(value(phases[key]) for _, key in named)
+
+    def server(phase: HandoffPhase) -> str:
+        return f"{phase.server_ms[0]:.1f} / {phase.server_ms[1]:.1f}" if phase.server_ms else "–"
+
+    lines += [
+        "",
+        "| where the time goes (same run) | queue | accept | ceiling |",
+        "| --- | ---: | ---: | ---: |",
+        "| p50 / p99 in the service, ms (its `leadflow_http_request_seconds`, interpolated in buckets) "
+        f"| {cells(server)} |",
+        "| CPU of the serving process per request, ms (background loops included) "
+        f"| {cells(lambda p: f'{p.cpu_ms:.2f}' if p.cpu_ms is not None else '–')} |",
+        "| Postgres statements per request (BEGIN and COMMIT included, all the service ran) "
+        f"| {cells(lambda p: f'{p.statements:.1f}' if p.statements is not None else '–')} |",
+        f"| CPU of the load generator per request, ms | {cells(lambda p: f'{p.client_cpu_ms:.2f}')} |",
+        f"| 1-minute load average as the phase started | {cells(lambda p: f'{p.load:.2f}')} |",
+        "| machine CPU busy during the phase, all processes (100% = both cores) "
+        f"| {cells(lambda p: f'{p.machine_busy:.0f}%')} |",
+    ]
+    return "\n".join(lines)
+
+
+def statement_report(phases: dict[str, HandoffPhase]) -> str:
+    """The costliest Postgres statements of each phase (calls and ms per request), for the console."""
+    lines = []
+    for name, phase in phases.items():
+        for calls, ms, query in phase.top:
+            lines.append(f"{name:7} {calls:5.2f} calls {ms:6.3f} ms  {query[:120]}")
+    return "\n".join(lines)
+
+
+def main(only: str | None = None) -> None:
+    if only == "handoff":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            handoff = asyncio.run(run_handoff(Path(tmp)))
+        print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
+        return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies, backtest = asyncio.run(run(Path(tmp)))
-    text = report(figures, latencies, backtest)
-    print("\n" + text + "\n")
+        figures, latencies, handoff, backtest = asyncio.run(run(Path(tmp)))
+    text = report(figures, latencies, handoff, backtest)
+    print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
@@ -64,19 +65,21 @@ def inbox_table(metadata: MetaData, schema: str) -> Table:
     )
 
 
+def outbox_row(envelope: Envelope, topic: str, key: str | None) -> dict[str, Any]:
+    """An event as the outbox stores it (message_id, topic, key, payload)."""
+    return {
+        "message_id": envelope.id,
+        "topic": topic,
+        "key": key.encode() if key is not None else None,
+        "payload": envelope.to_bytes(),
+    }
+
+
 async def add_to_outbox(
     conn: AsyncConnection, outbox: Table, events: list[tuple[Envelope, str, str | None]]
 ) -> None:
     """Write (envelope, topic, key) rows in one statement, in order."""
-    rows = [
-        {
-            "message_id": envelope.id,
-            "topic": topic,
-            "key": key.encode() if key is not None else None,
-            "payload": envelope.to_bytes(),
-        }
-        for envelope, topic, key in events
-    ]
+    rows = [outbox_row(envelope, topic, key) for envelope, topic, key in events]
     await conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["message_id"]), rows)
 
 

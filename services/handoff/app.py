@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import store, webhooks
 from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
@@ -72,6 +73,16 @@ def _config(request: Request) -> HandoffConfig:
     return config
 
 
+def _reads(request: Request) -> AsyncEngine:
+    """The engine for reads: autocommit, as each read is one snapshot anyway (READ COMMITTED).
+
+    A read then costs its SELECT alone, not BEGIN, SELECT and ROLLBACK: two round trips
+    fewer on the queue listing, a third of its time in the database layer.
+    """
+    reads: AsyncEngine = request.app.state.reads
+    return reads
+
+
 def visible_owners(principal: Principal, config: HandoffConfig) -> tuple[str, ...] | None:
     """A rep's key sees the rep's handoffs and their team queues; managers and integrations see all."""
     if principal.owner is None or principal.has(Scope.HANDOFFS_MANAGE):
@@ -90,9 +101,15 @@ def _public(row: Any) -> dict[str, Any]:
     Rows are already the right types, so answers skip a second validation pass; the
     API tests check that answers validate against `HandoffPublic`.
     """
-    values = {str(name): value for name, value in row._mapping.items()}  # plain str keys for orjson
-    values["allowed_actions"] = ACTIONS_IN[Stage(row.stage)]
-    return values
+    return _public_rows([row])[0]
+
+
+def _public_rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """`_public` of each row; the keys are read once (a queue page is 50 rows or more)."""
+    if not rows:
+        return []
+    keys = [str(name) for name in rows[0]._fields]  # plain str keys for orjson
+    return [dict(zip(keys, row, strict=True), allowed_actions=ACTIONS_IN[Stage(row.stage)]) for row in rows]
 
 
 def _json(body: Any, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -159,17 +176,17 @@ async def list_handoffs(
         after=_decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    async with _runtime(request).engine.connect() as conn:
+    async with _reads(request).connect() as conn:
         rows = await store.queue(conn, query)
     last = rows[-1] if len(rows) == limit else None
     next_cursor = _encode_cursor(last.qualify_by or last.decide_by, last.handoff_id) if last else None
-    return _json({"items": [_public(r) for r in rows], "next_cursor": next_cursor})
+    return _json({"items": _public_rows(rows), "next_cursor": next_cursor})
 
 
 @router.get("/handoffs/{handoff_id}", response_model=HandoffPublic, responses={404: PROBLEM})
 async def get_handoff(handoff_id: str, request: Request, principal: Reader) -> Response:
     """One handoff, with the lead, its score explanation and the actions allowed now (ETag: its version)."""
-    async with _runtime(request).engine.connect() as conn:
+    async with _reads(request).connect() as conn:
         row = await _visible_row(conn, handoff_id, principal, _config(request))
     return _json(_public(row), headers={"ETag": _etag(row.version)})
 
@@ -177,7 +194,7 @@ async def get_handoff(handoff_id: str, request: Request, principal: Reader) -> R
 @router.get("/handoffs/{handoff_id}/history", response_model=list[HistoryEntry], responses={404: PROBLEM})
 async def get_history(handoff_id: str, request: Request, principal: Reader) -> list[HistoryEntry]:
     """Every change of the handoff: who, when, from, to, reason, note."""
-    async with _runtime(request).engine.connect() as conn:
+    async with _reads(request).connect() as conn:
         await _visible_row(conn, handoff_id, principal, _config(request))
         rows = await store.history_of(conn, handoff_id)
     return [HistoryEntry.model_validate(dict(r._mapping)) for r in rows]
@@ -194,9 +211,11 @@ async def _act(
 ) -> Response:
     """Run an action once per Idempotency-Key: a retry gets the first answer and changes nothing."""
     runtime = _runtime(request)
-    fingerprint = hashlib.sha256(
-        request.method.encode() + request.url.path.encode() + await request.body()
-    ).hexdigest()
+    fingerprint = ""
+    if idempotency_key is not None:
+        fingerprint = hashlib.sha256(
+            request.method.encode() + request.url.path.encode() + await request.body()
+        ).hexdigest()
     try:
         async with runtime.unit_of_work() as uow:
             if idempotency_key is not None:
@@ -204,8 +223,9 @@ async def _act(
                 if replay is not None:
                     return replay
             row = await work(uow)
-            body = orjson.loads(orjson.dumps(_public(row)))  # JSON as stored for a replay
+            body = _public(row)
             if idempotency_key is not None:
+                body = orjson.loads(orjson.dumps(body))  # JSON as stored, so a replay answers the same
                 await store.remember_response(
                     uow.conn,
                     principal=principal.key_id,
@@ -356,4 +376,5 @@ def create(settings: Settings | None = None) -> FastAPI:
         routers=[router],
     )
     app.state.config = config
+    app.state.reads = app.state.runtime.engine.execution_options(isolation_level="AUTOCOMMIT")
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -227,24 +227,7 @@ async def decide(
     reason = check_reason(decision.action, decision.reason, decision.note) or decision.reason
     now = utcnow()
     due = row.decide_by if current is Stage.MQL else row.qualify_by
-    changes: dict[str, Any] = {"stage": target.value}
-    await store.cancel_timers(uow.conn, handoff_id, stage=current.value, at=now)
-    if decision.action is Action.ACCEPT:
-        policy = config.policy_named(row.policy)
-        changes["qualify_by"] = sla.qualify_by(policy, now, calendar=config.calendar_of_team(row.team))
-        await schedule_sla(
-            uow,
-            config,
-            handoff_id,
-            policy=policy,
-            stage=Stage.SAL,
-            start=now,
-            due=changes["qualify_by"],
-            team=row.team,
-        )
-    changed = await store.change(uow.conn, handoff_id, **changes)
-    await store.record(
-        uow.conn,
+    step = store.Transition(
         handoff_id=handoff_id,
         at=now,
         actor=decision.actor,
@@ -254,6 +237,12 @@ async def decide(
         reason=reason,
         note=decision.note,
     )
+    if decision.action is Action.ACCEPT:  # the SAL stage's clock starts: qualify or return by then
+        policy = config.policy_named(row.policy)
+        calendar = config.calendar_of_team(row.team)
+        qualify_by = sla.qualify_by(policy, now, calendar=calendar)
+        warn_at = sla.warning_at(policy, now, qualify_by, calendar=calendar)
+        step = replace(step, qualify_by=qualify_by, warn_at=warn_at)
     event = EVENT_OF[decision.action](
         handoff_id=handoff_id,
         cycle=row.cycle,
@@ -271,7 +260,10 @@ async def decide(
         **_details(decision),
     )
     uow.emit(event, lead_id=row.lead_id, occurred_at=now)
-    return changed
+    [message] = uow.take_pending()  # the event alone: the decision's statement writes it
+    # Timers of the stage left cancelled, the next stage's scheduled, history, event, new version:
+    # one statement.
+    return await store.transition(uow.conn, step, message)
 
 
 async def reassign(

@@ -172,8 +172,9 @@ async def _at_least(dsn: str, query: str, n: int) -> bool | None:
     return await count(dsn, query) >= n or None
 
 
-async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lifecycle) -> int:  # type: ignore[no-untyped-def]
-    """Reject 30 of the handoffs: the return rate passes 10% and exactly one alert is raised."""
+async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lifecycle) -> dict:  # type: ignore[no-untyped-def]
+    """Reject 30 of the handoffs: the return rate passes 10% and exactly one return-rate alert is
+    raised. Every handoff breached its review SLA: one breach alert each, resolved by the rejection."""
     import httpx
 
     handoff_url = next(
@@ -193,9 +194,20 @@ async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lif
                 headers=ADMIN,
             )
             assert response.status_code == 200, response.text
-        await alerts.wait_for("alert.raised", timeout=60)
+        await alerts.wait_for("alert.raised", lambda e: e.data["metric"] == "return_rate", timeout=60)
+        await alerts.wait_for("alert.resolved", count=30, timeout=60)
         await asyncio.sleep(3.0)
-        return len({e.id for e in alerts.envelopes("alert.raised")})
+
+        def per_key(kind: str, metric: str) -> Counter[int]:
+            """How many times each alert key got this event (unique message ids)."""
+            unique = {e.id: e for e in alerts.envelopes(kind) if e.data["metric"] == metric}
+            return Counter(Counter(e.data["alert_key"] for e in unique.values()).values())
+
+        return {
+            "return_rate raised": per_key("alert.raised", "return_rate"),
+            "sla_breach raised": per_key("alert.raised", "sla_breach"),
+            "sla_breach resolved": per_key("alert.resolved", "sla_breach"),
+        }
 
 
 async def test_two_of_each_service_end_where_one_of_each_does_even_through_a_kill(
@@ -219,4 +231,9 @@ async def test_two_of_each_service_end_where_one_of_each_does_even_through_a_kil
     assert scaled["mqls"] == single["mqls"] == LEADS // 2
     for kind in ("handoff.created", "handoff.sla_warning", "handoff.sla_breached"):
         assert scaled["per_handoff"][kind] == {1}, kind  # each fired once, across instances and the kill
-    assert scaled["alerts"] == single["alerts"] == 1
+    assert scaled["alerts"] == single["alerts"]
+    assert single["alerts"] == {
+        "return_rate raised": Counter({1: 1}),  # one key (overall), raised once
+        "sla_breach raised": Counter({1: LEADS // 2}),  # every handoff's breach, once
+        "sla_breach resolved": Counter({1: 30}),  # the rejected ones left the breached stage
+    }
