@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,6 +64,44 @@ class BodySizeLimit:
         await response(scope, _no_receive, send)
 
 
+class TraceAndMeasure:
+    """Give every request a trace id (the client's `X-Trace-Id`, else a new one), answer with
+    it, and count and time the request by route.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the
+    app in a task with streams between, which cost about 6% of an API request's CPU.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = TRACE_HEADER.lower().encode()
+        given = next((value for name, value in scope["headers"] if name == header), None)
+        trace_id = given.decode("latin-1") if given else new_trace_id()
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (header, trace_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            with trace_context(trace_id):
+                await self.app(scope, receive, send_with_trace)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, path, str(status)).inc()
+            HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -93,22 +131,8 @@ def create_app(
     app.state.key_store = runtime.key_store
     install_problem_handlers(app)
 
-    @app.middleware("http")
-    async def trace_and_measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        trace_id = request.headers.get(TRACE_HEADER) or new_trace_id()
-        started = time.perf_counter()
-        with trace_context(trace_id):
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
-        response.headers[TRACE_HEADER] = trace_id
-        return response
-
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(TraceAndMeasure)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:
