@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from leadflow import operations
+from leadflow.bench_feedback import HANDOFFS as FEEDBACK_HANDOFFS
+from leadflow.bench_feedback import FeedbackTiming, feedback_report, feedback_timing
 from leadflow.embedded import (
     Broker,
     Postgres,
@@ -697,7 +699,7 @@ async def run_handoff(work: Path) -> dict[str, HandoffPhase]:
 
 async def run(
     work: Path,
-) -> tuple[list[Figure], dict[str, list[float]], dict[str, HandoffPhase], BacktestTiming]:
+) -> tuple[list[Figure], dict[str, list[float]], dict[str, HandoffPhase], FeedbackTiming, BacktestTiming]:
     broker = start_broker(free_port())
     postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
     processes: list[subprocess.Popen[bytes]] = []
@@ -763,6 +765,11 @@ async def run(
         empty_at = (f"http://127.0.0.1:{empty_port}", empty_app.pid)
         handoff = await handoff_latency(settings, env, db_dsn, empty_at, headers)
 
+        print(
+            f"feedback: {FEEDBACK_HANDOFFS:,} handoffs' lifecycle events, rebuild, metrics API …", flush=True
+        )
+        feedback = await feedback_timing(settings, env)
+
         print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
         backtest = await backtest_timing(settings, db_dsn)
 
@@ -777,7 +784,7 @@ async def run(
             ),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
-        return figures, {"leadflow": latencies, "broker": baseline}, handoff, backtest
+        return figures, {"leadflow": latencies, "broker": baseline}, handoff, feedback, backtest
     finally:
         for process in processes:
             stop_process(process)
@@ -800,6 +807,7 @@ def report(
     figures: list[Figure],
     latencies: dict[str, list[float]],
     handoff: dict[str, HandoffPhase],
+    feedback: FeedbackTiming,
     backtest: BacktestTiming,
 ) -> str:
     lf, broker = latencies["leadflow"], latencies["broker"]
@@ -825,6 +833,8 @@ def report(
         f"| {percentile(broker, 99):.1f} ms |",
         "",
         handoff_report(handoff),
+        "",
+        feedback_report(feedback),
         "",
         "| backtest, current vs candidate model (`leadflow backtest --since 90d`) | seconds |",
         "| --- | ---: |",
@@ -891,8 +901,8 @@ def main(only: str | None = None) -> None:
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies, handoff, backtest = asyncio.run(run(Path(tmp)))
-    text = report(figures, latencies, handoff, backtest)
+        figures, latencies, handoff, feedback, backtest = asyncio.run(run(Path(tmp)))
+    text = report(figures, latencies, handoff, feedback, backtest)
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
