@@ -519,22 +519,30 @@ async def scoring_throughput(settings: Settings, db_dsn: str, env: dict[str, str
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return await drain_rate("scoring", env, db_dsn, total, "SELECT count(*) FROM scoring.lead_events")
+
+
+async def drain_rate(
+    service: str, env: dict[str, str], db_dsn: str, total: int, done: str, *args: Any
+) -> float:
+    """Items/s of one `service` process working off a backlog, from its first item to `total`, as
+    counted by the query `done`."""
     conn = await asyncpg.connect(db_dsn)
-    scoring = serve("scoring", env)
+    process = serve(service, env)
     try:
         started = None
         while True:
-            count = await conn.fetchval("SELECT count(*) FROM scoring.lead_events")
+            count = await conn.fetchval(done, *args)
             if count and started is None:
                 started = time.perf_counter()
             if count >= total:
                 assert started is not None
                 return total / (time.perf_counter() - started)
-            if scoring.poll() is not None:
-                raise RuntimeError("scoring exited during the benchmark")
+            if process.poll() is not None:
+                raise RuntimeError(f"{service} exited during the benchmark")
             await asyncio.sleep(0.05)
     finally:
-        stop_process(scoring)
+        stop_process(process)
         await conn.close()
 
 

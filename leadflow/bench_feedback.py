@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -132,25 +131,10 @@ async def raw_read(bootstrap: str, topic: str, total: int) -> float:
 
 async def drain(db_dsn: str, env: dict[str, str], topic: str, total: int) -> float:
     """Events/s of one feedback process applying the backlog (its inbox counts what it handled)."""
-    from leadflow.bench import serve
+    from leadflow.bench import drain_rate
 
-    conn = await asyncpg.connect(db_dsn)
-    feedback = serve("feedback", env)
-    try:
-        started = None
-        while True:
-            count = await conn.fetchval("SELECT count(*) FROM feedback.inbox WHERE topic = $1", topic)
-            if count and started is None:
-                started = time.perf_counter()
-            if count >= total:
-                assert started is not None
-                return total / (time.perf_counter() - started)
-            if feedback.poll() is not None:
-                raise RuntimeError("feedback exited during the benchmark")
-            await asyncio.sleep(0.05)
-    finally:
-        stop_process(feedback)
-        await conn.close()
+    done = "SELECT count(*) FROM feedback.inbox WHERE topic = $1"
+    return await drain_rate("feedback", env, db_dsn, total, done, topic)
 
 
 async def sequential_latency(
