@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import store, webhooks
 from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
-from services.handoff.gauges import make_gauge_loop
+from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.handlers import (
     Decision,
     HandoffConfig,

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from services.handoff import sla, store, webhooks
-from services.handoff.calendar import BusinessCalendar
+from services.handoff.business_hours import BusinessCalendar
 from services.handoff.domain import Action, Stage, check_reason, next_stage
 from services.handoff.routing import RouteDecision, RoutingConfig, route
 from services.handoff.sla import SlaConfig, SlaPolicy

@@ -14,7 +14,7 @@ import pydantic
 import yaml
 from pydantic import Field, PrivateAttr, model_validator
 
-from services.handoff.calendar import BusinessCalendar, add_business_time, business_time_between
+from services.handoff.business_hours import BusinessCalendar, add_business_time, business_time_between
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 

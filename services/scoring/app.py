@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import BaseModel, Field
 
 from services.intake.domain import normalize_email
 from services.scoring import store
 from services.scoring.handlers import make_handlers
 from services.scoring.model import ScoringModel, load_model
+from services.scoring.schemas import ActiveModel, LeadPage, LeadPublic, TimelineEntry
 from shared.auth import Principal, Scope, require
-from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE, ScoreContribution
+from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.http import create_app
 from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
@@ -26,46 +25,6 @@ router = APIRouter(prefix="/v1", tags=["leads"])
 Reader = Annotated[Principal, require(Scope.LEADS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
 Grade = Literal["A", "B", "C", "D"]
-
-
-class LeadPublic(BaseModel):
-    lead_id: str
-    email: str | None
-    stage: str
-    cycle: int
-    score: int
-    fit_points: int
-    grade: str
-    disqualified: str | None = Field(description="The disqualifying rule and why, if any.")
-    model_version: str | None
-    explanation: list[ScoreContribution] = Field(description="Every rule that contributed, largest first.")
-    traits: dict[str, Any]
-    events_count: int
-    mql_at: datetime | None
-    updated_at: datetime
-
-
-class LeadPage(BaseModel):
-    items: list[LeadPublic]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
-
-
-class TimelineEntry(BaseModel):
-    at: datetime
-    kind: Literal["event", "score"]
-    event_type: str | None = None
-    event_id: str | None = None
-    properties: dict[str, Any] | None = None
-    score: int | None = None
-    grade: str | None = None
-    stage: str | None = None
-    model_version: str | None = None
-    cause: str | None = None
-
-
-class ActiveModel(BaseModel):
-    version: str
-    model: dict[str, Any]
 
 
 def _runtime(request: Request) -> ServiceRuntime:

@@ -1,7 +1,7 @@
 """Backtests: what a candidate scoring model would have done with the stored history.
 
 Pure: the caller streams the histories in and prints the report. Each lead is replayed under
-both models (see services.scoring.timeline); a lead "qualifies" under a model if its score
+both models (see services.scoring.incremental_scorer); a lead "qualifies" under a model if its score
 meets the MQL rule at some instant of the window. Returns and cool-offs are not simulated:
 each lead counts once, as an MQL or not.
 """
@@ -19,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from services.scoring.domain import LeadEvent
+from services.scoring.incremental_scorer import EVENT_ORDER, TimelineScorer
 from services.scoring.model import GRADES, ScoringModel
-from services.scoring.timeline import EVENT_ORDER, TimelineScorer
 from shared.rates import RateFigure, rate_figure
 
 __all__ = ["BacktestReport", "LeadHistory", "render_report", "run_backtest"]

@@ -72,9 +72,7 @@ async def groups(
     return sorted(items, key=lambda i: (i["group"] is None, -(i["rate"] or 0.0), -i["denominator"]))
 
 
-async def funnel(
-    conn: AsyncConnection, *, end: datetime, kind: CohortKind, count: int
-) -> dict[str, Any]:
+async def funnel(conn: AsyncConnection, *, end: datetime, kind: CohortKind, count: int) -> dict[str, Any]:
     cohorts = previous_cohorts(end, kind, count)
     since = cohorts[0][1]
     funnels = cohort_funnels(await store.funnel_facts(conn, since), cohorts)

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.handoff.calendar import BusinessCalendar, add_business_time, business_time_between
+from services.handoff.business_hours import BusinessCalendar, add_business_time, business_time_between
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
