@@ -28,7 +28,6 @@ from services.handoff.schemas import (
     HandoffPublic,
     HistoryEntry,
     WebhookCreated,
-    WebhookEventType,
 )
 
 
@@ -130,7 +129,7 @@ class HandoffClient:
 
     # --- webhooks ----------------------------------------------------------------------
 
-    def subscribe(self, url: str, event_types: list[WebhookEventType]) -> WebhookCreated:
+    def subscribe(self, url: str, event_types: list[str]) -> WebhookCreated:
         body = self._json("POST", "/v1/webhooks", json={"url": url, "event_types": event_types})
         return WebhookCreated.model_validate(body)
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.envelope import Envelope, new_message_id, utcnow
+from shared.event_types import EventType
 from shared.logging import current_trace_id, new_trace_id
 
 LEAD_EVENTS = "lead.events"
@@ -24,7 +25,7 @@ BASE_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS)
 class EventData(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    event_type: ClassVar[str]
+    event_type: ClassVar[EventType]
     topic: ClassVar[str]
     schema_version: ClassVar[int] = 1
 
@@ -51,7 +52,7 @@ class Traits(BaseModel):
 class LeadEventAccepted(EventData):
     """An intake event that passed the tracking plan."""
 
-    event_type: ClassVar[str] = "lead.event"
+    event_type: ClassVar[EventType] = EventType.LEAD_EVENT
     topic: ClassVar[str] = LEAD_EVENTS
 
     event_id: str
@@ -77,7 +78,7 @@ class ScoreContribution(BaseModel):
 
 
 class LeadScored(EventData):
-    event_type: ClassVar[str] = "lead.scored"
+    event_type: ClassVar[EventType] = EventType.LEAD_SCORED
     topic: ClassVar[str] = LEAD_LIFECYCLE
 
     score: int
@@ -92,7 +93,7 @@ class LeadScored(EventData):
 class MqlReached(EventData):
     """A lead crossed the MQL rule in this cycle; carries why, for the rep."""
 
-    event_type: ClassVar[str] = "lead.mql_reached"
+    event_type: ClassVar[EventType] = EventType.MQL_REACHED
     topic: ClassVar[str] = LEAD_LIFECYCLE
 
     cycle: int = Field(ge=1, description="Qualification cycle; +1 after each return.")
@@ -114,7 +115,7 @@ class MqlReached(EventData):
 
 
 class HandoffCreated(EventData):
-    event_type: ClassVar[str] = "handoff.created"
+    event_type: ClassVar[EventType] = EventType.HANDOFF_CREATED
     topic: ClassVar[str] = LEAD_LIFECYCLE
 
     handoff_id: str
@@ -155,33 +156,33 @@ class HandoffTransition(EventData):
 
 
 class SalAccepted(HandoffTransition):
-    event_type: ClassVar[str] = "lead.sal_accepted"
+    event_type: ClassVar[EventType] = EventType.SAL_ACCEPTED
 
 
 class LeadRejected(HandoffTransition):
-    event_type: ClassVar[str] = "lead.rejected"
+    event_type: ClassVar[EventType] = EventType.LEAD_REJECTED
 
 
 class LeadReturned(HandoffTransition):
-    event_type: ClassVar[str] = "lead.returned"
+    event_type: ClassVar[EventType] = EventType.LEAD_RETURNED
 
 
 class SqlQualified(HandoffTransition):
-    event_type: ClassVar[str] = "lead.sql_qualified"
+    event_type: ClassVar[EventType] = EventType.SQL_QUALIFIED
     bant: dict[str, Any] = Field(default_factory=dict)
 
 
 class SqoCreated(HandoffTransition):
-    event_type: ClassVar[str] = "lead.sqo_created"
+    event_type: ClassVar[EventType] = EventType.SQO_CREATED
     opportunity: dict[str, Any] = Field(default_factory=dict)
 
 
 class LeadDisqualified(HandoffTransition):
-    event_type: ClassVar[str] = "lead.disqualified"
+    event_type: ClassVar[EventType] = EventType.LEAD_DISQUALIFIED
 
 
 class HandoffReassigned(EventData):
-    event_type: ClassVar[str] = "handoff.reassigned"
+    event_type: ClassVar[EventType] = EventType.HANDOFF_REASSIGNED
     topic: ClassVar[str] = LEAD_LIFECYCLE
 
     handoff_id: str
@@ -202,11 +203,11 @@ class SlaTimerFired(EventData):
 
 
 class SlaWarning(SlaTimerFired):
-    event_type: ClassVar[str] = "handoff.sla_warning"
+    event_type: ClassVar[EventType] = EventType.SLA_WARNING
 
 
 class SlaBreached(SlaTimerFired):
-    event_type: ClassVar[str] = "handoff.sla_breached"
+    event_type: ClassVar[EventType] = EventType.SLA_BREACHED
 
 
 # --- ops.alerts ----------------------------------------------------------------
@@ -239,11 +240,11 @@ class AlertFigures(EventData):
 
 
 class AlertRaised(AlertFigures):
-    event_type: ClassVar[str] = "alert.raised"
+    event_type: ClassVar[EventType] = EventType.ALERT_RAISED
 
 
 class AlertResolved(AlertFigures):
-    event_type: ClassVar[str] = "alert.resolved"
+    event_type: ClassVar[EventType] = EventType.ALERT_RESOLVED
 
 
 EVENT_MODELS: dict[str, type[EventData]] = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import pydantic
 import yaml
@@ -203,25 +203,48 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
-def _first(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
+class StageExits(Protocol):
+    """The moments a handoff's facts record (a fact row or `FunnelFacts`)."""
+
+    @property
+    def decision(self) -> str | None: ...
+    @property
+    def decided_at(self) -> datetime | None: ...
+    @property
+    def sql_at(self) -> datetime | None: ...
+    @property
+    def sqo_at(self) -> datetime | None: ...
+    @property
+    def sent_back_at(self) -> datetime | None: ...
+    @property
+    def disqualified_at(self) -> datetime | None: ...
+
+
+def left_stage_at(facts: StageExits, stage: str) -> datetime | None:
+    """When the handoff left `stage`, as far as its facts tell; None while it is still there.
+
+    mql is left when accepted, rejected or disqualified; sal (once accepted) when qualified,
+    returned or disqualified; sql when an opportunity opens, or on a return or a
+    disqualification. The funnel's time in stage and the end of an SLA breach both ask this.
+    """
+    exits = {
+        "mql": (facts.decided_at, facts.disqualified_at),
+        "sal": (facts.sql_at, facts.sent_back_at, facts.disqualified_at)
+        if facts.decision == "accepted"
+        else (),
+        "sql": (facts.sqo_at, facts.sent_back_at, facts.disqualified_at) if facts.sql_at else (),
+    }.get(stage, ())
+    present = [moment for moment in exits if moment is not None]
     return min(present) if present else None
 
 
 def stage_durations(facts: FunnelFacts) -> dict[str, float | None]:
-    """Seconds spent in each stage the handoff has left; None for a stage not (yet) left.
-
-    mql: handed off until accepted or rejected; sal: accepted until qualified, returned or
-    disqualified; sql: qualified until an opportunity, a return or a disqualification.
-    """
+    """Seconds spent in each stage the handoff has left; None for a stage not (yet) left."""
     accepted_at = facts.decided_at if facts.decision == "accepted" else None
-    left_mql = facts.decided_at or facts.disqualified_at
-    left_sal = _first(facts.sql_at, facts.sent_back_at, facts.disqualified_at) if accepted_at else None
-    left_sql = _first(facts.sqo_at, facts.sent_back_at, facts.disqualified_at) if facts.sql_at else None
     return {
-        "mql": _seconds(facts.handed_off_at or facts.entered_at, left_mql),
-        "sal": _seconds(accepted_at, left_sal),
-        "sql": _seconds(facts.sql_at, left_sql),
+        "mql": _seconds(facts.handed_off_at or facts.entered_at, left_stage_at(facts, "mql")),
+        "sal": _seconds(accepted_at, left_stage_at(facts, "sal")),
+        "sql": _seconds(facts.sql_at, left_stage_at(facts, "sql")),
     }
 
 

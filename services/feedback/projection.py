@@ -16,24 +16,26 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.feedback import store
+from services.feedback.domain import left_stage_at
 from shared.envelope import Envelope
+from shared.event_types import EventType
 from shared.events import EventData, HandoffCreated, HandoffTransition, SlaBreached
 
-DECISIONS = frozenset({"lead.sal_accepted", "lead.rejected", "lead.returned"})
+DECISIONS = frozenset({EventType.SAL_ACCEPTED, EventType.LEAD_REJECTED, EventType.LEAD_RETURNED})
 TRANSITIONS = (
-    "lead.sal_accepted",
-    "lead.rejected",
-    "lead.returned",
-    "lead.sql_qualified",
-    "lead.sqo_created",
-    "lead.disqualified",
+    EventType.SAL_ACCEPTED,
+    EventType.LEAD_REJECTED,
+    EventType.LEAD_RETURNED,
+    EventType.SQL_QUALIFIED,
+    EventType.SQO_CREATED,
+    EventType.LEAD_DISQUALIFIED,
 )
-STAGE_REACHED = {
-    "lead.sql_qualified": "sql_at",
-    "lead.sqo_created": "sqo_at",
-    "lead.disqualified": "disqualified_at",
+STAGE_REACHED: dict[str, str] = {
+    EventType.SQL_QUALIFIED: "sql_at",
+    EventType.SQO_CREATED: "sqo_at",
+    EventType.LEAD_DISQUALIFIED: "disqualified_at",
 }
-PROJECTED = ("handoff.created", *TRANSITIONS, "handoff.sla_breached")
+PROJECTED = (EventType.HANDOFF_CREATED, *TRANSITIONS, EventType.SLA_BREACHED)
 
 
 @dataclass
@@ -119,9 +121,9 @@ def facts_of_transition(envelope: Envelope, event: HandoffTransition) -> dict[st
         "campaign": event.campaign,
     }
     kind = envelope.type
-    if kind == "lead.sal_accepted":
+    if kind == EventType.SAL_ACCEPTED:
         return facts | {"decision": "accepted", "decided_at": at, "decided_in_time": event.in_time}
-    if kind == "lead.rejected":
+    if kind == EventType.LEAD_REJECTED:
         return facts | {
             "decision": "rejected",
             "decided_at": at,
@@ -130,7 +132,7 @@ def facts_of_transition(envelope: Envelope, event: HandoffTransition) -> dict[st
             "sent_back_at": at,
             "reason": event.reason,
         }
-    if kind == "lead.returned":
+    if kind == EventType.LEAD_RETURNED:
         return facts | {"sent_back": "returned", "sent_back_at": at, "reason": event.reason}
     return facts | {STAGE_REACHED[kind]: at}
 
@@ -156,17 +158,6 @@ async def _already_left(
         if fact is not None and (at := left_stage_at(fact, breach["stage"])) is not None:
             left.append((breach["handoff_id"], breach["stage"], at))
     return left
-
-
-def left_stage_at(fact: Any, stage: str) -> datetime | None:
-    """When the handoff left `stage`, as far as its facts tell; None while it is still there."""
-    exits = {
-        "mql": (fact.decided_at, fact.disqualified_at),
-        "sal": (fact.sql_at, fact.sent_back_at, fact.disqualified_at) if fact.decision == "accepted" else (),
-        "sql": (fact.sqo_at, fact.sent_back_at, fact.disqualified_at) if fact.sql_at else (),
-    }.get(stage, ())
-    present = [moment for moment in exits if moment is not None]
-    return min(present) if present else None
 
 
 def breach_key(handoff_id: str, stage: str) -> str:

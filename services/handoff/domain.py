@@ -6,6 +6,8 @@ Pure rules, no I/O. The service decides *who* may act (a rep, a manager, an admi
 
 from enum import StrEnum
 
+from shared.event_types import EventType
+
 
 class Stage(StrEnum):
     MQL = "mql"
@@ -60,14 +62,14 @@ _TRANSITIONS: dict[Stage, dict[Action, Stage]] = {
     Stage.DISQUALIFIED: {Action.REOPEN: Stage.MQL},
 }
 
-_EVENT_TYPES: dict[Action, str] = {
-    Action.ACCEPT: "lead.sal_accepted",
-    Action.REJECT: "lead.rejected",
-    Action.RETURN: "lead.returned",
-    Action.QUALIFY: "lead.sql_qualified",
-    Action.OPPORTUNITY: "lead.sqo_created",
-    Action.DISQUALIFY: "lead.disqualified",
-    Action.REOPEN: "handoff.reopened",
+_EVENT_TYPES: dict[Action, EventType] = {
+    Action.ACCEPT: EventType.SAL_ACCEPTED,
+    Action.REJECT: EventType.LEAD_REJECTED,
+    Action.RETURN: EventType.LEAD_RETURNED,
+    Action.QUALIFY: EventType.SQL_QUALIFIED,
+    Action.OPPORTUNITY: EventType.SQO_CREATED,
+    Action.DISQUALIFY: EventType.LEAD_DISQUALIFIED,
+    Action.REOPEN: EventType.HANDOFF_REOPENED,
 }
 
 # Actions that send a lead back to marketing and so must say why, from the closed list.
@@ -122,7 +124,7 @@ def check_reason(action: Action, reason: str | None, note: str | None) -> Return
     return None
 
 
-def event_type_for(action: Action) -> str:
+def event_type_for(action: Action) -> EventType:
     """The `lead.lifecycle` event type a successful action emits."""
     return _EVENT_TYPES[action]
 

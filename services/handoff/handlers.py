@@ -99,7 +99,9 @@ def make_handlers(config: HandoffConfig) -> tuple[Mapping[str, Handler], Mapping
             handed_off_at=envelope.produced_at,
         )
 
-    return {"lead.mql_reached": on_mql}, {event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES}
+    return {MqlReached.event_type: on_mql}, {
+        event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES
+    }
 
 
 async def assign(

@@ -3,30 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.events import ScoreContribution
+from shared.events import (
+    HandoffCreated,
+    HandoffReassigned,
+    LeadDisqualified,
+    LeadRejected,
+    LeadReturned,
+    SalAccepted,
+    ScoreContribution,
+    SlaBreached,
+    SlaWarning,
+    SqlQualified,
+    SqoCreated,
+)
 
 # The webhook shapes are every service's; the client imports them from here.
 from shared.webhook_api import DeliveryPublic as DeliveryPublic
 from shared.webhook_api import WebhookCreated as WebhookCreated
 from shared.webhook_api import WebhookPublic as WebhookPublic
 
-WebhookEventType = Literal[
-    "handoff.created",
-    "lead.sal_accepted",
-    "lead.rejected",
-    "lead.returned",
-    "lead.sql_qualified",
-    "lead.sqo_created",
-    "lead.disqualified",
-    "handoff.reassigned",
-    "handoff.sla_warning",
-    "handoff.sla_breached",
-]
-WEBHOOK_EVENT_TYPES: tuple[str, ...] = get_args(WebhookEventType)
+# What a sales tool can subscribe to: every event about a handoff.
+WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
+    model.event_type
+    for model in (
+        HandoffCreated,
+        SalAccepted,
+        LeadRejected,
+        LeadReturned,
+        SqlQualified,
+        SqoCreated,
+        LeadDisqualified,
+        HandoffReassigned,
+        SlaWarning,
+        SlaBreached,
+    )
+)
 
 
 class HandoffPublic(BaseModel):

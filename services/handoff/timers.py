@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 from datetime import datetime
 
+from prometheus_client import Counter
+
 from services.handoff import store
 from services.handoff.handlers import HandoffConfig, reassign
 from shared.envelope import utcnow
@@ -57,7 +59,7 @@ async def count_fired(uow: UnitOfWork) -> None:
     later) are not counted twice; a failing commit itself would be. The team is
     empty when a queue, not a team, owns the handoff.
     """
-    counters = {SlaWarning.event_type: SLA_WARNINGS, SlaBreached.event_type: SLA_BREACHES}
+    counters: dict[str, Counter] = {SlaWarning.event_type: SLA_WARNINGS, SlaBreached.event_type: SLA_BREACHES}
     for emitted in uow.emitted:
         counter = counters.get(emitted.envelope.type)
         if counter is not None:

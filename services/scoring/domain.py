@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from services.scoring.model import (
-    GRADES,
     Decay,
     EngagementRule,
     FitRule,
@@ -111,9 +110,7 @@ def score_lead(
 
 def meets_mql_rule(model: ScoringModel, score: LeadScore) -> bool:
     """Score high enough, grade at least the minimum, and not disqualified."""
-    rule = model.mql
-    good_enough = GRADES.index(score.grade) <= GRADES.index(rule.min_grade)
-    return score.disqualified is None and score.score >= rule.min_score and good_enough
+    return model.mql.is_met(score=score.score, grade=score.grade, disqualified=score.disqualified)
 
 
 def may_requalify(model: ScoringModel, *, recycled_at: datetime | None, at: datetime) -> bool:

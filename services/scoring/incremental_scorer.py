@@ -124,11 +124,10 @@ class TimelineScorer:
     ) -> Iterator[TimelinePoint]:
         """The timeline, lazily: stop early and the rest is never computed."""
         profile = self.profile(email=email, traits=traits)
-        good_grade = profile.grade in self._good_grades
-        min_score = self.model.mql.min_score
+        rule = self.model.mql
         for at, score, disqualified in self._replay(profile, traits, sorted(events, key=EVENT_ORDER)):
             assert score is not None  # always computed without a floor
-            meets = good_grade and disqualified is None and score >= min_score
+            meets = rule.is_met(score=score, grade=profile.grade, disqualified=disqualified)
             yield TimelinePoint(at, score, profile.grade, disqualified, meets)
 
     def qualify(

@@ -254,6 +254,14 @@ class MqlRule(_Schema):
     # was recycled, however much it does meanwhile.
     cooloff_days: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = 0
 
+    def is_met(self, *, score: int, grade: Grade, disqualified: str | None) -> bool:
+        """Score high enough, grade at least the minimum, and not disqualified.
+
+        The one statement of the rule: the live path and the backtest's timeline both ask it.
+        """
+        good_enough = GRADES.index(grade) <= GRADES.index(self.min_grade)
+        return disqualified is None and score >= self.min_score and good_enough
+
 
 class ScoringModel(_Schema):
     version: Annotated[str, Field(strict=True)]

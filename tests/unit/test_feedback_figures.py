@@ -12,6 +12,7 @@ from services.feedback.domain import (
     Window,
     cohort_funnels,
     cohort_of,
+    left_stage_at,
     percentile,
     previous_cohorts,
     ratio,
@@ -19,7 +20,6 @@ from services.feedback.domain import (
     series_points,
     stage_durations,
 )
-from services.feedback.projection import left_stage_at
 
 NOON = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday, ISO week 47
 HOUR = timedelta(hours=1)
