@@ -13,9 +13,9 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from services.scoring import store
-from services.scoring.domain import LeadEvent, meets_mql_rule
-from services.scoring.handlers import announce, evaluate, save
+from services.scoring import lifecycle, store
+from services.scoring.domain import LeadEvent
+from services.scoring.handlers import announce
 from services.scoring.model import ScoringModel
 from shared.unit_of_work import UnitOfWork
 
@@ -56,16 +56,15 @@ async def rescore_page(
         lead, rows = leads.get(lead_id), histories[lead_id]
         if lead is None or not rows:
             continue
-        rescored = evaluate(
-            model, lead, dict(lead.traits), [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
-        )
+        history = [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
+        rescored = lifecycle.rescore(model, lead, dict(lead.traits), history)
         summary.leads += 1
         summary.changed += rescored.score_changed or rescored.lead.model_version != model.version
         if rescored.qualifies:
             summary.became_mql += 1
             announce(uow, rescored, trace_id=None)
-        elif lead.stage == "mql" and not meets_mql_rule(model, rescored.result):
+        elif lifecycle.stopped_qualifying(model, rescored):
             summary.stopped_qualifying += 1
             announce(uow, rescored, trace_id=None)
         evaluated.append(rescored)
-    await save(uow, evaluated, cause="rescore")
+    await store.save_rescored(uow.conn, evaluated, cause="rescore")

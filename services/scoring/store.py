@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.backtest import LeadHistory
 from services.scoring.domain import LeadEvent
+from services.scoring.lifecycle import Rescored
 from shared.outbox import inbox_table, outbox_table
 
 SCHEMA = "scoring"
@@ -238,6 +239,41 @@ async def update_leads(conn: AsyncConnection, changes: list[dict[str, Any]]) -> 
 async def record_score_changes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(insert(score_changes), rows)
+
+
+async def save_rescored(conn: AsyncConnection, evaluated: Sequence[Rescored], *, cause: str) -> None:
+    """Each lead's new score, and a row of its score history where its standing changed."""
+    await update_leads(conn, [_lead_columns(r) for r in evaluated])
+    await record_score_changes(conn, [_score_change(r, cause) for r in evaluated if r.standing_changed])
+
+
+def _lead_columns(r: Rescored) -> dict[str, Any]:
+    return {
+        "lead_id": r.lead.lead_id,
+        "traits": r.traits,
+        "score": r.result.score,
+        "fit_points": r.result.fit_points,
+        "grade": r.result.grade,
+        "disqualified": r.result.disqualified,
+        "explanation": [c.model_dump() for c in r.explanation],
+        "model_version": r.result.model_version,
+        "events_count": len(r.history),
+        "stage": r.stage,
+        "mql_at": r.mql_at,
+    }
+
+
+def _score_change(r: Rescored, cause: str) -> dict[str, Any]:
+    return {
+        "lead_id": r.lead.lead_id,
+        "occurred_at": r.at,
+        "score": r.result.score,
+        "fit_points": r.result.fit_points,
+        "grade": r.result.grade,
+        "stage": r.stage,
+        "model_version": r.result.model_version,
+        "cause": cause,
+    }
 
 
 async def record_outcome(

@@ -1,0 +1,233 @@
+"""Where a lead stands in its cycle, and what moves it.
+
+Pure: plain values in, a decision out. A lead in nurture becomes an MQL when its score
+meets the model's MQL rule and any cool-off after its last recycle is over; sales
+decisions move it along (SAL, SQL, SQO, disqualified) or recycle it to nurture for a new
+cycle; its first touch (channel, campaign, source) is read from its earliest events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from services.scoring.domain import LeadEvent, LeadScore, may_requalify, meets_mql_rule, score_lead
+from services.scoring.model import ScoringModel
+from shared.event_types import EventType
+from shared.events import EventData, LeadScored, MqlReached, ScoreContribution
+
+NURTURE, MQL = "nurture", "mql"
+RECENT_EVENTS_CARRIED = 20  # how many of its latest events an MQL shows the rep
+
+# Where the lead stands after each sales decision (for its current cycle).
+STAGE_AFTER: Mapping[str, str] = {
+    EventType.SAL_ACCEPTED: "sal",
+    EventType.SQL_QUALIFIED: "sql",
+    EventType.SQO_CREATED: "sqo",
+    EventType.LEAD_DISQUALIFIED: "disqualified",
+}
+# Decisions that send the lead back to marketing: a new cycle in nurture.
+RECYCLING = frozenset({EventType.LEAD_REJECTED, EventType.LEAD_RETURNED})
+FOLLOWED = (*STAGE_AFTER, *RECYCLING)  # the lifecycle events scoring follows
+
+Outcome = Literal["accepted", "sent_back"]
+
+
+class StoredLead(Protocol):
+    """What the rules read of a stored lead (a row of scoring's `leads`)."""
+
+    @property
+    def lead_id(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def cycle(self) -> int: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def grade(self) -> str: ...
+    @property
+    def disqualified(self) -> str | None: ...
+    @property
+    def model_version(self) -> str | None: ...
+    @property
+    def mql_at(self) -> datetime | None: ...
+    @property
+    def recycled_at(self) -> datetime | None: ...
+
+
+def qualifies(
+    model: ScoringModel, *, stage: str, recycled_at: datetime | None, score: LeadScore, at: datetime
+) -> bool:
+    """A lead becomes an MQL when in nurture, its score at `at` meets the MQL rule, and any
+    cool-off after its last recycle is over by then."""
+    return (
+        stage == NURTURE
+        and meets_mql_rule(model, score)
+        and may_requalify(model, recycled_at=recycled_at, at=at)
+    )
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """A lead's new score from its whole history, and whether it becomes an MQL with it."""
+
+    lead: StoredLead
+    traits: dict[str, Any]
+    history: Sequence[LeadEvent]
+    at: datetime  # the score is as of this moment: the lead's latest event
+    result: LeadScore
+    explanation: list[ScoreContribution]
+    qualifies: bool
+
+    @property
+    def stage(self) -> str:
+        return MQL if self.qualifies else self.lead.stage
+
+    @property
+    def mql_at(self) -> datetime | None:
+        return self.at if self.qualifies else self.lead.mql_at
+
+    @property
+    def score_changed(self) -> bool:
+        r, lead = self.result, self.lead
+        return (r.score, r.grade, r.disqualified) != (lead.score, lead.grade, lead.disqualified)
+
+    @property
+    def standing_changed(self) -> bool:
+        """Whether score, grade, stage or model changed: what the score history records."""
+        lead, r = self.lead, self.result
+        return (lead.score, lead.grade, lead.stage, lead.model_version) != (
+            r.score,
+            r.grade,
+            self.stage,
+            r.model_version,
+        )
+
+    def events(self, *, scored: bool = True) -> list[EventData]:
+        """`lead.scored` (if asked and the score changed), then `lead.mql_reached` (if it qualified)."""
+        events: list[EventData] = []
+        if scored and self.score_changed:
+            events.append(scored_event(self.result, self.stage, self.explanation))
+        if self.qualifies:
+            events.append(self.mql_event())
+        return events
+
+    def mql_event(self) -> MqlReached:
+        touch = first_touch(self.history, self.traits)
+        r = self.result
+        return MqlReached(
+            cycle=self.lead.cycle,
+            score=r.score,
+            grade=r.grade,
+            model_version=r.model_version,
+            explanation=self.explanation,
+            email=self.lead.email,
+            traits=dict(self.traits),
+            recent_events=recent_events(self.history),
+            channel=touch.channel,
+            campaign=touch.campaign,
+            source=touch.source,
+        )
+
+
+def rescore(
+    model: ScoringModel, lead: StoredLead, traits: dict[str, Any], history: Sequence[LeadEvent]
+) -> Rescored:
+    """Score a lead from its whole history, as of its latest event, and decide whether it qualifies."""
+    at = max(e.occurred_at for e in history)
+    result = score_lead(model, email=lead.email, traits=traits, events=history, at=at)
+    explanation = [
+        ScoreContribution(rule=c.rule, kind=c.kind, points=c.points, detail=c.detail)
+        for c in result.contributions
+    ]
+    qualified = qualifies(model, stage=lead.stage, recycled_at=lead.recycled_at, score=result, at=at)
+    return Rescored(lead, traits, history, at, result, explanation, qualified)
+
+
+def stopped_qualifying(model: ScoringModel, rescored: Rescored) -> bool:
+    """An MQL not yet decided whose new score no longer meets the rule (after a model change)."""
+    return rescored.lead.stage == MQL and not meets_mql_rule(model, rescored.result)
+
+
+def scored_event(result: LeadScore, stage: str, explanation: list[ScoreContribution]) -> LeadScored:
+    return LeadScored(
+        score=result.score,
+        fit_points=result.fit_points,
+        grade=result.grade,
+        stage=stage,
+        model_version=result.model_version,
+        disqualified=result.disqualified,
+        explanation=explanation,
+    )
+
+
+# --- sales decisions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """What a sales decision does to the lead: new column values, and the cycle's outcome if any."""
+
+    values: Mapping[str, Any]
+    outcome: Outcome | None = None
+
+
+def after_sales_decision(
+    event_type: str, *, lead_cycle: int, decided_cycle: int, at: datetime
+) -> StageChange | None:
+    """The lead's change after a sales decision about its cycle `decided_cycle`.
+
+    A decision about an earlier cycle changes nothing now (None). A rejection or return
+    recycles the lead: back to nurture, the next cycle, its MQL moment cleared and the
+    recycle time kept for the cool-off.
+    """
+    if decided_cycle != lead_cycle:
+        return None
+    if event_type in RECYCLING:
+        values = {"stage": NURTURE, "cycle": lead_cycle + 1, "mql_at": None, "recycled_at": at}
+        return StageChange(values, outcome="sent_back")
+    outcome: Outcome | None = "accepted" if event_type == EventType.SAL_ACCEPTED else None
+    return StageChange({"stage": STAGE_AFTER[event_type]}, outcome=outcome)
+
+
+# --- attribution ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FirstTouch:
+    """Where the lead came from: the first value seen, in time order, of each."""
+
+    channel: str | None
+    campaign: str | None
+    source: str | None
+
+
+def first_touch(history: Sequence[LeadEvent], traits: Mapping[str, Any]) -> FirstTouch:
+    """Channel from the earliest event's `channel`/`utm_medium`, else the traits; campaign and
+    source from the earliest event that names them."""
+    ordered = sorted(history, key=lambda e: e.occurred_at)
+    return FirstTouch(
+        channel=_first_property(ordered, "channel", "utm_medium") or traits.get("channel"),
+        campaign=_first_property(ordered, "campaign", "utm_campaign"),
+        source=_first_property(ordered, "source", "utm_source"),
+    )
+
+
+def recent_events(history: Sequence[LeadEvent]) -> list[tuple[str, datetime]]:
+    """The lead's latest events, oldest first, as (type, time)."""
+    latest = sorted(history, key=lambda e: e.occurred_at)[-RECENT_EVENTS_CARRIED:]
+    return [(e.event_type, e.occurred_at) for e in latest]
+
+
+def _first_property(ordered: Sequence[LeadEvent], *names: str) -> str | None:
+    for event in ordered:
+        for name in names:
+            value = event.properties.get(name)
+            if value:
+                return str(value)
+    return None
