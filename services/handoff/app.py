@@ -5,28 +5,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.handoff import store, webhooks
-from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
-from services.handoff.handlers import (
+from services.handoff import idempotency, store, webhooks
+from services.handoff.domain import (
+    Action,
     Decision,
     HandoffConfig,
-    HandoffNotFound,
+    InvalidTransition,
+    ReasonRequired,
+    Stage,
     StaleVersion,
-    decide,
-    make_handlers,
-    reassign,
+    allowed_actions,
 )
+from services.handoff.handlers import HandoffNotFound, decide, make_handlers, reassign
 from services.handoff.routing import load_routing_config
 from services.handoff.schemas import (
     DecisionBody,
@@ -38,6 +36,7 @@ from services.handoff.schemas import (
 from services.handoff.sla import load_sla_config
 from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.timers import make_timer_loop
+from services.handoff.visibility import Viewer, visible_owners
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_LIFECYCLE
 from shared.http import create_app
@@ -83,11 +82,8 @@ def _reads(request: Request) -> AsyncEngine:
     return reads
 
 
-def visible_owners(principal: Principal, config: HandoffConfig) -> tuple[str, ...] | None:
-    """A rep's key sees the rep's handoffs and their team queues; managers and integrations see all."""
-    if principal.owner is None or principal.has(Scope.HANDOFFS_MANAGE):
-        return None
-    return (principal.owner, *sorted(config.teams_of(principal.owner)))
+def _viewer(principal: Principal) -> Viewer:
+    return Viewer(owner=principal.owner, manages=principal.has(Scope.HANDOFFS_MANAGE))
 
 
 ACTIONS_IN = {
@@ -134,7 +130,7 @@ def _expected_version(if_match: str | None) -> int | None:
 async def _visible_row(conn: Any, handoff_id: str, principal: Principal, config: HandoffConfig) -> Any:
     """The handoff, or 404 for one that does not exist or is not this rep's (ids must not leak)."""
     row = await store.get(conn, handoff_id)
-    owners = visible_owners(principal, config)
+    owners = visible_owners(_viewer(principal), config)
     if row is None or (owners is not None and row.owner not in owners):
         raise Problem(status=404, title="Handoff not found", detail=f"no handoff {handoff_id}")
     return row
@@ -169,7 +165,7 @@ async def list_handoffs(
     """A queue, soonest deadline first, with each lead's profile, score and why it qualified."""
     query = store.QueueQuery(
         stage=status.value if status else None,
-        owners=visible_owners(principal, _config(request)),
+        owners=visible_owners(_viewer(principal), _config(request)),
         owner=owner,
         due_before=due_before,
         policy=policy,
@@ -209,31 +205,19 @@ async def _act(
     idempotency_key: str | None,
     work: Callable[[UnitOfWork], Awaitable[Any]],
 ) -> Response:
-    """Run an action once per Idempotency-Key: a retry gets the first answer and changes nothing."""
-    runtime = _runtime(request)
+    """Run an action (once per Idempotency-Key) and answer with the handoff as it is now."""
     fingerprint = ""
     if idempotency_key is not None:
-        fingerprint = hashlib.sha256(
-            request.method.encode() + request.url.path.encode() + await request.body()
-        ).hexdigest()
+        fingerprint = idempotency.fingerprint(request.method, request.url.path, await request.body())
     try:
-        async with runtime.unit_of_work() as uow:
-            if idempotency_key is not None:
-                replay = await _replay(uow, principal, idempotency_key, fingerprint)
-                if replay is not None:
-                    return replay
-            row = await work(uow)
-            body = _public(row)
-            if idempotency_key is not None:
-                body = orjson.loads(orjson.dumps(body))  # JSON as stored, so a replay answers the same
-                await store.remember_response(
-                    uow.conn,
-                    principal=principal.key_id,
-                    key=idempotency_key,
-                    fingerprint=fingerprint,
-                    status=200,
-                    body=body,
-                )
+        async with _runtime(request).unit_of_work() as uow:
+            answer = await idempotency.answer_once(
+                uow,
+                principal=principal.key_id,
+                key=idempotency_key,
+                request_fingerprint=fingerprint,
+                work=lambda: _public_of(work(uow)),
+            )
     except HandoffNotFound as exc:
         raise Problem(status=404, title="Handoff not found", detail=f"no handoff {exc}") from None
     except StaleVersion as exc:
@@ -253,23 +237,17 @@ async def _act(
         ) from None
     except ReasonRequired as exc:
         raise invalid([FieldError(exc.field, exc.rule, str(exc))]) from None
-    return _json(body, headers={"ETag": _etag(body["version"])})
+    except idempotency.KeyReused:
+        reused = FieldError("Idempotency-Key", "reused", "this key was used for a different request")
+        raise invalid([reused], status=422) from None
+    headers = {"ETag": _etag(answer.body["version"])}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _json(answer.body, status_code=answer.status, headers=headers)
 
 
-async def _replay(uow: UnitOfWork, principal: Principal, key: str, fingerprint: str) -> Response | None:
-    # Serialise requests with the same key, so a concurrent retry waits and then replays.
-    await uow.conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{principal.key_id}:{key}"}
-    )
-    prior = await store.remembered_response(uow.conn, principal=principal.key_id, key=key)
-    if prior is None:
-        return None
-    if prior.fingerprint != fingerprint:
-        raise invalid(
-            [FieldError("Idempotency-Key", "reused", "this key was used for a different request")], status=422
-        )
-    headers = {"Idempotent-Replayed": "true", "ETag": _etag(prior.body["version"])}
-    return JSONResponse(prior.body, status_code=prior.status, headers=headers)
+async def _public_of(changed: Awaitable[Any]) -> dict[str, Any]:
+    return _public(await changed)
 
 
 def _decision_route(action: Action, summary: str) -> None:
@@ -287,7 +265,7 @@ def _decision_route(action: Action, summary: str) -> None:
         expected = _expected_version(if_match)
 
         async def work(uow: UnitOfWork) -> Any:
-            owners = visible_owners(principal, config)
+            owners = visible_owners(_viewer(principal), config)
             return await decide(uow, config, handoff_id, decision, expected_version=expected, owners=owners)
 
         return await _act(request, principal, idempotency_key, work)

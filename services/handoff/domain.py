@@ -1,12 +1,33 @@
 """The handoff lifecycle: which action moves a handoff from which stage, and what it must carry.
 
-Pure rules, no I/O. The service decides *who* may act (a rep, a manager, an admin for
-``reopen``); this module decides whether the action makes sense at all.
+Pure rules, no I/O. `Handoff.decide` applies a sales decision: the transition, the SLA
+clock of the next stage, and the event it announces. Who may see and act on a handoff is
+`visibility`'s; this module decides whether the action makes sense at all.
 """
 
-from enum import StrEnum
+from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from services.handoff import sla
+from services.handoff.business_hours import BusinessCalendar
+from services.handoff.routing import RoutingConfig
+from services.handoff.sla import SlaConfig, SlaPolicy
 from shared.event_types import EventType
+from shared.events import (
+    HandoffReassigned,
+    HandoffTransition,
+    LeadDisqualified,
+    LeadRejected,
+    LeadReturned,
+    SalAccepted,
+    SqlQualified,
+    SqoCreated,
+)
 
 
 class Stage(StrEnum):
@@ -150,3 +171,181 @@ def _check_return_reason(action: Action, reason: str | None, note: str | None) -
 
 def _is_blank(text: str | None) -> bool:
     return text is None or not text.strip()
+
+
+# --- the handoff and its decisions -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandoffConfig:
+    """The SLA policies and routing the rules read."""
+
+    sla: SlaConfig
+    routing: RoutingConfig
+
+    def calendar_of_team(self, team: str | None) -> BusinessCalendar | None:
+        """The team's own business hours, if it has any; else the policy's calendar applies."""
+        if team is None:
+            return None
+        name = self.routing.team_named(team).calendar
+        return self.sla.calendar_named(name) if name else None
+
+    def policy_named(self, name: str) -> SlaPolicy:
+        """The handoff's policy; the fallback if the config no longer has it."""
+        return next((p for p in self.sla.policies if p.name == name), self.sla.fallback)
+
+    def teams_of(self, owner: str) -> set[str]:
+        return {team.name for team in self.routing.teams if owner in team.members or owner == team.manager}
+
+
+class StaleVersion(Exception):
+    """The client acted on an older version of the handoff (If-Match)."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the handoff is at version {current}")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a rep or manager decided, as the API received it."""
+
+    action: Action
+    actor: str
+    reason: str | None = None
+    note: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # BANT or opportunity fields
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A decision as recorded: the move, who made it and why, and the next stage's SLA, if it has one."""
+
+    handoff_id: str
+    at: datetime
+    actor: str
+    action: str
+    from_stage: str
+    to_stage: str
+    reason: str | None = None
+    note: str | None = None
+    qualify_by: datetime | None = None  # set: the next stage's deadline, with a warning timer at warn_at
+    warn_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The outcome of a decision: the transition to record and the event to announce."""
+
+    transition: Transition
+    event: HandoffTransition
+
+
+@dataclass(frozen=True)
+class Reassigned:
+    """A change of owner: the history note and the event to announce."""
+
+    note: str
+    event: HandoffReassigned
+
+
+EVENT_OF: dict[Action, type[HandoffTransition]] = {
+    Action.ACCEPT: SalAccepted,
+    Action.REJECT: LeadRejected,
+    Action.RETURN: LeadReturned,
+    Action.QUALIFY: SqlQualified,
+    Action.OPPORTUNITY: SqoCreated,
+    Action.DISQUALIFY: LeadDisqualified,
+}
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A lead handed to sales for one cycle, as its rules see it."""
+
+    handoff_id: str
+    lead_id: str
+    cycle: int
+    stage: Stage
+    owner: str
+    team: str | None
+    policy: str
+    decide_by: datetime
+    qualify_by: datetime | None
+    channel: str | None
+    campaign: str | None
+    version: int
+
+    @classmethod
+    def of(cls, stored: Any) -> Handoff:
+        """The handoff of a stored row (anything with its fields as attributes)."""
+        values = {name: getattr(stored, name) for name in _HANDOFF_FIELDS}
+        return cls(**values, stage=Stage(stored.stage))
+
+    def check_version(self, expected: int | None) -> None:
+        """Optimistic concurrency: acting on an older version than the current one is refused."""
+        if expected is not None and expected != self.version:
+            raise StaleVersion(self.version)
+
+    @property
+    def due(self) -> datetime | None:
+        """The deadline of the stage it is in: decide an MQL by, qualify (or return) a SAL by."""
+        return self.decide_by if self.stage is Stage.MQL else self.qualify_by
+
+    def decide(self, decision: Decision, config: HandoffConfig, *, now: datetime) -> Decided:
+        """Apply a sales decision at `now`: check transition and reason, start the SAL clock on
+        accept, and say whether it came in time. Raises InvalidTransition or ReasonRequired."""
+        target = next_stage(self.stage, decision.action)
+        reason = check_reason(decision.action, decision.reason, decision.note) or decision.reason
+        transition = Transition(
+            handoff_id=self.handoff_id,
+            at=now,
+            actor=decision.actor,
+            action=decision.action.value,
+            from_stage=self.stage.value,
+            to_stage=target.value,
+            reason=reason,
+            note=decision.note,
+        )
+        if decision.action is Action.ACCEPT:  # the SAL stage's clock starts: qualify or return by then
+            policy, calendar = config.policy_named(self.policy), config.calendar_of_team(self.team)
+            qualify_by = sla.qualify_by(policy, now, calendar=calendar)
+            warn_at = sla.warning_at(policy, now, qualify_by, calendar=calendar)
+            transition = replace(transition, qualify_by=qualify_by, warn_at=warn_at)
+        event = EVENT_OF[decision.action](
+            handoff_id=self.handoff_id,
+            cycle=self.cycle,
+            from_stage=self.stage.value,
+            to_stage=target.value,
+            actor=decision.actor,
+            owner=self.owner,
+            policy=self.policy,
+            in_time=self.due is None or now <= self.due,
+            reason=reason,
+            note=decision.note,
+            channel=self.channel,
+            campaign=self.campaign,
+            team=self.team,
+            **_details(decision),
+        )
+        return Decided(transition, event)
+
+    def reassign(self, to_owner: str, *, reason: str | None) -> Reassigned | None:
+        """Give it to another owner or queue; None when it already is theirs."""
+        if to_owner == self.owner:
+            return None
+        event = HandoffReassigned(
+            handoff_id=self.handoff_id, from_owner=self.owner, to_owner=to_owner, reason=reason
+        )
+        return Reassigned(note=f"{self.owner} → {to_owner}", event=event)
+
+
+_HANDOFF_FIELDS = tuple(name for name in Handoff.__dataclass_fields__ if name != "stage")
+
+
+def _details(decision: Decision) -> dict[str, Any]:
+    if decision.action is Action.QUALIFY:
+        return {"bant": dict(decision.details)}
+    if decision.action is Action.OPPORTUNITY:
+        return {"opportunity": dict(decision.details)}
+    return {}

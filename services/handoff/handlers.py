@@ -8,80 +8,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from services.handoff import sla, store, webhooks
-from services.handoff.business_hours import BusinessCalendar
-from services.handoff.domain import Action, Stage, check_reason, next_stage
-from services.handoff.routing import RouteDecision, RoutingConfig, route
-from services.handoff.sla import SlaConfig, SlaPolicy
+from services.handoff.domain import Decision, Handoff, HandoffConfig, Stage
+from services.handoff.routing import RouteDecision, route
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope, utcnow
-from shared.events import (
-    HandoffCreated,
-    HandoffReassigned,
-    HandoffTransition,
-    LeadDisqualified,
-    LeadRejected,
-    LeadReturned,
-    MqlReached,
-    SalAccepted,
-    SqlQualified,
-    SqoCreated,
-)
+from shared.events import HandoffCreated, MqlReached
 from shared.unit_of_work import UnitOfWork
-
-EVENT_OF: dict[Action, type[HandoffTransition]] = {
-    Action.ACCEPT: SalAccepted,
-    Action.REJECT: LeadRejected,
-    Action.RETURN: LeadReturned,
-    Action.QUALIFY: SqlQualified,
-    Action.OPPORTUNITY: SqoCreated,
-    Action.DISQUALIFY: LeadDisqualified,
-}
-
-
-@dataclass(frozen=True)
-class HandoffConfig:
-    sla: SlaConfig
-    routing: RoutingConfig
-
-    def calendar_of_team(self, team: str | None) -> BusinessCalendar | None:
-        """The team's own business hours, if it has any; else the policy's calendar applies."""
-        if team is None:
-            return None
-        name = self.routing.team_named(team).calendar
-        return self.sla.calendar_named(name) if name else None
-
-    def policy_named(self, name: str) -> SlaPolicy:
-        """The handoff's policy; the fallback if the config no longer has it."""
-        return next((p for p in self.sla.policies if p.name == name), self.sla.fallback)
-
-    def teams_of(self, owner: str) -> set[str]:
-        return {team.name for team in self.routing.teams if owner in team.members or owner == team.manager}
 
 
 class HandoffNotFound(LookupError):
     pass
-
-
-class StaleVersion(Exception):
-    """The client acted on an older version of the handoff (If-Match)."""
-
-    def __init__(self, current: int) -> None:
-        super().__init__(f"the handoff is at version {current}")
-        self.current = current
-
-
-@dataclass(frozen=True)
-class Decision:
-    action: Action
-    actor: str
-    reason: str | None = None
-    note: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)  # BANT or opportunity fields
 
 
 def make_handlers(config: HandoffConfig) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
@@ -215,57 +155,20 @@ async def decide(
     expected_version: int | None = None,
     owners: tuple[str, ...] | None = None,
 ) -> Any:
-    """Apply a sales decision: check version, transition and reason; record it; move the SLA timers; emit.
+    """Apply a sales decision: check the version, let the handoff decide, record the move with
+    its SLA timers and event in one statement. Returns the handoff as it is now.
 
     `owners`, when given, are the only owners whose handoffs the caller may act on.
     """
     row = await store.get(uow.conn, handoff_id, lock=True)
     if row is None or (owners is not None and row.owner not in owners):
         raise HandoffNotFound(handoff_id)
-    if expected_version is not None and row.version != expected_version:
-        raise StaleVersion(row.version)
-    current = Stage(row.stage)
-    target = next_stage(current, decision.action)
-    reason = check_reason(decision.action, decision.reason, decision.note) or decision.reason
-    now = utcnow()
-    due = row.decide_by if current is Stage.MQL else row.qualify_by
-    step = store.Transition(
-        handoff_id=handoff_id,
-        at=now,
-        actor=decision.actor,
-        action=decision.action.value,
-        from_stage=current.value,
-        to_stage=target.value,
-        reason=reason,
-        note=decision.note,
-    )
-    if decision.action is Action.ACCEPT:  # the SAL stage's clock starts: qualify or return by then
-        policy = config.policy_named(row.policy)
-        calendar = config.calendar_of_team(row.team)
-        qualify_by = sla.qualify_by(policy, now, calendar=calendar)
-        warn_at = sla.warning_at(policy, now, qualify_by, calendar=calendar)
-        step = replace(step, qualify_by=qualify_by, warn_at=warn_at)
-    event = EVENT_OF[decision.action](
-        handoff_id=handoff_id,
-        cycle=row.cycle,
-        from_stage=current.value,
-        to_stage=target.value,
-        actor=decision.actor,
-        owner=row.owner,
-        policy=row.policy,
-        in_time=due is None or now <= due,
-        reason=reason,
-        note=decision.note,
-        channel=row.channel,
-        campaign=row.campaign,
-        team=row.team,
-        **_details(decision),
-    )
-    uow.emit(event, lead_id=row.lead_id, occurred_at=now)
+    handoff = Handoff.of(row)
+    handoff.check_version(expected_version)
+    decided = handoff.decide(decision, config, now=utcnow())
+    uow.emit(decided.event, lead_id=handoff.lead_id, occurred_at=decided.transition.at)
     [message] = uow.take_pending()  # the event alone: the decision's statement writes it
-    # Timers of the stage left cancelled, the next stage's scheduled, history, event, new version:
-    # one statement.
-    return await store.transition(uow.conn, step, message)
+    return await store.transition(uow.conn, decided.transition, message)
 
 
 async def reassign(
@@ -281,9 +184,10 @@ async def reassign(
     row = await store.get(uow.conn, handoff_id, lock=True)
     if row is None:
         raise HandoffNotFound(handoff_id)
-    if expected_version is not None and row.version != expected_version:
-        raise StaleVersion(row.version)
-    if row.owner == to_owner:
+    handoff = Handoff.of(row)
+    handoff.check_version(expected_version)
+    reassigned = handoff.reassign(to_owner, reason=reason)
+    if reassigned is None:
         return row
     now = utcnow()
     changed = await store.change(uow.conn, handoff_id, owner=to_owner)
@@ -293,19 +197,10 @@ async def reassign(
         at=now,
         actor=actor,
         action="reassign",
-        from_stage=row.stage,
-        to_stage=row.stage,
+        from_stage=handoff.stage,
+        to_stage=handoff.stage,
         reason=reason,
-        note=f"{row.owner} → {to_owner}",
+        note=reassigned.note,
     )
-    event = HandoffReassigned(handoff_id=handoff_id, from_owner=row.owner, to_owner=to_owner, reason=reason)
-    uow.emit(event, lead_id=row.lead_id, occurred_at=now)
+    uow.emit(reassigned.event, lead_id=handoff.lead_id, occurred_at=now)
     return changed
-
-
-def _details(decision: Decision) -> dict[str, Any]:
-    if decision.action is Action.QUALIFY:
-        return {"bant": dict(decision.details)}
-    if decision.action is Action.OPPORTUNITY:
-        return {"opportunity": dict(decision.details)}
-    return {}

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
+from services.handoff.domain import Transition
 from shared.outbox import inbox_table, outbox_table
 from shared.webhooks import webhook_tables
 
@@ -198,22 +199,6 @@ async def record(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(history.insert().values(**values))
 
 
-@dataclass(frozen=True)
-class Transition:
-    """A decision as stored: the move, who made it and why, and the next stage's SLA, if it has one."""
-
-    handoff_id: str
-    at: datetime
-    actor: str
-    action: str
-    from_stage: str
-    to_stage: str
-    reason: str | None = None
-    note: str | None = None
-    qualify_by: datetime | None = None  # set: the next stage's deadline, with a warning timer at warn_at
-    warn_at: datetime | None = None
-
-
 def _transition_statement(*, schedules: bool) -> Update:
     """The whole write of a decision as one statement, built once (bound parameters only).
 
@@ -348,6 +333,11 @@ async def mark_timer(conn: AsyncConnection, timer_id: int, **values: Any) -> Non
 
 
 # --- idempotency keys -----------------------------------------------------------------
+
+
+async def lock_idempotency_key(conn: AsyncConnection, *, principal: str, key: str) -> None:
+    """Serialise requests with the same key until this transaction ends."""
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"{principal}:{key}"))))
 
 
 async def remembered_response(conn: AsyncConnection, *, principal: str, key: str) -> Row[Any] | None:

@@ -16,7 +16,8 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from services.handoff import store
-from services.handoff.handlers import HandoffConfig, reassign
+from services.handoff.domain import HandoffConfig
+from services.handoff.handlers import reassign
 from shared.envelope import utcnow
 from shared.events import SlaBreached, SlaWarning
 from shared.metrics import SLA_BREACHES, SLA_WARNINGS
