@@ -30,7 +30,7 @@ from shared.logging import get_logger, trace_context
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
 from shared.outbox import record_deliveries
 from shared.topics import Topics
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import UnitOfWork, unit_of_work
 
 log = get_logger(__name__)
 
@@ -164,10 +164,12 @@ class ConsumerRunner:
         Publishing them first means a crash in between repeats a dead letter
         rather than losing it (the inbox then marks the message as done).
         """
-        async with self._engine.begin() as conn:
-            uow = UnitOfWork(conn=conn, outbox=self._outbox, topics=self._topic_names, source=self._source)
+        transaction = unit_of_work(
+            self._engine, outbox=self._outbox, topics=self._topic_names, source=self._source
+        )
+        async with transaction as uow:
             messages, dead = self._parse(records)
-            fresh = await self._first_deliveries(conn, messages)
+            fresh = await self._first_deliveries(uow.conn, messages)
             for batch_handler, group in _runs_by_handler(
                 (m for m in fresh if m.envelope.type in self.batch_handlers), self.batch_handlers
             ):
@@ -180,7 +182,6 @@ class ConsumerRunner:
                         dead.append((message.record, error))
             for record, error in dead:
                 await self._dead_letter(record, error)
-            await uow.flush()
         if uow.emitted:
             self._after_commit()
 

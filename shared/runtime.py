@@ -30,7 +30,7 @@ from shared.logging import get_logger
 from shared.outbox import OutboxRelay, forget_deliveries, inbox_table, outbox_table
 from shared.settings import ServiceName, Settings
 from shared.topics import Topics
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import UnitOfWork, unit_of_work
 
 log = get_logger(__name__)
 
@@ -171,10 +171,10 @@ class ServiceRuntime:
     @contextlib.asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction; events emitted inside go out after it commits."""
-        async with self.engine.begin() as conn:
-            uow = UnitOfWork(conn=conn, outbox=self.outbox, topics=self.topics, source=self.spec.name)
+        async with unit_of_work(
+            self.engine, outbox=self.outbox, topics=self.topics, source=self.spec.name
+        ) as uow:
             yield uow
-            await uow.flush()
         if uow.emitted:
             self.relay.wake()
 

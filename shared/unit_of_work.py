@@ -7,17 +7,21 @@ commits; nothing reaches Kafka unless the transaction commits.
 
 Work that should happen once per transaction rather than once per message
 (re-evaluating an aggregate, say) is registered with `once_before_commit`.
+
+`unit_of_work(...)` is the one place that begins, flushes and commits: routes,
+the consumer and operator commands all open their transactions through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.envelope import Envelope
 from shared.events import EventData, envelope_for
@@ -81,3 +85,15 @@ class UnitOfWork:
         pending = self.emitted[self._flushed :]
         self._flushed = len(self.emitted)
         return [outbox_row(e.envelope, e.topic, e.key) for e in pending]
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(
+    engine: AsyncEngine, *, outbox: Table, topics: Topics, source: str
+) -> AsyncIterator[UnitOfWork]:
+    """Begin a transaction; on leaving the block, flush the emitted events into the outbox and
+    commit. An exception rolls everything back, events included."""
+    async with engine.begin() as conn:
+        uow = UnitOfWork(conn=conn, outbox=outbox, topics=topics, source=source)
+        yield uow
+        await uow.flush()
