@@ -29,21 +29,15 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from leadflow import operations
+from leadflow.admin.backtest import backtest as run_backtest
+from leadflow.admin.migrations import migrate_all
 from leadflow.bench_feedback import HANDOFFS as FEEDBACK_HANDOFFS
 from leadflow.bench_feedback import FeedbackTiming, feedback_report, feedback_timing
-from leadflow.embedded import (
-    Broker,
-    Postgres,
-    create_database,
-    die_with_parent,
-    free_port,
-    start_broker,
-    start_postgres,
-    stop_process,
-)
+from leadflow.devstack.broker import Broker, start_broker
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.postgres import Postgres, create_database, start_postgres
+from leadflow.devstack.processes import die_with_parent, stop_process
 from leadflow.history import seed_history
-from leadflow.operations import migrate_all
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import to_envelope
 from services.scoring import store as scoring_store
@@ -641,7 +635,7 @@ async def backtest_timing(settings: Settings, db_dsn: str) -> BacktestTiming:
             "mql": current.mql.model_copy(update={"min_score": current.mql.min_score - 10}),
         }
     )
-    report = await operations.backtest(settings, current=current, candidate=candidate, since=since)
+    report = await run_backtest(settings, current=current, candidate=candidate, since=since)
     return BacktestTiming(leads=read, events=report.events, read_s=read_s, backtest_s=report.elapsed_s)
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from leadflow.embedded import free_port, stop_process
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.processes import stop_process
 from shared.envelope import Envelope, utcnow
 from shared.events import (
     HandoffCreated,
@@ -151,8 +152,8 @@ async def sequential_latency(
 
 
 async def feedback_timing(settings: Settings, env: dict[str, str]) -> FeedbackTiming:
+    from leadflow.admin.feedback_rebuild import rebuild_feedback
     from leadflow.bench import wait_ready
-    from leadflow.operations import rebuild_feedback
 
     own = settings.model_copy(update={"topic_prefix": PREFIX})
     await ensure_topics(own)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 
-from leadflow.demo import persona_journey, pick_persona
+from leadflow.devstack.demo_traffic import persona_journey, pick_persona
 
 SENT_BACK_SHARE = {"good_fit_buyer": 0.08, "partner_referral": 0.05, "procurement": 0.5, "student": 0.9}
 
