@@ -9,7 +9,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone (with empty packages), so a code
 # change reuses this layer. The stub build is removed: setuptools would keep its
-# newer-looking files in build/ over the real sources.
+# newer-looking files in build/ over the real sources. No extras: the dev stack, the
+# bench, the tests and the linters are extras in pyproject.toml and stay out of the image.
 COPY pyproject.toml ./
 RUN mkdir leadflow shared services \
     && touch leadflow/__init__.py shared/__init__.py services/__init__.py \

@@ -21,7 +21,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
 bench: $(STAMP)  ## throughput and latency against ceilings measured in the same run
-	$(VENV)/bin/leadflow bench
+	$(PY) -m bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,3 +1,3 @@
-from leadflow.cli import app
+from leadflow.commands import app
 
 app(prog_name="leadflow")

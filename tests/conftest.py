@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.embedded import Postgres, create_database, free_port, start_broker, start_postgres
+from leadflow.devstack.broker import start_broker
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.postgres import Postgres, create_database, start_postgres
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 

@@ -240,7 +240,7 @@ def start_service(
     service: str, settings: Settings, *, config_dir: Any = None, **env: str
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`leadflow serve <service>` as its own process on a free port; returns it and its URL."""
-    from leadflow.embedded import free_port
+    from leadflow.devstack.ports import free_port
 
     port = free_port()
     environment = {

@@ -18,7 +18,8 @@ import httpx
 import psutil
 import pytest
 
-from leadflow.embedded import create_database, free_port
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.postgres import create_database
 from shared.settings import Settings
 from tests.conftest import ROOT, database_url
 

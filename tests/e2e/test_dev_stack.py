@@ -168,7 +168,7 @@ async def test_embedded_default_starts_everything_and_stops_clean(tmp_path) -> N
 
 
 async def test_the_python_client_works_a_reps_queue(stack: DevStack, http: httpx.AsyncClient) -> None:
-    from leadflow.handoff_client import ConflictError, HandoffClient
+    from leadflow.clients.handoff import ConflictError, HandoffClient
 
     email = unique_email("client")
     await http.post(

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import yaml
 
-from leadflow.embedded import create_database
-from leadflow.operations import migrate_all
+from leadflow.admin.migrations import migrate_all
+from leadflow.devstack.postgres import create_database
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import to_envelope
 from shared.envelope import Envelope, utcnow

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, MetaData
 
-from leadflow.operations import create_key
+from leadflow.admin.keys import create_key
 from services.feedback import alert_webhooks
 from services.feedback import store as feedback_store
 from services.handoff import store as handoff_store

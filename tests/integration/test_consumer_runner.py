@@ -8,7 +8,7 @@ import asyncio
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import MetaData
 
-from leadflow.operations import migrate_all
+from leadflow.admin.migrations import migrate_all
 from shared.consumer import ConsumerRunner
 from shared.db import make_engine
 from shared.envelope import Envelope, utcnow

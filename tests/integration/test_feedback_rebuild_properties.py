@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from leadflow.operations import migrate_all
+from leadflow.admin.migrations import migrate_all
 from services.feedback import store
 from services.feedback.domain import FeedbackConfig
 from services.feedback.handlers import make_handlers

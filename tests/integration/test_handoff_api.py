@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from leadflow.operations import create_key
+from leadflow.admin.keys import create_key
 from services.handoff.schemas import HandoffPage, HandoffPublic
 from shared.auth import Scope
 from shared.envelope import Envelope

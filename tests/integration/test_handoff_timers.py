@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from leadflow.operations import migrate_all
+from leadflow.admin.migrations import migrate_all
 from shared.events import MqlReached, envelope_for
 from shared.settings import Settings
 from tests.conftest import ROOT

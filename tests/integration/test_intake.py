@@ -105,7 +105,7 @@ async def test_oversized_batch_and_body_are_refused(settings: Settings) -> None:
 
 
 async def test_api_keys_are_required_and_scoped(settings: Settings) -> None:
-    from leadflow.operations import create_key
+    from leadflow.admin.keys import create_key
     from shared.auth import Scope
 
     event = good_fit_journey(unique_email())[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from leadflow.embedded import free_port
+from leadflow.devstack.ports import free_port
 from services.intake.app import create as create_intake
 from services.scoring.app import create as create_scoring
 from shared.settings import Settings

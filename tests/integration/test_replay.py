@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 
-from leadflow.operations import replay
+from leadflow.admin.replay import replay
 from shared.settings import Settings
 from tests.support import producer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leadflow.operations import rescore
+from leadflow.admin.rescore import rescore
 from services.scoring.model import load_model, parse_model
 from shared.settings import Settings
 from tests.integration.test_pipeline_services import intake_envelopes, publish

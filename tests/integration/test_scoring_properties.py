@@ -14,7 +14,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from leadflow.operations import migrate_all
+from leadflow.admin.migrations import migrate_all
 from services.scoring import store
 from services.scoring.handlers import record_events
 from services.scoring.model import load_model

@@ -16,7 +16,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from leadflow.embedded import free_port
+from leadflow.devstack.ports import free_port
 from shared.settings import Settings
 from tests.conftest import ROOT
 from tests.integration.test_pipeline_services import intake_envelopes, publish

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from leadflow.demo import PERSONA_WEIGHTS, PERSONAS, persona_journey, pick_persona, run_demo
+from leadflow.devstack.demo_traffic import PERSONA_WEIGHTS, PERSONAS, persona_journey, pick_persona, run_demo
 from services.scoring.domain import LeadEvent, meets_mql_rule, score_lead
 from services.scoring.model import load_model
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from leadflow.cli import app as cli
+from leadflow.commands import app as cli
 from shared import metrics as shared_metrics
 from shared.settings import SERVICES, Settings
 

@@ -221,7 +221,9 @@ def test_the_base_holds_no_custom_resources():
 
 def graceful_shutdown_s() -> int:
     """uvicorn's drain timeout, as `leadflow serve` sets it."""
-    found = re.search(r"timeout_graceful_shutdown=(\d+)", (ROOT / "leadflow" / "cli.py").read_text())
+    found = re.search(
+        r"timeout_graceful_shutdown=(\d+)", (ROOT / "leadflow" / "commands" / "serve.py").read_text()
+    )
     assert found
     return int(found.group(1))
 

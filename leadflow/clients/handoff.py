@@ -1,6 +1,6 @@
 """A small typed client of the handoff API, for sales tools written in Python.
 
-    from leadflow.handoff_client import HandoffClient
+    from leadflow.clients.handoff import HandoffClient
 
     with HandoffClient("http://localhost:8003", api_key="lf_...") as client:
         for handoff in client.queue(status="mql"):

@@ -1,5 +1,5 @@
-"""feedback in `make bench`: lifecycle events turned into facts, a rebuild from the topic, and
-the metrics API, each beside a ceiling measured in the same run.
+"""feedback: lifecycle events turned into facts, a rebuild from the topic, and the metrics API,
+each beside a ceiling measured in the same run.
 
 - consumer: one `leadflow serve feedback` draining a backlog of handoff lifecycle events;
   ceiling: a bare aiokafka consumer reading the same topic.
@@ -13,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from leadflow.embedded import free_port, stop_process
+from bench.backlog import drain_rate
+from bench.ceilings import raw_read
+from bench.quantiles import percentile
+from bench.stack import libpq_dsn, serve, wait_ready
+from leadflow.admin.feedback_rebuild import rebuild_feedback
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.processes import stop_process
+from services.feedback import store as feedback_store
 from shared.envelope import Envelope, utcnow
 from shared.events import (
     HandoffCreated,
@@ -111,29 +117,9 @@ async def publish(bootstrap: str, topic: str) -> int:
         await producer.stop()
 
 
-async def raw_read(bootstrap: str, topic: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        seen, started = 0, time.perf_counter()
-        while seen < total:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
-            seen += sum(len(records) for records in batch.values())
-        return total / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
 async def drain(db_dsn: str, env: dict[str, str], topic: str, total: int) -> float:
     """Events/s of one feedback process applying the backlog (its inbox counts what it handled)."""
-    from leadflow.bench import drain_rate
-
-    done = "SELECT count(*) FROM feedback.inbox WHERE topic = $1"
+    done = f"SELECT count(*) FROM {feedback_store.inbox.fullname} WHERE topic = $1"
     return await drain_rate("feedback", env, db_dsn, total, done, topic)
 
 
@@ -146,14 +132,10 @@ async def sequential_latency(
         response = await client.get(path, headers=headers)
         timings.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-    ordered = sorted(timings)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(timings), percentile(timings, 99)
 
 
 async def feedback_timing(settings: Settings, env: dict[str, str]) -> FeedbackTiming:
-    from leadflow.bench import wait_ready
-    from leadflow.operations import rebuild_feedback
-
     own = settings.model_copy(update={"topic_prefix": PREFIX})
     await ensure_topics(own)
     topic = PREFIX + "lead.lifecycle"
@@ -161,13 +143,11 @@ async def feedback_timing(settings: Settings, env: dict[str, str]) -> FeedbackTi
     raw = await raw_read(settings.kafka_bootstrap, topic, total)
     port = free_port()
     feedback_env = {**env, "LEADFLOW_TOPIC_PREFIX": PREFIX, "LEADFLOW_FEEDBACK_PORT": str(port)}
-    db_dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    db_dsn = libpq_dsn(settings)
     consumer_rate = await drain(db_dsn, feedback_env, topic, total)
 
     rebuilt = await rebuild_feedback(own)
     rebuild_rate = rebuilt.applied / rebuilt.seconds
-
-    from leadflow.bench import serve
 
     feedback = serve("feedback", feedback_env)
     try:
@@ -183,29 +163,3 @@ async def feedback_timing(settings: Settings, env: dict[str, str]) -> FeedbackTi
     finally:
         stop_process(feedback)
     return FeedbackTiming(total, consumer_rate, rebuild_rate, raw, groups, funnel, healthz)
-
-
-def feedback_report(timing: FeedbackTiming) -> str:
-    t = timing
-
-    def ms(pair: tuple[float, float]) -> str:
-        return f"{pair[0]:.1f} ms | {pair[1]:.1f} ms"
-
-    ceiling = f"raw aiokafka consume: {t.raw_rate:,.0f}/s"
-    return "\n".join(
-        [
-            f"| feedback, {HANDOFFS:,} handoffs ({t.events:,} lifecycle events) "
-            "| leadflow | ceiling (same run) | ratio |",
-            "| --- | ---: | --- | ---: |",
-            f"| consumer, one process, events → facts | {t.consumer_rate:,.0f} events/s | {ceiling} "
-            f"| {t.consumer_rate / t.raw_rate:.2f} |",
-            f"| `leadflow feedback rebuild` | {t.rebuild_rate:,.0f} events/s | {ceiling} "
-            f"| {t.rebuild_rate / t.raw_rate:.2f} |",
-            "",
-            f"| feedback API, one request at a time ({API_REQUESTS} each) | p50 | p99 |",
-            "| --- | ---: | ---: |",
-            f"| `GET /v1/metrics/return-rate/groups?by=source&window=90d` | {ms(t.groups_ms)} |",
-            f"| `GET /v1/metrics/funnel?cohort=week&cohorts=12` | {ms(t.funnel_ms)} |",
-            f"| ceiling: `GET /healthz` of the same process | {ms(t.healthz_ms)} |",
-        ]
-    )

@@ -24,19 +24,11 @@ from typing import IO
 
 import httpx
 
-from leadflow.embedded import (
-    Broker,
-    Postgres,
-    create_database,
-    die_with_parent,
-    free_port,
-    port_open,
-    start_broker,
-    start_postgres,
-    stop_process,
-    wait_for_postgres,
-)
-from leadflow.operations import migrate_all
+from leadflow.admin.migrations import migrate_all
+from leadflow.devstack.broker import Broker, start_broker
+from leadflow.devstack.ports import free_port, port_open
+from leadflow.devstack.postgres import Postgres, create_database, start_postgres, wait_for_postgres
+from leadflow.devstack.processes import die_with_parent, stop_process
 from shared.settings import SERVICES, ServiceName, Settings
 
 READY_TIMEOUT_S = 90.0

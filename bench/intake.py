@@ -1,0 +1,45 @@
+"""intake: the single-event and batch endpoints, closed loop, on topics of their own."""
+
+from __future__ import annotations
+
+import orjson
+
+from bench.http_load import hammer
+from bench.lead_events import event
+from bench.stack import serve, wait_ready
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.processes import stop_process
+from shared.kafka import ensure_topics
+from shared.settings import Settings
+
+HTTP_REQUESTS = 3000
+BATCH_SIZE = 100
+BATCHES = 60
+PREFIX = "bench-intake."
+
+
+async def intake_throughput(
+    settings: Settings, env: dict[str, str], headers: dict[str, str]
+) -> tuple[float, float]:
+    """(single-event requests/s, batch requests/s) of one intake process.
+
+    Its own topics, so the events it publishes are not a backlog for the scoring phases.
+    """
+    intake_only = {**env, "LEADFLOW_TOPIC_PREFIX": PREFIX, "LEADFLOW_INTAKE_PORT": str(free_port())}
+    await ensure_topics(settings.model_copy(update={"topic_prefix": PREFIX}))
+    process = serve("intake", intake_only)
+    try:
+        intake_url = f"http://127.0.0.1:{intake_only['LEADFLOW_INTAKE_PORT']}"
+        await wait_ready(intake_url)
+        bodies = [orjson.dumps(event(f"single{i}@northwind.example", i % 50)) for i in range(HTTP_REQUESTS)]
+        single = await hammer(f"{intake_url}/v1/events", lambda i: bodies[i], HTTP_REQUESTS, headers)
+        batch_bodies = [
+            orjson.dumps(
+                {"events": [event(f"b{b}.{i}@northwind.example", i % 50) for i in range(BATCH_SIZE)]}
+            )
+            for b in range(BATCHES)
+        ]
+        batch = await hammer(f"{intake_url}/v1/events/batch", lambda i: batch_bodies[i], BATCHES, headers)
+        return single, batch
+    finally:
+        stop_process(process)

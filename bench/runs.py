@@ -1,0 +1,128 @@
+"""The two runs: the whole bench (every phase in order, on one broker and one Postgres), and the
+handoff part alone (`--only handoff`, about a minute)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+
+from bench.backtest import BACKTEST_EVENTS, BacktestTiming, backtest_timing
+from bench.ceilings import (
+    RAW_TOPIC,
+    ensure_raw_topic,
+    raw_consume,
+    raw_produce,
+    raw_round_trip,
+    serve_empty_app,
+)
+from bench.end_to_end import LATENCY_LEADS, LATENCY_RATE, end_to_end_latency
+from bench.feedback import HANDOFFS as FEEDBACK_HANDOFFS
+from bench.feedback import FeedbackTiming, feedback_timing
+from bench.handoff import HANDOFF_RATE, HandoffPhase, handoff_latency
+from bench.http_load import hammer
+from bench.intake import BATCH_SIZE, HTTP_REQUESTS, intake_throughput
+from bench.lead_events import event
+from bench.report import Figure
+from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
+from bench.stack import libpq_dsn, prepare, serve, wait_ready, with_statement_stats
+from leadflow.devstack.broker import start_broker
+from leadflow.devstack.ports import free_port
+from leadflow.devstack.postgres import start_postgres
+from leadflow.devstack.processes import stop_process
+
+
+async def run_handoff(work: Path) -> dict[str, HandoffPhase]:
+    """`python -m bench --only handoff`: the handoff API figures alone (about a minute)."""
+    broker = start_broker(free_port())
+    postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
+    empty: subprocess.Popen[bytes] | None = None
+    try:
+        settings, env = await prepare(broker, postgres)
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
+        empty_port = free_port()
+        empty = await serve_empty_app(work, empty_port)
+        print(f"handoff: queue listing and accept at {HANDOFF_RATE:.0f} requests/s …", flush=True)
+        empty_at = (f"http://127.0.0.1:{empty_port}", empty.pid)
+        return await handoff_latency(settings, env, libpq_dsn(settings), empty_at, headers)
+    finally:
+        if empty is not None:
+            stop_process(empty)
+        broker.stop()
+        postgres.stop()
+
+
+async def run(
+    work: Path,
+) -> tuple[list[Figure], dict[str, list[float]], dict[str, HandoffPhase], FeedbackTiming, BacktestTiming]:
+    broker = start_broker(free_port())
+    postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        settings, env = await prepare(broker, postgres)
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
+        payload = orjson.dumps(event("raw@northwind.example", 1)) * 2  # about an envelope's size
+        await ensure_raw_topic(settings)
+
+        print("ceiling: raw aiokafka produce / consume …", flush=True)
+        produce = await raw_produce(settings.kafka_bootstrap, RAW_TOPIC, payload)
+        consume = await raw_consume(settings.kafka_bootstrap, RAW_TOPIC)
+
+        print("ceiling: empty FastAPI endpoint …", flush=True)
+        empty_port = free_port()
+        empty_app = await serve_empty_app(work, empty_port)
+        processes.append(empty_app)
+        single_body = orjson.dumps(event("one@northwind.example", 1))
+        empty = await hammer(
+            f"http://127.0.0.1:{empty_port}/empty", lambda i: single_body, HTTP_REQUESTS, headers
+        )
+
+        print("intake: single and batch endpoints …", flush=True)
+        single, batch_rps = await intake_throughput(settings, env, headers)
+
+        print(f"scoring: draining {SCORING_LEADS * EVENTS_PER_LEAD} events …", flush=True)
+        db_dsn = libpq_dsn(settings)
+        scoring_rate = await scoring_throughput(settings, db_dsn, env)
+
+        print(f"end to end: {LATENCY_LEADS} journeys at {LATENCY_RATE:.0f}/s …", flush=True)
+        intake_url = f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}"
+        pipeline = [serve("intake", env), serve("scoring", env)]
+        processes += pipeline
+        await wait_ready(intake_url)
+        await wait_ready(f"http://127.0.0.1:{env['LEADFLOW_SCORING_PORT']}")
+        latencies = await end_to_end_latency(settings, intake_url, headers)
+        baseline = await raw_round_trip(settings.kafka_bootstrap, RAW_TOPIC)
+        for process in pipeline:  # idle from here on, but their loops would still take CPU
+            stop_process(process)
+
+        # Before the backtest: its million-row load leaves autovacuum running for minutes.
+        print(f"handoff: queue listing and accept at {HANDOFF_RATE:.0f} requests/s …", flush=True)
+        empty_at = (f"http://127.0.0.1:{empty_port}", empty_app.pid)
+        handoff = await handoff_latency(settings, env, db_dsn, empty_at, headers)
+
+        print(
+            f"feedback: {FEEDBACK_HANDOFFS:,} handoffs' lifecycle events, rebuild, metrics API …", flush=True
+        )
+        feedback = await feedback_timing(settings, env)
+
+        print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
+        backtest = await backtest_timing(settings, db_dsn)
+
+        figures = [
+            Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
+            Figure(
+                "intake, batch endpoint (100/batch)",
+                batch_rps * BATCH_SIZE,
+                "events/s",
+                "raw aiokafka produce",
+                produce,
+            ),
+            Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
+        ]
+        return figures, {"leadflow": latencies, "broker": baseline}, handoff, feedback, backtest
+    finally:
+        for process in processes:
+            stop_process(process)
+        broker.stop()
+        postgres.stop()

@@ -1,0 +1,28 @@
+"""`leadflow backtest`: stored history replayed through two models, nothing emitted."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import datetime
+
+from services.scoring import store as scoring_store
+from services.scoring.backtest import BacktestReport, run_backtest
+from services.scoring.model import ScoringModel
+from shared.db import make_engine
+from shared.settings import Settings
+
+
+async def backtest(
+    settings: Settings, *, current: ScoringModel, candidate: ScoringModel, since: datetime
+) -> BacktestReport:
+    """Replay stored history through both models; emits nothing."""
+    engine = make_engine(settings)
+    started = time.perf_counter()
+    try:
+        async with engine.connect() as conn:
+            histories = [h async for h in scoring_store.stream_histories(conn, since=since)]
+        report = run_backtest(current, candidate, histories, since=since)
+        return dataclasses.replace(report, elapsed_s=time.perf_counter() - started)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,19 @@
+"""`leadflow feedback rebuild`: feedback's facts rebuilt from lead.lifecycle."""
+
+from __future__ import annotations
+
+from services.feedback import store as feedback_store
+from services.feedback.rebuild import RebuildSummary, rebuild
+from shared.db import make_engine, migrate
+from shared.settings import Settings
+
+
+async def rebuild_feedback(settings: Settings) -> RebuildSummary:
+    """Replay lead.lifecycle into feedback's facts, in one transaction (see services.feedback.rebuild)."""
+    engine = make_engine(settings)
+    try:
+        await migrate(engine, schema="feedback", versions_dir=feedback_store.MIGRATIONS)
+        async with engine.begin() as conn:
+            return await rebuild(settings, conn)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,53 @@
+"""`leadflow rescore`: every lead recomputed under a model, the resulting events published."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.scoring import store as scoring_store
+from services.scoring.model import ScoringModel
+from services.scoring.rescore import RescoreSummary, rescore_all
+from shared.db import make_engine, migrate
+from shared.kafka import make_producer
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+from shared.topics import Topics
+from shared.unit_of_work import UnitOfWork
+
+
+@contextlib.asynccontextmanager
+async def _scoring_unit_of_work(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UnitOfWork]:
+    async with engine.begin() as conn:
+        uow = UnitOfWork(
+            conn=conn, outbox=scoring_store.outbox, topics=Topics(settings.topic_prefix), source="scoring"
+        )
+        yield uow
+        await uow.flush()
+
+
+async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
+    """Rescore every lead under `model`, then publish the events that caused (if any)."""
+    engine = make_engine(settings)
+    try:
+        await migrate(engine, schema=scoring_store.SCHEMA, versions_dir=scoring_store.MIGRATIONS)
+        summary = await rescore_all(lambda: _scoring_unit_of_work(engine, settings), model)
+        await _drain_outbox(engine, settings)
+        return summary
+    finally:
+        await engine.dispose()
+
+
+async def _drain_outbox(engine: AsyncEngine, settings: Settings) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        relay = OutboxRelay(
+            engine=engine, outbox=scoring_store.outbox, producer=producer, batch_size=500, idle_poll_s=0.1
+        )
+        while await relay.publish_once():
+            pass
+    finally:
+        await producer.stop()

@@ -1,0 +1,73 @@
+"""The scoring model's commands: `leadflow model validate`, and `leadflow rescore` and
+`leadflow backtest` (top-level commands, registered by leadflow.commands)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.settings import get_settings
+
+app = typer.Typer(help="The scoring model.", no_args_is_help=True)
+
+
+@app.command("validate")
+def model_validate(path: Annotated[Path, typer.Argument(help="a scoring model YAML file")]) -> None:
+    """Check a scoring model; each error names its line and the rule it breaks."""
+    from services.scoring.model import ModelError, load_model
+
+    try:
+        model = load_model(path)
+    except ModelError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: valid (version {model.version})")
+
+
+def rescore(
+    model: Annotated[Path | None, typer.Option(help="model file; default: the configured one")] = None,
+) -> None:
+    """Recompute every lead under the model; events go out only for MQL status changes."""
+    from leadflow.admin.rescore import rescore as run_rescore
+    from services.scoring.model import load_model
+
+    settings = get_settings()
+    summary = asyncio.run(
+        run_rescore(settings, load_model(model or settings.config_file("scoring-model.yaml")))
+    )
+    typer.echo(
+        f"rescored {summary.leads} leads under model {summary.model_version}: {summary.changed} changed, "
+        f"{summary.became_mql} became MQL, {summary.stopped_qualifying} MQLs no longer qualify"
+    )
+
+
+def backtest(
+    model: Annotated[Path, typer.Option(help="the candidate model file")],
+    since: Annotated[str, typer.Option(help="how far back to replay, e.g. 90d")] = "90d",
+    current: Annotated[
+        Path | None, typer.Option(help="model to compare with; default: the configured one")
+    ] = None,
+) -> None:
+    """What would this model do? Replays stored events through it and the current model."""
+    from rich.console import Console
+
+    from leadflow.admin.backtest import backtest as run_backtest
+    from services.scoring.backtest import render_report
+    from services.scoring.model import ModelError, load_model
+    from shared.envelope import utcnow
+    from shared.rates import parse_window
+
+    settings = get_settings()
+    try:
+        window = parse_window(since)
+        models = load_model(current or settings.config_file("scoring-model.yaml")), load_model(model)
+    except (ValueError, ModelError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    report = asyncio.run(
+        run_backtest(settings, current=models[0], candidate=models[1], since=utcnow() - window)
+    )
+    Console().print(render_report(report))
