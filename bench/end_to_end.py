@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.lead_events import journey
 from shared.envelope import Envelope
+from shared.events import MqlReached
 from shared.settings import Settings
 
 LATENCY_LEADS = 100
@@ -36,7 +37,7 @@ async def end_to_end_latency(settings: Settings, intake_url: str, headers: dict[
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
                     envelope = Envelope.from_bytes(record.value)
-                    if envelope.type == "lead.mql_reached" and envelope.trace_id in sent_at:
+                    if envelope.type == MqlReached.event_type and envelope.trace_id in sent_at:
                         latencies.append((time.perf_counter() - sent_at.pop(envelope.trace_id)) * 1000)
 
     watcher = asyncio.create_task(watch())

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import store as scoring_store
@@ -15,17 +12,7 @@ from shared.kafka import make_producer
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.topics import Topics
-from shared.unit_of_work import UnitOfWork
-
-
-@contextlib.asynccontextmanager
-async def _scoring_unit_of_work(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UnitOfWork]:
-    async with engine.begin() as conn:
-        uow = UnitOfWork(
-            conn=conn, outbox=scoring_store.outbox, topics=Topics(settings.topic_prefix), source="scoring"
-        )
-        yield uow
-        await uow.flush()
+from shared.unit_of_work import unit_of_work
 
 
 async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
@@ -33,7 +20,10 @@ async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
     engine = make_engine(settings)
     try:
         await migrate(engine, schema=scoring_store.SCHEMA, versions_dir=scoring_store.MIGRATIONS)
-        summary = await rescore_all(lambda: _scoring_unit_of_work(engine, settings), model)
+        topics = Topics(settings.topic_prefix)
+        summary = await rescore_all(
+            lambda: unit_of_work(engine, outbox=scoring_store.outbox, topics=topics, source="scoring"), model
+        )
         await _drain_outbox(engine, settings)
         return summary
     finally:
