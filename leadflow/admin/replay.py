@@ -6,6 +6,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.kafka import topic_partitions
 from shared.settings import Settings
 
 
@@ -16,15 +17,14 @@ async def replay(settings: Settings, *, topic: str, group: str, since: datetime 
     inbox), so a replay changes only what was lost, e.g. after restoring a backup.
     Returns the offset each partition now starts from.
     """
+    partitions = await topic_partitions(settings.kafka_bootstrap, topic)
+    if not partitions:
+        raise ValueError(f"no topic {topic!r} on {settings.kafka_bootstrap}")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        await consumer.topics()  # loads the metadata that partitions_for_topic reads
-        partitions = sorted(consumer.partitions_for_topic(topic) or [])
-        if not partitions:
-            raise ValueError(f"no topic {topic!r} on {settings.kafka_bootstrap}")
         assigned = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(assigned)
         if since is None:

@@ -22,6 +22,7 @@ from services.feedback import store
 from services.feedback.projection import PROJECTED, project
 from shared.envelope import Envelope
 from shared.events import LEAD_LIFECYCLE, parse_data
+from shared.kafka import topic_partitions
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.topics import Topics
@@ -85,15 +86,14 @@ async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> A
     highwater is the authority: Tansu lists end offsets short of the last records
     when they were produced in batches.
     """
+    partitions = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
+    if not partitions:
+        raise ValueError(f"no topic {topic!r} on {bootstrap}")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        await consumer.topics()  # loads the metadata that partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            raise ValueError(f"no topic {topic!r} on {bootstrap}")
         consumer.assign(partitions)
         beginnings = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
