@@ -15,7 +15,7 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from shared.events import Traits
-from shared.problems import FieldError
+from shared.field_errors import FieldError
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
