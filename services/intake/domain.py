@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from shared.events import Traits
 from shared.field_errors import FieldError
+from shared.identities import normalize_email
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -77,10 +78,6 @@ def load_tracking_plan(path: Path) -> TrackingPlan:
         return TrackingPlan.model_validate(raw)
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise TrackingPlanError(f"{path}: invalid tracking plan: {exc}") from exc
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
 
 
 def identity_of(event: IntakeEvent) -> str:
