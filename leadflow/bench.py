@@ -47,7 +47,7 @@ from leadflow.operations import migrate_all
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import to_envelope
 from services.scoring import store as scoring_store
-from services.scoring.model import load_model
+from services.scoring.config_files import load_model
 from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.kafka import ensure_topics

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import store, webhooks
 from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
-from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.handlers import (
     Decision,
     HandoffConfig,
@@ -37,6 +36,7 @@ from services.handoff.schemas import (
     ReassignBody,
 )
 from services.handoff.sla import load_sla_config
+from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.timers import make_timer_loop
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_LIFECYCLE

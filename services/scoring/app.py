@@ -10,8 +10,9 @@ import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.scoring import store
+from services.scoring.config_files import load_model
 from services.scoring.handlers import make_handlers
-from services.scoring.model import ScoringModel, load_model
+from services.scoring.model import ScoringModel
 from services.scoring.schemas import ActiveModel, LeadPage, LeadPublic, TimelineEntry
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
