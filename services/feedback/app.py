@@ -10,12 +10,12 @@ from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.feedback import alert_webhooks, dashboard, reports, store
 from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
+from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
     DIMENSIONS,
     Dimension,
     FeedbackConfig,
     Window,
-    load_feedback_config,
     parse_window,
 )
 from services.feedback.handlers import make_handlers

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import store, webhooks
+from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.domain import Action, InvalidTransition, ReasonRequired, Stage, allowed_actions
 from services.handoff.handlers import (
     Decision,
@@ -27,7 +28,6 @@ from services.handoff.handlers import (
     make_handlers,
     reassign,
 )
-from services.handoff.routing import load_routing_config
 from services.handoff.schemas import (
     DecisionBody,
     HandoffPage,
@@ -35,7 +35,6 @@ from services.handoff.schemas import (
     HistoryEntry,
     ReassignBody,
 )
-from services.handoff.sla import load_sla_config
 from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.timers import make_timer_loop
 from shared.auth import Principal, Scope, require

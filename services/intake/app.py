@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
-from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan, load_tracking_plan
+from services.intake.config_files import load_tracking_plan
+from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan
 from services.intake.handlers import accept_events
 from services.intake.metrics import EVENT_PATHS, CountOversized, count_rejected, events_in
 from shared.auth import Principal, Scope, require
