@@ -20,13 +20,18 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from leadflow.cli import app as cli
+from services.feedback.settings import FeedbackSettings
+from services.handoff.settings import HandoffSettings
+from services.intake.settings import IntakeSettings
 from shared import metrics as shared_metrics
 from shared.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 CONFIG_COPY = ROOT / "deploy" / "k8s" / "base" / "config"
-DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+# Every setting a service reads: the platform's and each service's own.
+SETTINGS_CLASSES = (Settings, IntakeSettings, HandoffSettings, FeedbackSettings)
+DEFAULTS = {name: field.default for kind in SETTINGS_CLASSES for name, field in kind.model_fields.items()}
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
