@@ -23,10 +23,10 @@ from services.feedback.domain import (
     group_alert_key,
     rate_figure,
 )
+from services.feedback.metrics import ALERTS_OPEN, RETURN_RATE, RETURN_RATE_DECISIONS
 from services.feedback.projection import Projected, breach_key
 from shared.envelope import utcnow
 from shared.events import AlertFigures, AlertRaised, AlertResolved
-from shared.metrics import ALERTS_OPEN, RETURN_RATE, RETURN_RATE_DECISIONS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 

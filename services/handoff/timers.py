@@ -15,9 +15,9 @@ from datetime import datetime
 
 from services.handoff import store
 from services.handoff.handlers import HandoffConfig, reassign
+from services.handoff.metrics import SLA_BREACHES, SLA_WARNINGS
 from shared.envelope import utcnow
 from shared.events import SlaBreached, SlaWarning
-from shared.metrics import SLA_BREACHES, SLA_WARNINGS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 

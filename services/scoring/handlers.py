@@ -15,6 +15,7 @@ from typing import Any
 from services.scoring import store
 from services.scoring.domain import LeadEvent, LeadScore, may_requalify, meets_mql_rule, score_lead
 from services.scoring.identity import IdentityPlan
+from services.scoring.metrics import MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
@@ -25,7 +26,6 @@ from shared.events import (
     MqlReached,
     ScoreContribution,
 )
-from shared.metrics import MQLS
 from shared.unit_of_work import UnitOfWork
 
 RECENT_EVENTS_CARRIED = 20
