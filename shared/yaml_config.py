@@ -60,8 +60,9 @@ def parse_config(
 ) -> Schema:
     """Validate config YAML text; raises `error` naming `source` and each line.
 
-    `empty_means_defaults`: a file without content (or `null`) is the schema's defaults
-    instead of an error. `under`: the keys may also sit under this one top-level key.
+    `empty_means_defaults`: a file without content (or `null`) is validated as an empty
+    mapping, so it means the schema's defaults (or says which keys are required), instead of
+    being refused as empty. `under`: the keys may also sit under this one top-level key.
     """
     root, data = _compose(text, source, error)
     if root is None and not empty_means_defaults:
