@@ -10,7 +10,7 @@ from datetime import timedelta
 from bench.seeding import seed_history
 from leadflow.admin.backtest import backtest
 from services.scoring import store as scoring_store
-from services.scoring.model import load_model
+from services.scoring.config_files import load_model
 from shared.db import make_engine
 from shared.envelope import utcnow
 from shared.settings import Settings

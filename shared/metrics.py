@@ -1,15 +1,16 @@
-"""Prometheus metrics of every service (each process exposes `/metrics`).
+"""Prometheus metrics of the platform, which every service exposes on `/metrics`.
 
-Every figure is declared here, so `deploy/grafana/dashboards/leadflow.json` and
-docs/operations.md ("What /metrics exposes") can be checked against one module.
-Labels take values from code or configuration (rules, stages, policies, teams,
-configured dimensions), never from a request or an event, so each metric has a
-bounded number of series.
+A service's own figures are declared in its `services/<name>/metrics.py`; these modules
+together declare every figure, and tests/unit/test_deploy_files.py checks
+`deploy/grafana/dashboards/leadflow.json` and docs/operations.md ("What /metrics exposes")
+against all of them. Labels take values from code or configuration (rules, stages,
+policies, teams, configured dimensions), never from a request or an event, so each metric
+has a bounded number of series.
 """
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# --- every service ---------------------------------------------------------------------
+# --- every service -------------------------------------------------------------------------
 
 HTTP_REQUESTS = Counter(
     "leadflow_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -30,46 +31,10 @@ CONSUMER_LAG = Gauge(
 )
 OUTBOX_PUBLISHED = Counter("leadflow_outbox_published_total", "Outbox rows published to Kafka")
 
-# --- intake ------------------------------------------------------------------------------
+# --- webhook delivery (shared/webhooks.py), which handoff and feedback run -------------
 
-INTAKE_EVENTS = Counter(
-    "leadflow_intake_events_total",
-    "Events intake accepted onto lead.events or refused; reason: the rule a refused event broke",
-    ["outcome", "reason"],
-)
-
-# --- scoring -----------------------------------------------------------------------------
-
-MQLS = Counter(
-    "leadflow_mqls_total", "MQLs emitted (lead.mql_reached), counted as their transaction commits", ["grade"]
-)
-
-# --- handoff -----------------------------------------------------------------------------
-
-HANDOFFS = Gauge("leadflow_handoffs", "Handoffs in each stage, counted in the database", ["stage"])
-SLA_WARNINGS = Counter(
-    "leadflow_sla_warnings_total", "SLA warnings fired (handoff.sla_warning)", ["policy", "team"]
-)
-SLA_BREACHES = Counter(
-    "leadflow_sla_breaches_total", "SLA breaches fired (handoff.sla_breached)", ["policy", "team"]
-)
 WEBHOOK_DELIVERIES = Counter(
     "leadflow_webhook_deliveries_total",
     "Webhook delivery attempts; outcome: delivered, retrying (will be tried again) or failed (gave up)",
     ["outcome"],
 )
-
-# --- feedback ----------------------------------------------------------------------------
-
-RETURN_RATE = Gauge(
-    "leadflow_return_rate",
-    "Share of decided handoffs sent back to marketing over the window (0-1); "
-    "group: overall or <dimension>:<value> of the configured dimensions",
-    ["group"],
-)
-RETURN_RATE_DECISIONS = Gauge(
-    "leadflow_return_rate_decisions",
-    "Decisions (accepted or rejected) the return rate is computed on",
-    ["group"],
-)
-ALERTS_OPEN = Gauge("leadflow_alerts_open", "Alerts raised and not yet resolved", ["metric"])

@@ -17,7 +17,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.field_errors import FieldError
 from shared.logging import get_logger
+
+__all__ = [
+    "OUTAGES",
+    "PROBLEM_JSON",
+    "DependencyUnavailable",
+    "FieldError",  # declared in shared.field_errors, which pure modules import without FastAPI
+    "Problem",
+    "install_problem_handlers",
+    "invalid",
+    "problem_response",
+    "validation_errors",
+]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -36,16 +49,6 @@ OUTAGES: tuple[type[Exception], ...] = (
     TimeoutError,
 )
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    rule: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "rule": self.rule, "message": self.message}
 
 
 @dataclass

@@ -1,14 +1,16 @@
-"""One settings object for every service, read from `LEADFLOW_*` environment variables.
+"""The platform's settings, which every service reads from `LEADFLOW_*` environment variables.
 
-Every setting has a default that is safe for the embedded stack (`leadflow dev`);
-production sets `LEADFLOW_ENV=production`, which refuses the dev admin key.
+A service's own settings extend these in `services/<name>/settings.py` (same variables'
+prefix); `create()` turns the `Settings` it is given into them with `settings_as`. Every
+setting has a default that is safe for the embedded stack (`leadflow dev`); production sets
+`LEADFLOW_ENV=production`, which refuses the dev admin key.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,18 +60,14 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Keep message ids this long; longer than any topic's retention."
     )
 
-    alert_eval_interval_s: float = Field(default=10.0, gt=0)
-    sla_timer_poll_s: float = Field(default=1.0, gt=0)
+    # Webhook delivery (shared/webhooks.py), which handoff and feedback both run.
     webhook_poll_s: float = Field(default=1.0, gt=0)
     webhook_first_retry_s: float = Field(default=10.0, gt=0, description="first retry delay; then doubling")
     webhook_max_age_h: float = Field(default=24.0, gt=0, description="retry for this long, then mark failed")
-    gauge_refresh_s: float = Field(
-        default=15.0, gt=0, description="how often gauges counted in the database (handoffs by stage) refresh"
-    )
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_batch_events: int = Field(default=500, ge=1)
 
+    # The dev stack's demo traffic (`leadflow dev`), read by leadflow/dev.py and the CLI.
     demo: bool = True
     demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
 
@@ -97,3 +95,21 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+ServiceSettings = TypeVar("ServiceSettings", bound=Settings)
+
+
+def settings_as(kind: type[ServiceSettings], settings: Settings | None) -> ServiceSettings:
+    """`settings` (default: from the environment) as a service's own settings class.
+
+    Every value `settings` holds wins; the service's fields it does not hold come from the
+    environment or their defaults.
+    """
+    settings = settings or get_settings()
+    if isinstance(settings, kind):
+        return settings
+    # vars(), not model_dump(): `model_copy(update=...)` can give a plain Settings a field of
+    # the service's (tests do, e.g. a fast `sla_timer_poll_s`), and only vars() holds it.
+    given = {name: value for name, value in vars(settings).items() if name in kind.model_fields}
+    return kind(**given)

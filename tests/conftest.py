@@ -115,12 +115,12 @@ async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path
         data_dir=tmp_path / "data",
         consumer_poll_ms=50,
         outbox_idle_poll_ms=100,
-        alert_eval_interval_s=1.0,
         db_pool_size=5,
         admin_key="test-admin-key",
     )
     await ensure_topics(s)
-    yield s
+    # A setting of feedback's own (FeedbackSettings), which its create() carries over.
+    yield s.model_copy(update={"alert_eval_interval_s": 1.0})
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ app = typer.Typer(help="The scoring model.", no_args_is_help=True)
 @app.command("validate")
 def model_validate(path: Annotated[Path, typer.Argument(help="a scoring model YAML file")]) -> None:
     """Check a scoring model; each error names its line and the rule it breaks."""
-    from services.scoring.model import ModelError, load_model
+    from services.scoring.config_files import load_model
+    from services.scoring.model import ModelError
 
     try:
         model = load_model(path)
@@ -32,7 +33,7 @@ def rescore(
 ) -> None:
     """Recompute every lead under the model; events go out only for MQL status changes."""
     from leadflow.admin.rescore import rescore as run_rescore
-    from services.scoring.model import load_model
+    from services.scoring.config_files import load_model
 
     settings = get_settings()
     summary = asyncio.run(
@@ -56,7 +57,8 @@ def backtest(
 
     from leadflow.admin.backtest import backtest as run_backtest
     from services.scoring.backtest import render_report
-    from services.scoring.model import ModelError, load_model
+    from services.scoring.config_files import load_model
+    from services.scoring.model import ModelError
     from shared.envelope import utcnow
     from shared.rates import parse_window
 

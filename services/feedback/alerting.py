@@ -23,10 +23,10 @@ from services.feedback.domain import (
     group_alert_key,
     rate_figure,
 )
+from services.feedback.metrics import ALERTS_OPEN, RETURN_RATE, RETURN_RATE_DECISIONS
 from services.feedback.projection import Projected, breach_key
 from shared.envelope import utcnow
 from shared.events import AlertFigures, AlertRaised, AlertResolved
-from shared.metrics import ALERTS_OPEN, RETURN_RATE, RETURN_RATE_DECISIONS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 
@@ -162,7 +162,7 @@ def _figures(event: AlertFigures) -> dict[str, Any]:
     return event.model_dump(mode="json", exclude_none=True)
 
 
-def make_alert_timer(config: FeedbackConfig) -> BackgroundLoop:
+def make_alert_timer(config: FeedbackConfig, *, interval_s: float) -> BackgroundLoop:
     async def alert_timer(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
         """Re-evaluate alerts every so often: windows slide even when no event arrives."""
         while not stop.is_set():
@@ -172,6 +172,6 @@ def make_alert_timer(config: FeedbackConfig) -> BackgroundLoop:
             for metric in ("return_rate", "sla_breach"):
                 ALERTS_OPEN.labels(metric).set(open_counts.get(metric, 0))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=runtime.settings.alert_eval_interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
     return alert_timer

@@ -10,12 +10,12 @@ from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.feedback import alert_webhooks, dashboard, reports, store
 from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
+from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
     DIMENSIONS,
     Dimension,
     FeedbackConfig,
     Window,
-    load_feedback_config,
     parse_window,
 )
 from services.feedback.handlers import make_handlers
@@ -28,13 +28,14 @@ from services.feedback.schemas import (
     ReturnRateSeries,
     RuleAttributions,
 )
+from services.feedback.settings import FeedbackSettings
 from shared.auth import Principal, Scope, require
 from shared.envelope import utcnow
 from shared.events import LEAD_LIFECYCLE, OPS_ALERTS
 from shared.http import create_app
 from shared.problems import FieldError, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_as
 
 router = APIRouter(prefix="/v1", tags=["metrics"])
 Reader = Annotated[Principal, require(Scope.METRICS_READ)]
@@ -148,7 +149,7 @@ async def list_alerts(
 
 
 def create(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings_as(FeedbackSettings, settings)
     config = load_feedback_config(settings.config_file("feedback.yaml"))
     spec = ServiceSpec(
         name="feedback",
@@ -158,7 +159,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         handlers={},
         batch_handlers={**make_handlers(config), **alert_webhooks.batch_handlers()},
         loops=[
-            make_alert_timer(config),
+            make_alert_timer(config, interval_s=settings.alert_eval_interval_s),
             alert_webhooks.make_delivery_loop(
                 first_retry_s=settings.webhook_first_retry_s,
                 max_age=timedelta(hours=settings.webhook_max_age_h),

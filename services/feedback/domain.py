@@ -1,7 +1,7 @@
 """The arithmetic of feedback: windows, score bands, cohorts, stage times, funnels, alert decisions.
 
-Pure calculations, no I/O except `load_feedback_config`. PRODUCT.md "Feedback metrics"
-holds the definitions these functions implement.
+Pure calculations, no I/O (`config_files.load_feedback_config` reads the file). PRODUCT.md
+"Feedback metrics" holds the definitions these functions implement.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Literal, Protocol
 
 import pydantic
-import yaml
 from pydantic import Field, field_validator, model_validator
 
+from shared.config_errors import PydanticWordedConfigError
 from shared.rates import RateFigure, parse_window, rate_figure, wilson_interval
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "cohort_of",
     "decide_alert",
     "group_alert_key",
-    "load_feedback_config",
     "parse_window",
     "percentile",
     "rate_figure",
@@ -363,21 +361,7 @@ class FeedbackConfig(pydantic.BaseModel):
         return parse_window(self.window)
 
 
-class FeedbackConfigError(ValueError):
-    """The feedback file cannot be used; the message names the file and what is wrong."""
+class FeedbackConfigError(PydanticWordedConfigError):
+    """The feedback file cannot be used; each problem names its line and what is wrong."""
 
-
-def load_feedback_config(path: str | Path) -> FeedbackConfig:
-    """Read and validate the feedback file; an empty file means all defaults."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise FeedbackConfigError(f"{path}: cannot read feedback config: {exc}") from exc
-    try:
-        return FeedbackConfig.model_validate(raw or {})
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise FeedbackConfigError(f"{path}: invalid feedback config: {problems}") from exc
+    what = "feedback config"

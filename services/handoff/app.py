@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import idempotency, store, webhooks
+from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.domain import (
     Action,
     Decision,
@@ -25,7 +26,6 @@ from services.handoff.domain import (
     allowed_actions,
 )
 from services.handoff.handlers import HandoffNotFound, decide, make_handlers, reassign
-from services.handoff.routing import load_routing_config
 from services.handoff.schemas import (
     DecisionBody,
     HandoffPage,
@@ -33,7 +33,7 @@ from services.handoff.schemas import (
     HistoryEntry,
     ReassignBody,
 )
-from services.handoff.sla import load_sla_config
+from services.handoff.settings import HandoffSettings
 from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.timers import make_timer_loop
 from services.handoff.visibility import Viewer, visible_owners
@@ -42,7 +42,7 @@ from shared.events import LEAD_LIFECYCLE
 from shared.http import create_app
 from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_as
 from shared.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["handoffs"])
@@ -323,7 +323,7 @@ router.include_router(webhooks.router)  # POST/GET /v1/webhooks, GET /v1/webhook
 
 
 def create(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings_as(HandoffSettings, settings)
     sla_config = load_sla_config(settings.config_file("sla.yaml"))
     routing = load_routing_config(
         settings.config_file("routing.yaml"), calendars=[c.name for c in sla_config.calendars]

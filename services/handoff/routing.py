@@ -2,26 +2,28 @@
 
 Rules are tried in file order; the first whose conditions all hold assigns the handoff, to a
 named owner or queue or round-robin within a team. No rule matches: the fallback queue.
-Pure: the service keeps each team's round-robin counter and passes it in as `turn`.
+Pure: the service keeps each team's round-robin counter and passes it in as `turn`, and
+`config_files.load_routing_config` reads the file.
 """
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Self
 
 import pydantic
-import yaml
 from pydantic import BeforeValidator, Field, model_validator
 
+from shared.config_errors import Loc, PydanticWordedConfigError
 from shared.traits import employees
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
-class RoutingConfigError(ValueError):
-    """The routing file cannot be used; the message names the file and what is wrong."""
+class RoutingConfigError(PydanticWordedConfigError):
+    """The routing file cannot be used; each problem names its line and what is wrong."""
+
+    what = "routing config"
 
 
 def _country_code(value: Any) -> Any:
@@ -182,38 +184,18 @@ def route(config: RoutingConfig, *, traits: Mapping[str, Any], policy: str, turn
     return RouteDecision(owner=config.fallback_queue, team=None, rule=None)
 
 
-def load_routing_config(path: str | Path, *, calendars: Collection[str] | None = None) -> RoutingConfig:
-    """Read and validate the routing file, refusing it whole if anything is wrong.
-
-    The keys may sit at the top level or under one `routing:` key. `calendars`, when given
-    (the SLA config's calendar names), is checked against the teams' calendars.
-    """
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RoutingConfigError(f"{path}: cannot read routing config: {exc}") from exc
-    if isinstance(raw, dict) and list(raw) == ["routing"]:
-        raw = raw["routing"]
-    try:
-        config = RoutingConfig.model_validate(raw or {})
-    except pydantic.ValidationError as exc:
-        raise RoutingConfigError(f"{path}: invalid routing config: {_describe(exc)}") from exc
-    for team in config.teams:
-        if calendars is not None and team.calendar is not None and team.calendar not in calendars:
-            raise RoutingConfigError(
-                f"{path}: team {team.name!r} names calendar {team.calendar!r}, which the SLA config "
-                f"does not define (calendars: {', '.join(sorted(calendars)) or 'none'})"
+def unknown_calendars(config: RoutingConfig, calendars: Collection[str]) -> Iterator[tuple[Loc, str]]:
+    """Each team whose calendar is not one of `calendars` (the SLA config's calendar names)."""
+    for i, team in enumerate(config.teams):
+        if team.calendar is not None and team.calendar not in calendars:
+            yield (
+                ("teams", i, "calendar"),
+                f"team {team.name!r} names calendar {team.calendar!r}, which the SLA config "
+                f"does not define (calendars: {', '.join(sorted(calendars)) or 'none'})",
             )
-    return config
 
 
 def _country_of(value: Any) -> str | None:
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z]{2}", value.strip()):
         return value.strip().upper()
     return None
-
-
-def _describe(exc: pydantic.ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-    )

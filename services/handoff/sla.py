@@ -1,26 +1,31 @@
 """SLA policies: which one an MQL falls under, when its decision is due, and when to warn.
 
 A policy that names a calendar counts its hours as business hours in that calendar (see
-`calendar.py`); one without counts wall-clock hours. `_after` and `_elapsed` are the only
+`business_hours.py`); one without counts wall-clock hours. `_after` and `_elapsed` are the only
 places that add or measure time. Datetimes are expected timezone-aware (UTC).
 """
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Self
 
 import pydantic
-import yaml
 from pydantic import Field, PrivateAttr, model_validator
 
 from services.handoff.business_hours import BusinessCalendar, add_business_time, business_time_between
+from shared.config_errors import PydanticWordedConfigError
 
 _STRICT = pydantic.ConfigDict(extra="forbid")
 
 
 class SlaConfigError(ValueError):
-    """The SLA file cannot be used; the message names the file and what is wrong."""
+    """The SLA config cannot be used; the message says what is wrong (from a file: where)."""
+
+
+class SlaFileError(PydanticWordedConfigError, SlaConfigError):
+    """The SLA file does not load; each problem names its line."""
+
+    what = "SLA config"
 
 
 class Selector(pydantic.BaseModel):
@@ -137,18 +142,6 @@ class SlaConfig(pydantic.BaseModel):
         raise SlaConfigError(f"no calendar named {name!r}; known: {known}")
 
 
-def load_sla_config(path: str | Path) -> SlaConfig:
-    """Read and validate the SLA file, refusing it whole if anything is wrong."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SlaConfigError(f"{path}: cannot read SLA config: {exc}") from exc
-    try:
-        return SlaConfig.model_validate(raw or {})
-    except pydantic.ValidationError as exc:
-        raise SlaConfigError(f"{path}: invalid SLA config: {_describe(exc)}") from exc
-
-
 def choose_policy(
     config: SlaConfig, *, recent_events: Sequence[tuple[str, datetime]], mql_at: datetime
 ) -> SlaPolicy:
@@ -206,9 +199,3 @@ def _after(calendar: BusinessCalendar | None, start: datetime, duration: timedel
 
 def _elapsed(calendar: BusinessCalendar | None, start: datetime, end: datetime) -> timedelta:
     return end - start if calendar is None else business_time_between(calendar, start, end)
-
-
-def _describe(exc: pydantic.ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-    )

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.handoff import store
 from services.handoff.domain import Stage
-from shared.metrics import HANDOFFS
+from services.handoff.metrics import HANDOFFS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 
 

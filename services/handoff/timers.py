@@ -18,9 +18,9 @@ from prometheus_client import Counter
 from services.handoff import store
 from services.handoff.domain import HandoffConfig
 from services.handoff.handlers import reassign
+from services.handoff.metrics import SLA_BREACHES, SLA_WARNINGS
 from shared.envelope import utcnow
 from shared.events import SlaBreached, SlaWarning
-from shared.metrics import SLA_BREACHES, SLA_WARNINGS
 from shared.runtime import BackgroundLoop, ServiceRuntime
 from shared.unit_of_work import UnitOfWork
 

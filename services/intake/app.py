@@ -10,14 +10,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
-from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan, load_tracking_plan
+from services.intake.config_files import load_tracking_plan
+from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan
 from services.intake.handlers import accept_events
 from services.intake.metrics import EVENT_PATHS, CountOversized, count_rejected, events_in
+from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Scope, require
 from shared.http import create_app
 from shared.problems import FieldError, Problem, invalid, problem_response, validation_errors
 from shared.runtime import ServiceRuntime, ServiceSpec
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_as
 
 router = APIRouter(prefix="/v1", tags=["events"])
 Writer = Annotated[Principal, require(Scope.EVENTS_WRITE)]
@@ -28,8 +30,17 @@ class Accepted(BaseModel):
     event_ids: list[str]
 
 
-def _runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
+class IntakeRuntime(ServiceRuntime):
+    """The runtime of intake, whose settings are intake's own (`max_batch_events`)."""
+
+    settings: IntakeSettings
+
+    def __init__(self, spec: ServiceSpec, settings: IntakeSettings) -> None:
+        super().__init__(spec, settings)
+
+
+def _runtime(request: Request) -> IntakeRuntime:
+    runtime: IntakeRuntime = request.app.state.runtime
     if not runtime.started.is_set():
         raise Problem(
             status=503,
@@ -40,7 +51,7 @@ def _runtime(request: Request) -> ServiceRuntime:
     return runtime
 
 
-Runtime = Annotated[ServiceRuntime, Depends(_runtime)]
+Runtime = Annotated[IntakeRuntime, Depends(_runtime)]
 
 
 async def _accept(
@@ -78,9 +89,9 @@ async def post_batch(batch: EventBatch, request: Request, runtime: Runtime, _: W
 
 
 def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
-    settings = settings or get_settings()
+    settings = settings_as(IntakeSettings, settings)
     spec = ServiceSpec(name="intake", metadata=MetaData(), migrations=None)
-    runtime = ServiceRuntime(spec, settings)
+    runtime = IntakeRuntime(spec, settings)
     app = create_app(
         runtime,
         title="leadflow intake",

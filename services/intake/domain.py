@@ -2,20 +2,21 @@
 
 Pure: the route validates the JSON shape with `IntakeEvent`, then
 `check_against_plan` applies the rules that depend on configuration and time.
+`config_files.load_tracking_plan` reads the plan's file.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.config_errors import PydanticWordedConfigError
 from shared.events import Traits
-from shared.problems import FieldError
+from shared.field_errors import FieldError
+from shared.identities import normalize_email
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -67,20 +68,10 @@ class TrackingPlan(BaseModel):
     types: dict[str, EventTypeSpec]
 
 
-class TrackingPlanError(ValueError):
-    pass
+class TrackingPlanError(PydanticWordedConfigError):
+    """The tracking plan file cannot be used; each problem names its line."""
 
-
-def load_tracking_plan(path: Path) -> TrackingPlan:
-    try:
-        raw: Any = yaml.safe_load(path.read_text())
-        return TrackingPlan.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise TrackingPlanError(f"{path}: invalid tracking plan: {exc}") from exc
-
-
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    what = "tracking plan"
 
 
 def identity_of(event: IntakeEvent) -> str:

@@ -13,10 +13,11 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 
-from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of, normalize_email
+from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of
 from services.intake.metrics import count_accepted, count_rejected
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
+from shared.identities import normalize_email
 from shared.problems import FieldError, invalid
 
 

@@ -1,4 +1,5 @@
-"""How intake counts events for `/metrics`: `leadflow_intake_events_total{outcome, reason}`.
+"""intake's figure for `/metrics`, `leadflow_intake_events_total{outcome, reason}`, and how it
+counts events (the platform's figures are in shared/metrics.py).
 
 Every event of a request counts once, so a refused batch of 50 counts 50. A
 refused event's reason is the first rule it broke, named as in the problem+json
@@ -14,10 +15,16 @@ import re
 from collections import Counter
 from typing import Any
 
+import prometheus_client
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.metrics import INTAKE_EVENTS
-from shared.problems import FieldError
+from shared.field_errors import FieldError
+
+INTAKE_EVENTS = prometheus_client.Counter(
+    "leadflow_intake_events_total",
+    "Events intake accepted onto lead.events or refused; reason: the rule a refused event broke",
+    ["outcome", "reason"],
+)
 
 EVENT_PATHS = frozenset({"/v1/events", "/v1/events/batch"})
 _EVENT_FIELD = re.compile(r"^events\.(\d+)(?:\.|$)")

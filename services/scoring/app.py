@@ -9,14 +9,15 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.intake.domain import normalize_email
 from services.scoring import store
+from services.scoring.config_files import load_model
 from services.scoring.handlers import make_handlers
-from services.scoring.model import ScoringModel, load_model
+from services.scoring.model import ScoringModel
 from services.scoring.schemas import ActiveModel, LeadPage, LeadPublic, TimelineEntry
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.http import create_app
+from shared.identities import normalize_email
 from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, get_settings

@@ -28,8 +28,6 @@ from services.scoring.model import (
     ScoringModel,
     UndesirableRule,
     canonical_channel,
-    load_model,
-    parse_model,
 )
 from shared.traits import employees
 
@@ -42,10 +40,8 @@ __all__ = [
     "ScoringModel",
     "email_domain",
     "engagement_points",
-    "load_model",
     "may_requalify",
     "meets_mql_rule",
-    "parse_model",
     "score_lead",
     "utc_day",
 ]

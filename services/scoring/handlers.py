@@ -14,11 +14,11 @@ from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
 from services.scoring.identity import IdentityPlan
 from services.scoring.lifecycle import Rescored
+from services.scoring.metrics import MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
 from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
-from shared.metrics import MQLS
 from shared.unit_of_work import UnitOfWork
 
 

@@ -1,18 +1,17 @@
-"""The scoring model: its schema, and loading it from YAML with errors that name the line.
+"""The scoring model: its schema and the rules a valid model keeps.
 
 Marketing ops edits the model by hand, so a bad file must refuse to load with a message a
-person can act on: the schema is strict (unknown keys are errors, "5" is not an integer) and
-every problem is mapped back to the YAML line it came from.
+person can act on: the schema is strict (unknown keys are errors, "5" is not an integer), and
+`rule_problems` names what the schema cannot express. Pure: `config_files.load_model` reads
+the file, through `shared.yaml_config`, which maps every problem back to its YAML line.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,9 +20,10 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
-    ValidationError,
     model_validator,
 )
+
+from shared.config_errors import ConfigError, Loc
 
 Grade = Literal["A", "B", "C", "D"]
 GRADES: tuple[Grade, ...] = ("A", "B", "C", "D")  # best first
@@ -48,20 +48,9 @@ EVENT_TYPES = frozenset(
     }
 )
 
-Loc = tuple[str | int, ...]
 
-
-class ModelError(ValueError):
+class ModelError(ConfigError):
     """A model file that cannot load; str() gives one "FILE line N: path: rule" per problem."""
-
-    def __init__(self, source: str, problems: Sequence[tuple[int, str, str]]) -> None:
-        self.source = source
-        self.problems = tuple(sorted(problems))  # (line, path, message)
-        super().__init__("\n".join(self._format(*p) for p in self.problems))
-
-    def _format(self, line: int, path: str, message: str) -> str:
-        where = f"{path}: " if path else ""
-        return f"{self.source} line {line}: {where}{message}"
 
 
 def _compiles(pattern: str) -> str:
@@ -274,135 +263,11 @@ class ScoringModel(_Schema):
     mql: MqlRule
 
 
-def load_model(path: str | Path) -> ScoringModel:
-    """Read and validate a model file; raises ModelError naming the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ModelError(str(path), [(1, "", f"cannot read file ({e.strerror or e})")]) from None
-    return parse_model(text, source=str(path))
-
-
-def parse_model(text: str, source: str = "<model>") -> ScoringModel:
-    """Validate model YAML text; raises ModelError naming `source` and the line."""
-    root, data = _compose(text, source)
-    if duplicates := list(_duplicate_keys(root)):
-        raise ModelError(source, duplicates)
-    try:
-        model = ScoringModel.model_validate(data)
-    except ValidationError as e:
-        invalid = [_locate(root, *_pydantic_problem(err)) for err in e.errors()]
-        raise ModelError(source, invalid) from None
-    if broken := [_locate(root, loc, message) for loc, message in _rule_problems(model)]:
-        raise ModelError(source, broken)
-    return model
-
-
-# --- YAML with line numbers -------------------------------------------------------------
-
-
-def _compose(text: str, source: str) -> tuple[yaml.Node, Any]:
-    """The node tree (for line numbers) and the plain data (for pydantic) of one document."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as e:
-        raise ModelError(source, [_syntax_problem(e)]) from None
-    except yaml.YAMLError as e:
-        raise ModelError(source, [(1, "", f"invalid YAML: {e}")]) from None
-    finally:
-        loader.dispose()
-    if root is None:
-        raise ModelError(source, [(1, "", "the file is empty")])
-    return root, data
-
-
-def _syntax_problem(e: yaml.MarkedYAMLError) -> tuple[int, str, str]:
-    # The parser notices a problem where it stops making sense, often a line after the
-    # typo (an unclosed bracket); the context says where the broken construct began.
-    mark = e.problem_mark or e.context_mark
-    message = f"invalid YAML: {e.problem or e.context}"
-    if e.problem and e.context and e.context_mark:
-        message += f" ({e.context} at line {e.context_mark.line + 1})"
-    return (mark.line + 1 if mark else 1), "", message
-
-
-def _duplicate_keys(node: yaml.Node, loc: Loc = ()) -> Iterator[tuple[int, str, str]]:
-    # PyYAML silently keeps the last of two equal keys; in a hand-edited model that hides a
-    # mistake, so it is an error here.
-    if isinstance(node, yaml.MappingNode):
-        first_line: dict[Any, int] = {}
-        for key, value in node.value:
-            line = key.start_mark.line + 1
-            if key.value in first_line:
-                first = first_line[key.value]
-                yield line, _path((*loc, key.value)), f"duplicate key (first at line {first})"
-            first_line.setdefault(key.value, line)
-            yield from _duplicate_keys(value, (*loc, key.value))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, i))
-
-
-def _locate(root: yaml.Node, loc: Loc, message: str) -> tuple[int, str, str]:
-    """The line of the deepest node of `loc` that exists (a missing key points at its parent)."""
-    node, line = root, root.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            pair = next(((k, v) for k, v in node.value if k.value == part), None)
-            if pair is None:
-                break
-            node, line = pair[1], pair[0].start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line, _path(loc), message
-
-
-def _path(loc: Loc) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not part.startswith(("[", "function-")):  # pydantic's internal loc markers
-            text += f".{part}" if text else part
-    return text
-
-
-_MESSAGES = {
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "float_type": "must be a number",
-    "string_type": "must be text (put it in quotes)",
-    "bool_type": "must be true or false",
-    "missing": "is required",
-    "extra_forbidden": "unknown key",
-    "model_type": "must be a mapping of keys to values",
-    "dict_type": "must be a mapping of keys to values",
-    "tuple_type": "must be a list",
-}
-
-
-def _pydantic_problem(err: Any) -> tuple[Loc, str]:
-    message = _MESSAGES.get(err["type"])
-    if message is None and err["type"] == "value_error":
-        message = str(err["ctx"]["error"])
-    if message is None:
-        message = err["msg"].replace("Input should be", "must be")
-    return tuple(err["loc"]), message
-
-
 # --- rules pydantic cannot express --------------------------------------------------------
 
 
-def _rule_problems(model: ScoringModel) -> Iterator[tuple[Loc, str]]:
+def rule_problems(model: ScoringModel) -> Iterator[tuple[Loc, str]]:
+    """What is wrong with a model the schema accepts: where, and why."""
     yield from _grade_order(model.grades)
     for section in ("fit", "engagement", "undesirables"):
         yield from _duplicate_ids(section, getattr(model, section))

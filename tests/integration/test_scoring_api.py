@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from leadflow.admin.rescore import rescore
-from services.scoring.model import load_model, parse_model
+from services.scoring.config_files import load_model, parse_model
 from shared.settings import Settings
 from tests.integration.test_pipeline_services import intake_envelopes, publish
 from tests.support import ADMIN, eventually, good_fit_journey, running, tap, unique_email

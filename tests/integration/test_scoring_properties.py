@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from leadflow.admin.migrations import migrate_all
 from services.scoring import store
+from services.scoring.config_files import load_model
 from services.scoring.handlers import record_events
-from services.scoring.model import load_model
 from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.events import LeadEventAccepted, envelope_for

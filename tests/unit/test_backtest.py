@@ -8,7 +8,8 @@ import pytest
 from rich.console import Console
 
 from services.scoring.backtest import BacktestReport, LeadHistory, render_report, run_backtest
-from services.scoring.domain import LeadEvent, ScoringModel, parse_model
+from services.scoring.config_files import parse_model
+from services.scoring.domain import LeadEvent, ScoringModel
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SINCE = NOW - timedelta(days=90)

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from leadflow.devstack.demo_traffic import PERSONA_WEIGHTS, PERSONAS, persona_journey, pick_persona, run_demo
+from services.scoring.config_files import load_model
 from services.scoring.domain import LeadEvent, meets_mql_rule, score_lead
-from services.scoring.model import load_model
 
 CONFIG = Path(__file__).parents[2] / "config"
 TRACKING_PLAN = CONFIG / "tracking-plan.yaml"

@@ -8,6 +8,7 @@ test_k8s_manifests.py.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import re
@@ -20,13 +21,17 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from leadflow.commands import app as cli
-from shared import metrics as shared_metrics
+from services.feedback.settings import FeedbackSettings
+from services.handoff.settings import HandoffSettings
+from services.intake.settings import IntakeSettings
 from shared.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 CONFIG_COPY = ROOT / "deploy" / "k8s" / "base" / "config"
-DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+# Every setting a service reads: the platform's and each service's own.
+SETTINGS_CLASSES = (Settings, IntakeSettings, HandoffSettings, FeedbackSettings)
+DEFAULTS = {name: field.default for kind in SETTINGS_CLASSES for name, field in kind.model_fields.items()}
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
@@ -212,23 +217,28 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
-def shared_metric_families() -> dict[str, str]:
-    """name (as exposed, counters with `_total`) -> type of every metric of `shared/metrics.py`."""
+# The modules that declare every figure: the platform's and each service's own.
+METRIC_MODULES = ("shared.metrics", *(f"services.{service}.metrics" for service in SERVICES))
+
+
+def metric_families() -> dict[str, str]:
+    """name (as exposed, counters with `_total`) -> type of every metric of the METRIC_MODULES."""
     families = [
         family
-        for collector in vars(shared_metrics).values()
+        for module in METRIC_MODULES
+        for collector in vars(importlib.import_module(module)).values()
         if isinstance(collector, MetricWrapperBase)
         for family in collector.describe()
     ]
     return {f.name + ("_total" if f.type == "counter" else ""): f.type for f in families}
 
 
-def shared_metric_series() -> set[str]:
+def metric_series() -> set[str]:
     """The series Prometheus scrapes for them (a histogram is three)."""
     histogram = ("_bucket", "_sum", "_count")
     return {
         name + suffix
-        for name, kind in shared_metric_families().items()
+        for name, kind in metric_families().items()
         for suffix in (histogram if kind == "histogram" else ("",))
     }
 
@@ -246,8 +256,8 @@ def test_promql_metric_names_are_told_from_functions_labels_and_ranges():
     assert promql_metric_names(expr) == {"a_seconds_bucket", "b_total"}
 
 
-def test_every_metric_the_dashboard_queries_is_declared_in_shared_metrics():
-    exposed = shared_metric_series()
+def test_every_metric_the_dashboard_queries_is_declared_in_the_metric_modules():
+    exposed = metric_series()
     assert {
         "leadflow_intake_events_total",
         "leadflow_consumer_lag",
@@ -321,7 +331,7 @@ def test_the_return_rate_panel_draws_the_alert_threshold_line():
 
 def test_every_metric_is_documented_in_operations():
     documented = (ROOT / "docs" / "operations.md").read_text()
-    assert {name for name in shared_metric_families() if f"`{name}" not in documented} == set()
+    assert {name for name in metric_families() if f"`{name}" not in documented} == set()
 
 
 def test_the_dashboard_reads_the_provisioned_data_source():

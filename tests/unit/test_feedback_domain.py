@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
     AlertDecision,
     AlertSeverity,
@@ -12,7 +13,6 @@ from services.feedback.domain import (
     FeedbackConfigError,
     RateFigure,
     decide_alert,
-    load_feedback_config,
     parse_window,
     rate_figure,
     wilson_interval,

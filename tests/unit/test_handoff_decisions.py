@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.handoff import idempotency, sla
+from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.domain import (
     Action,
     Decision,
@@ -21,8 +22,6 @@ from services.handoff.domain import (
     Stage,
     StaleVersion,
 )
-from services.handoff.routing import load_routing_config
-from services.handoff.sla import load_sla_config
 from services.handoff.visibility import Viewer, can_see, visible_owners
 from shared.events import HandoffReassigned, LeadRejected, SalAccepted, SqlQualified, SqoCreated
 

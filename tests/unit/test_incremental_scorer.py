@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.scoring import incremental_scorer as scoring_timeline
-from services.scoring.domain import LeadEvent, ScoringModel, load_model, parse_model, score_lead
+from services.scoring.config_files import load_model, parse_model
+from services.scoring.domain import LeadEvent, ScoringModel, score_lead
 from services.scoring.incremental_scorer import TimelinePoint, TimelineScorer, first_mql_at, score_timeline
 
 START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)  # a midnight: per-day caps see several days

@@ -26,6 +26,9 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from services.feedback.settings import FeedbackSettings
+from services.handoff.settings import HandoffSettings
+from services.intake.settings import IntakeSettings
 from shared.settings import SERVICES, Settings
 from shared.topics import Topics
 
@@ -41,7 +44,9 @@ CUSTOM_RESOURCES = {
     "postgresql.cnpg.io": {"Cluster"},
 }
 CONSUMERS = ("scoring", "handoff", "feedback")
-DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+# Every setting a service reads: the platform's and each service's own.
+SETTINGS_CLASSES = (Settings, IntakeSettings, HandoffSettings, FeedbackSettings)
+DEFAULTS = {name: field.default for kind in SETTINGS_CLASSES for name, field in kind.model_fields.items()}
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 Manifest = dict[str, Any]

@@ -6,14 +6,13 @@ from typing import Any
 import pydantic
 import pytest
 
+from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.routing import (
     RouteDecision,
     RoutingConfig,
     RoutingConfigError,
-    load_routing_config,
     route,
 )
-from services.handoff.sla import load_sla_config
 
 CONFIG = Path(__file__).parents[2] / "config"
 EMEA_REPS = ["lena.hoffmann", "julien.moreau", "oliver.grant"]

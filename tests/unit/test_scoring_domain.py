@@ -10,15 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scoring.config_files import load_model, parse_model
 from services.scoring.domain import (
     LeadEvent,
     LeadScore,
     ScoringModel,
     email_domain,
-    load_model,
     may_requalify,
     meets_mql_rule,
-    parse_model,
     score_lead,
 )
 
@@ -578,8 +577,6 @@ def test_tire_kicker_reading_only_the_blog_is_not_an_mql(default_model: ScoringM
 
 
 def test_target_account_list_gives_fit_points_to_the_company_and_its_subdomains() -> None:
-    from services.scoring.model import parse_model
-
     model = parse_model(
         'version: "t"\ngrades: {A: 60, B: 40, C: 20}\n'
         "fit:\n  - id: account.target\n    company_domain: [Globex.example]\n    points: 15\n"

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.scoring import lifecycle
-from services.scoring.domain import LeadEvent, load_model, meets_mql_rule, parse_model, score_lead
+from services.scoring.config_files import load_model, parse_model
+from services.scoring.domain import LeadEvent, meets_mql_rule, score_lead
 from services.scoring.incremental_scorer import first_mql_at, score_timeline
 from services.scoring.model import ScoringModel
 from shared.event_types import EventType

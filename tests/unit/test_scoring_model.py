@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from services.scoring.model import ModelError, ScoringModel, load_model, parse_model
+from services.scoring.config_files import load_model, parse_model
+from services.scoring.model import ModelError, ScoringModel
 
 DEFAULT_MODEL = Path(__file__).parents[2] / "config" / "scoring-model.yaml"
 

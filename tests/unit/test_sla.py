@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from services.handoff.config_files import load_sla_config
 from services.handoff.sla import (
     BreachAction,
     SlaConfig,
@@ -11,7 +12,6 @@ from services.handoff.sla import (
     SlaPolicy,
     choose_policy,
     decide_by,
-    load_sla_config,
     qualify_by,
     warn_at,
     warning_at,

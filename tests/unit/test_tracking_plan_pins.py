@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import yaml
-
+from services.intake.config_files import load_tracking_plan
 from services.scoring.model import EVENT_TYPES
 
 TRACKING_PLAN = Path(__file__).parents[2] / "config" / "tracking-plan.yaml"
@@ -11,5 +10,4 @@ TRACKING_PLAN = Path(__file__).parents[2] / "config" / "tracking-plan.yaml"
 
 def test_scoring_knows_exactly_the_event_types_of_the_tracking_plan():
     """A scoring rule may name only a tracked type; a type added to the plan must be scorable."""
-    plan = yaml.safe_load(TRACKING_PLAN.read_text(encoding="utf-8"))
-    assert set(EVENT_TYPES) == set(plan["types"])
+    assert set(EVENT_TYPES) == set(load_tracking_plan(TRACKING_PLAN).types)

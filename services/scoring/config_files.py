@@ -1,0 +1,19 @@
+"""Loading the scoring model from its YAML file (config/scoring-model.yaml): the edge where
+scoring reads files, so `model` stays a pure schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.scoring.model import ModelError, ScoringModel, rule_problems
+from shared.yaml_config import load_config, parse_config
+
+
+def load_model(path: str | Path) -> ScoringModel:
+    """Read and validate a model file; raises ModelError naming the file and line."""
+    return load_config(path, ScoringModel, ModelError, check=rule_problems)
+
+
+def parse_model(text: str, source: str = "<model>") -> ScoringModel:
+    """Validate model YAML text; raises ModelError naming `source` and the line."""
+    return parse_config(text, ScoringModel, ModelError, source=source, check=rule_problems)
