@@ -67,7 +67,11 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
-    # The dev stack's demo traffic (`leadflow dev`), read by leadflow/dev.py and the CLI.
+    # The dev stack (`leadflow dev`, leadflow/devstack/): its broker and demo traffic.
+    dev_broker: Literal["auto", "apache", "embedded"] = Field(
+        default="auto",
+        description="auto: Apache Kafka where Java 17+ is here (data kept on disk), else the embedded one",
+    )
     demo: bool = True
     demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
 

@@ -1,7 +1,8 @@
 """`leadflow dev`: the whole system on one machine, from Python packages alone.
 
 Starts (unless pointed elsewhere by LEADFLOW_KAFKA_BOOTSTRAP / LEADFLOW_DATABASE_URL)
-a Kafka-protocol broker and PostgreSQL, creates the topics, runs the migrations,
+Kafka (Apache Kafka where Java 17+ is here, its log under `<data_dir>/kafka`; else the
+embedded in-memory broker, with a warning) and PostgreSQL, creates the topics, runs the migrations,
 starts the four services as separate processes (restarting any that dies), runs
 demo traffic, and prints where everything is. Ctrl-C or SIGTERM stops it all.
 The state of the running stack is written to `<data_dir>/dev.json`.
@@ -25,7 +26,7 @@ from typing import IO
 import httpx
 
 from leadflow.admin.migrations import migrate_all
-from leadflow.devstack.broker import Broker, start_broker
+from leadflow.devstack.broker import Broker, choose_broker, start_broker
 from leadflow.devstack.ports import free_port, port_open
 from leadflow.devstack.postgres import Postgres, create_database, start_postgres, wait_for_postgres
 from leadflow.devstack.processes import die_with_parent, stop_process
@@ -57,10 +58,7 @@ class DevStack:
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         if "LEADFLOW_KAFKA_BOOTSTRAP" not in os.environ:
-            port = int(self.settings.kafka_bootstrap.rsplit(":", 1)[1])
-            if port_open(port):
-                port = free_port()
-            self.broker = start_broker(port, log=(logs / "broker.log").open("ab"))
+            self.broker = self.start_broker(logs / "broker.log")
             self.env["LEADFLOW_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
         if "LEADFLOW_DATABASE_URL" not in os.environ:
             self.postgres = start_postgres(self.data_dir / "postgres")
@@ -73,6 +71,25 @@ class DevStack:
             **self.settings.model_dump(exclude={"kafka_bootstrap", "database_url"}),
         )
         asyncio.run(migrate_all(self.settings))
+
+    def start_broker(self, log: Path) -> Broker:
+        """Apache Kafka keeping its log under `<data_dir>/kafka` (so accepted events survive a
+        restart), or, without Java 17+, the in-memory embedded broker, with a warning."""
+        kind, reason = choose_broker(self.settings.dev_broker)
+        if kind == "embedded":
+            print(
+                f"leadflow: WARNING: using the embedded in-memory broker ({reason}). Events not yet "
+                "consumed are lost when leadflow stops; install Java 17+ for Apache Kafka.",
+                file=sys.stderr,
+                flush=True,
+            )
+        port = int(self.settings.kafka_bootstrap.rsplit(":", 1)[1])
+        if port_open(port):
+            port = free_port()
+        controller = port + 1 if not port_open(port + 1) else free_port()
+        return start_broker(
+            port, log=log.open("ab"), kind=kind, data_dir=self.data_dir / "kafka", controller_port=controller
+        )
 
     # --- services ------------------------------------------------------------
 
@@ -212,7 +229,8 @@ def print_banner(stack: DevStack) -> None:
         f"  scoring   {s.url_of('scoring')}/docs     GET  /v1/leads",
         f"  handoff   {s.url_of('handoff')}/docs     GET  /v1/handoffs",
         f"  feedback  {s.url_of('feedback')}/docs     GET  /v1/metrics/return-rate",
-        f"  kafka     {stack.env['LEADFLOW_KAFKA_BOOTSTRAP']}",
+        f"  kafka     {stack.env['LEADFLOW_KAFKA_BOOTSTRAP']}"
+        + (f"  {stack.broker.description}" if stack.broker else "  (external)"),
         f"  postgres  {stack.env['LEADFLOW_DATABASE_URL']}",
         f"  admin key {stack.env['LEADFLOW_ADMIN_KEY']}",
         f"  logs      {stack.data_dir / 'logs'}",
