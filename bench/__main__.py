@@ -6,21 +6,23 @@ import argparse
 import asyncio
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from bench.report import handoff_report, report, statement_report
 from bench.runs import run, run_handoff
 from bench.stack import ROOT
+from leadflow.devstack.broker import BrokerKind
 
 
-def main(only: str | None = None) -> None:
+def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            handoff = asyncio.run(run_handoff(Path(tmp)))
+            handoff = asyncio.run(run_handoff(Path(tmp), broker))
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies, handoff, feedback, backtest = asyncio.run(run(Path(tmp)))
-    text = report(figures, latencies, handoff, feedback, backtest)
+        figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
+    text = report(figures, latencies, handoff, feedback, backtest, broker=used)
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
@@ -36,8 +38,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", choices=["handoff"], help="run one part alone: handoff (the handoff API latency)"
     )
+    parser.add_argument(
+        "--broker",
+        choices=["auto", "apache", "embedded"],
+        default="auto",
+        help="auto (default): Apache Kafka where Java 17+ is here, else the embedded broker",
+    )
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    main(parse().only)
+    arguments = parse()
+    main(arguments.only, arguments.broker)

@@ -35,11 +35,13 @@ def report(
     handoff: dict[str, HandoffPhase],
     feedback: FeedbackTiming,
     backtest: BacktestTiming,
+    *,
+    broker: str,
 ) -> str:
-    lf, broker = latencies["leadflow"], latencies["broker"]
+    lf, raw = latencies["leadflow"], latencies["broker"]
     lines = [
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; command: `make bench`.",
+        f"Python {platform.python_version()}; broker: {broker}; command: `make bench`.",
         "",
         "| figure | leadflow | ceiling (same run) | ratio |",
         "| --- | ---: | --- | ---: |",
@@ -55,8 +57,8 @@ def report(
         "| --- | ---: | ---: |",
         f"| leadflow (intake → Kafka → scoring → outbox → Kafka) | {statistics.median(lf):.1f} ms "
         f"| {percentile(lf, 99):.1f} ms |",
-        f"| ceiling: one message through the broker, produce → consume | {statistics.median(broker):.1f} ms "
-        f"| {percentile(broker, 99):.1f} ms |",
+        f"| ceiling: one message through the broker, produce → consume | {statistics.median(raw):.1f} ms "
+        f"| {percentile(raw, 99):.1f} ms |",
         "",
         handoff_report(handoff),
         "",

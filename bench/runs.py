@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import orjson
 
@@ -26,16 +27,16 @@ from bench.intake import BATCH_SIZE, HTTP_REQUESTS, intake_throughput
 from bench.lead_events import event
 from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
-from bench.stack import libpq_dsn, prepare, serve, wait_ready, with_statement_stats
-from leadflow.devstack.broker import start_broker
+from bench.stack import libpq_dsn, prepare, serve, start_bench_broker, wait_ready, with_statement_stats
+from leadflow.devstack.broker import BrokerKind
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import start_postgres
 from leadflow.devstack.processes import stop_process
 
 
-async def run_handoff(work: Path) -> dict[str, HandoffPhase]:
+async def run_handoff(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> dict[str, HandoffPhase]:
     """`python -m bench --only handoff`: the handoff API figures alone (about a minute)."""
-    broker = start_broker(free_port())
+    broker = start_bench_broker(work, broker_kind)
     postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
     empty: subprocess.Popen[bytes] | None = None
     try:
@@ -54,9 +55,11 @@ async def run_handoff(work: Path) -> dict[str, HandoffPhase]:
 
 
 async def run(
-    work: Path,
-) -> tuple[list[Figure], dict[str, list[float]], dict[str, HandoffPhase], FeedbackTiming, BacktestTiming]:
-    broker = start_broker(free_port())
+    work: Path, broker_kind: BrokerKind | Literal["auto"]
+) -> tuple[
+    list[Figure], dict[str, list[float]], dict[str, HandoffPhase], FeedbackTiming, BacktestTiming, str
+]:
+    broker = start_bench_broker(work, broker_kind)
     postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -120,7 +123,8 @@ async def run(
             ),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
-        return figures, {"leadflow": latencies, "broker": baseline}, handoff, feedback, backtest
+        latency = {"leadflow": latencies, "broker": baseline}
+        return figures, latency, handoff, feedback, backtest, broker.description
     finally:
         for process in processes:
             stop_process(process)

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import httpx
 
 from leadflow.admin.migrations import migrate_all
-from leadflow.devstack.broker import Broker
+from leadflow.devstack.broker import Broker, BrokerKind, choose_broker, start_broker
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import Postgres, create_database, start_postgres
 from leadflow.devstack.processes import die_with_parent
@@ -34,11 +35,20 @@ async def with_statement_stats(postgres: Postgres, data_dir: Path) -> Postgres:
     return start_postgres(data_dir)
 
 
+def start_bench_broker(work: Path, kind: BrokerKind | Literal["auto"]) -> Broker:
+    """The bench's broker: Apache Kafka where it can run (or when asked), else the embedded one."""
+    chosen, reason = choose_broker(kind)
+    broker = start_broker(free_port(), kind=chosen, data_dir=work / "kafka")
+    print(f"broker: {broker.description}" + (f" ({reason})" if chosen == "embedded" else ""), flush=True)
+    return broker
+
+
 async def prepare(broker: Broker, postgres: Postgres) -> tuple[Settings, dict[str, str]]:
     """The bench database migrated, and the environment the services run with."""
     await create_database(postgres.admin_uri, "bench")
     settings = Settings(
         kafka_bootstrap=broker.bootstrap,
+        kafka_idempotent_producer=broker.client_env()["LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER"] == "true",
         database_url=postgres.database_url("bench"),
         topic_prefix="bench.",
         topic_partitions=12,
@@ -49,6 +59,7 @@ async def prepare(broker: Broker, postgres: Postgres) -> tuple[Settings, dict[st
     env = {
         **os.environ,
         "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER": str(settings.kafka_idempotent_producer).lower(),
         "LEADFLOW_DATABASE_URL": settings.database_url,
         "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "LEADFLOW_ADMIN_KEY": settings.admin_key,

@@ -13,12 +13,13 @@ from shared.topics import Topics
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    # acks=all: a 202 from intake means the broker has the event. Idempotent
-    # producers are not used because the embedded broker lacks them; consumers
-    # deduplicate by envelope id instead.
+    # acks=all: a 202 from intake means the in-sync replicas have the event. The idempotent
+    # producer keeps a retried send from writing it twice; the embedded broker lacks it, so it
+    # can be turned off there (consumers deduplicate by envelope id in any case).
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
         linger_ms=2,
         max_request_size=4 * 1024 * 1024,
         request_timeout_ms=15_000,
@@ -35,7 +36,11 @@ async def ensure_topics(settings: Settings, topics: Topics | None = None) -> lis
         existing = set(await admin.list_topics())
         wanted = [name for name in topics.all() if name not in existing]
         if wanted:
-            new = [NewTopic(name, settings.topic_partitions, settings.topic_replication) for name in wanted]
+            configs = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+            new = [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication, topic_configs=configs)
+                for name in wanted
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(new)
         return wanted

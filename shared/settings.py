@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(default=12, ge=1)
     topic_replication: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of the topics leadflow creates (at most the replication)",
+    )
+    kafka_idempotent_producer: bool = Field(
+        default=True,
+        description="the idempotent producer (acks=all, no duplicate on a retried send); the dev stack and "
+        "the tests turn it off on the embedded broker, which lacks it",
+    )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:15432/leadflow"
     db_pool_size: int = Field(default=10, ge=1)
@@ -74,6 +84,12 @@ class Settings(BaseSettings):
     )
     demo: bool = True
     demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
+
+    @model_validator(mode="after")
+    def _insync_within_replication(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication:
+            raise ValueError("LEADFLOW_TOPIC_MIN_INSYNC_REPLICAS cannot exceed LEADFLOW_TOPIC_REPLICATION")
+        return self
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

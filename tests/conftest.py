@@ -63,6 +63,15 @@ def broker_line() -> str:
     return f"broker: the embedded Tansu broker, NOT Apache Kafka ({reason})"
 
 
+def idempotent_producer() -> bool:
+    """Whether the session's broker takes idempotent producers: Apache Kafka does, Tansu does
+    not; an external one is taken to (LEADFLOW_TEST_KAFKA_IDEMPOTENCE=false says otherwise)."""
+    if os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP"):
+        return os.environ.get("LEADFLOW_TEST_KAFKA_IDEMPOTENCE", "true").lower() != "false"
+    kind, _ = session_broker()
+    return kind == "apache"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP")
@@ -108,6 +117,7 @@ async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path
     s = Settings(
         env="test",
         kafka_bootstrap=kafka_bootstrap,
+        kafka_idempotent_producer=idempotent_producer(),
         database_url=database_url(postgres_admin_url, f"t_{suffix}"),
         topic_prefix=f"t{suffix}.",
         topic_partitions=3,

@@ -246,6 +246,7 @@ def start_service(
     environment = {
         **os.environ,
         "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER": str(settings.kafka_idempotent_producer).lower(),
         "LEADFLOW_DATABASE_URL": settings.database_url,
         "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
         "LEADFLOW_ADMIN_KEY": settings.admin_key,

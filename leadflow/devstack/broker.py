@@ -41,6 +41,11 @@ class Broker:
             return f"Apache Kafka {KAFKA_VERSION} (KRaft, data on disk)"
         return "the embedded Tansu broker (in memory: a restart loses unconsumed events)"
 
+    def client_env(self) -> dict[str, str]:
+        """What the services need to use this broker (Tansu lacks the idempotent producer)."""
+        idempotent = "true" if self.kind == "apache" else "false"
+        return {"LEADFLOW_KAFKA_BOOTSTRAP": self.bootstrap, "LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER": idempotent}
+
     def stop(self) -> None:
         # Kafka shuts down cleanly on SIGTERM (its log flushed, controlled shutdown): give it time.
         stop_process(self.process, timeout_s=30.0 if self.kind == "apache" else 10.0)

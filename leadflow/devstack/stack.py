@@ -59,16 +59,18 @@ class DevStack:
         logs.mkdir(parents=True, exist_ok=True)
         if "LEADFLOW_KAFKA_BOOTSTRAP" not in os.environ:
             self.broker = self.start_broker(logs / "broker.log")
-            self.env["LEADFLOW_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
+            self.env.update(self.broker.client_env())
         if "LEADFLOW_DATABASE_URL" not in os.environ:
             self.postgres = start_postgres(self.data_dir / "postgres")
             asyncio.run(create_database(self.postgres.admin_uri, "leadflow"))
             self.env["LEADFLOW_DATABASE_URL"] = self.postgres.database_url("leadflow")
         asyncio.run(wait_for_postgres(self.env["LEADFLOW_DATABASE_URL"]))
+        given = {"kafka_bootstrap", "database_url", "kafka_idempotent_producer"}
         self.settings = Settings(
             kafka_bootstrap=self.env["LEADFLOW_KAFKA_BOOTSTRAP"],
             database_url=self.env["LEADFLOW_DATABASE_URL"],
-            **self.settings.model_dump(exclude={"kafka_bootstrap", "database_url"}),
+            kafka_idempotent_producer=self.env.get("LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER", "true") != "false",
+            **self.settings.model_dump(exclude=given),
         )
         asyncio.run(migrate_all(self.settings))
 

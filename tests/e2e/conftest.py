@@ -21,7 +21,7 @@ import pytest
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import create_database
 from shared.settings import Settings
-from tests.conftest import ROOT, database_url
+from tests.conftest import ROOT, database_url, idempotent_producer
 
 
 @dataclass
@@ -100,6 +100,7 @@ async def stack(
     env = dev_env(
         data_dir,
         LEADFLOW_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER=str(idempotent_producer()).lower(),
         LEADFLOW_DATABASE_URL=database_url(postgres_admin_url, database),
         LEADFLOW_TOPIC_PREFIX=f"e2e{uuid.uuid4().hex[:8]}.",
         LEADFLOW_ADMIN_KEY="e2e-admin-key-0123456789abcdef",

@@ -170,6 +170,7 @@ async def test_groups_reasons_funnel_attribution_and_alerts(settings: Settings) 
     environment = {
         **os.environ,
         "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER": str(settings.kafka_idempotent_producer).lower(),
         "LEADFLOW_DATABASE_URL": settings.database_url,
         "LEADFLOW_TOPIC_PREFIX": settings.topic_prefix,
     }

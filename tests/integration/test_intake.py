@@ -145,6 +145,7 @@ async def test_keys_made_with_the_cli_authenticate_with_their_scopes(settings: S
         **os.environ,
         "LEADFLOW_DATABASE_URL": settings.database_url,
         "LEADFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADFLOW_KAFKA_IDEMPOTENT_PRODUCER": str(settings.kafka_idempotent_producer).lower(),
     }
     made = subprocess.run(
         [sys.executable, "-m", "leadflow", "keys", "create", "--scope", "events:write", "--name", "website"],

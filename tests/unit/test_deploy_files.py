@@ -21,6 +21,7 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from leadflow.commands import app as cli
+from leadflow.devstack.apache_kafka import KAFKA_VERSION
 from services.feedback.settings import FeedbackSettings
 from services.handoff.settings import HandoffSettings
 from services.intake.settings import IntakeSettings
@@ -124,7 +125,7 @@ def test_compose_services_run_after_the_migration(compose):
 
 def test_kafka_runs_in_kraft_mode_and_postgres_is_pinned(compose):
     kafka = compose["services"]["kafka"]
-    assert kafka["image"] == "apache/kafka:3.9.1"
+    assert kafka["image"] == f"apache/kafka:{KAFKA_VERSION}"  # the version the tests run on
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert compose["services"]["postgres"]["image"] == "postgres:17.6"
@@ -381,3 +382,10 @@ def test_healthcheck_finds_the_served_service_on_the_command_line():
     assert module.served_service(["/opt/venv/bin/leadflow", "serve", "handoff"]) == "handoff"
     assert module.served_service(["/sbin/docker-init", "--", "leadflow", "serve", "intake"]) == "intake"
     assert module.served_service(["/sbin/docker-init", "--", "leadflow", "migrate"]) is None
+
+
+def test_kubernetes_pins_the_kafka_version_the_tests_run_on():
+    documents = yaml.safe_load_all((ROOT / "deploy/k8s/overlays/strimzi-cnpg/kafka.yaml").read_text())
+    [kafka] = [d for d in documents if d["kind"] == "Kafka"]
+    assert kafka["spec"]["kafka"]["version"] == KAFKA_VERSION
+    assert int(kafka["spec"]["kafka"]["config"]["min.insync.replicas"]) == 2
