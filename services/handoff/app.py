@@ -36,7 +36,7 @@ from services.handoff.schemas import (
 from services.handoff.settings import HandoffSettings
 from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.timers import make_timer_loop
-from services.handoff.visibility import Viewer, visible_owners
+from services.handoff.visibility import Viewer, can_see, visible_owners
 from shared.auth import Principal, Scope, require
 from shared.events import LEAD_LIFECYCLE
 from shared.http import create_app
@@ -130,8 +130,7 @@ def _expected_version(if_match: str | None) -> int | None:
 async def _visible_row(conn: Any, handoff_id: str, principal: Principal, config: HandoffConfig) -> Any:
     """The handoff, or 404 for one that does not exist or is not this rep's (ids must not leak)."""
     row = await store.get(conn, handoff_id)
-    owners = visible_owners(_viewer(principal), config)
-    if row is None or (owners is not None and row.owner not in owners):
+    if row is None or not can_see(_viewer(principal), config, row.owner):
         raise Problem(status=404, title="Handoff not found", detail=f"no handoff {handoff_id}")
     return row
 
