@@ -32,7 +32,8 @@ def drop_outbox_and_inbox(schema: str) -> None:
 
 
 def create_webhook_tables(schema: str) -> None:
-    """The tables `shared.webhooks.webhook_tables` defines: subscriptions and their deliveries."""
+    """The webhook tables as they were first made; `add_webhook_lifecycle` brings them to what
+    `shared.webhooks.webhook_tables` defines."""
     op.create_table(
         "webhook_subscriptions",
         sa.Column("subscription_id", sa.Text, primary_key=True),
@@ -74,3 +75,32 @@ def create_webhook_tables(schema: str) -> None:
 def drop_webhook_tables(schema: str) -> None:
     op.drop_table("webhook_deliveries", schema=schema)
     op.drop_table("webhook_subscriptions", schema=schema)
+
+
+def add_webhook_lifecycle(schema: str) -> None:
+    """Who made each subscription (for the cap per key), the previous secret during a rotation,
+    an index for a subscription's deliveries, and answer bodies stored before no longer kept:
+    each `last_error` becomes a short summary (existing secrets are sealed by the delivery loop,
+    which has the key)."""
+    for column in (
+        sa.Column("created_by", sa.Text, nullable=True),
+        sa.Column("previous_secret", sa.Text, nullable=True),
+        sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True), nullable=True),
+    ):
+        op.add_column("webhook_subscriptions", column, schema=schema)
+    op.create_index(
+        "ix_webhook_deliveries_subscription",
+        "webhook_deliveries",
+        ["subscription_id", "delivery_id"],
+        schema=schema,
+    )
+    op.execute(
+        f"UPDATE {schema}.webhook_deliveries SET last_error = CASE WHEN last_status_code IS NOT NULL "
+        "THEN 'HTTP ' || last_status_code ELSE 'transport error' END WHERE last_error IS NOT NULL"
+    )
+
+
+def drop_webhook_lifecycle(schema: str) -> None:
+    op.drop_index("ix_webhook_deliveries_subscription", "webhook_deliveries", schema=schema)
+    for column in ("previous_secret_expires_at", "previous_secret", "created_by"):
+        op.drop_column("webhook_subscriptions", column, schema=schema)

@@ -8,16 +8,19 @@ setting has a default that is safe for the embedded stack (`leadflow dev`); prod
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ServiceName = Literal["intake", "scoring", "handoff", "feedback"]
 SERVICES: tuple[ServiceName, ...] = ("intake", "scoring", "handoff", "feedback")
 DEV_ADMIN_KEY = "lf_dev_admin_key_change_me"
+# A valid Fernet key, public on purpose: fine for the dev stack and tests, refused in production.
+DEV_SECRETS_KEY = "bGVhZGZsb3ctZGV2LXNlY3JldHMta2V5LWNoYW5nZW0="
 
 
 class Settings(BaseSettings):
@@ -85,6 +88,29 @@ class Settings(BaseSettings):
     demo: bool = True
     demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
 
+    # Webhook safety (shared/destinations.py, shared/webhook_transport.py, shared/secret_box.py).
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated host names, IPs and CIDRs webhooks may reach although they are "
+        "loopback, private, link-local or otherwise not public (e.g. `hooks.internal,10.20.0.0/16`)",
+    )
+    webhook_max_subscriptions_per_key: int = Field(default=25, ge=1)
+    webhook_max_pending_per_subscription: int = Field(
+        default=10_000, ge=1, description="beyond it, a subscription's oldest pending deliveries are dropped"
+    )
+    webhook_secret_grace_h: float = Field(
+        default=24.0, ge=0, description="how long the previous secret still signs after a rotation"
+    )
+    secrets_key: str = Field(
+        default=DEV_SECRETS_KEY,
+        description="Fernet key (urlsafe base64 of 32 bytes) encrypting webhook signing secrets at rest",
+    )
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _insync_within_replication(self) -> Settings:
         if self.topic_min_insync_replicas > self.topic_replication:
@@ -95,6 +121,20 @@ class Settings(BaseSettings):
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production" and (self.admin_key == DEV_ADMIN_KEY or len(self.admin_key) < 24):
             raise ValueError("LEADFLOW_ADMIN_KEY must be set to a secret of 24+ characters in production")
+        if self.env == "production" and self.secrets_key == DEV_SECRETS_KEY:
+            raise ValueError(
+                "LEADFLOW_SECRETS_KEY must be set in production (a Fernet key; see docs/operations.md)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secrets_key_is_a_fernet_key(self) -> Settings:
+        try:
+            key = base64.urlsafe_b64decode(self.secrets_key.encode())
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ValueError("LEADFLOW_SECRETS_KEY must be a Fernet key: urlsafe base64 of 32 bytes")
         return self
 
     @property

@@ -1,30 +1,30 @@
 """Outbound webhooks any service can offer: subscriptions, and signed deliveries retried for a day.
 
-Deliveries are rows: a service's consumer enqueues one per subscriber for each event of a
-subscribed type it sees on a topic (so a delivery exists only for an event that was committed
-and published), and a loop posts the due ones, signed as Stripe signs its webhooks
-(`shared.signing`), retrying with exponential backoff before marking them failed. Rows are
-claimed with `FOR UPDATE SKIP LOCKED`, so several instances never post the same delivery at
-once. A delivery stores the event's envelope; what is posted is rendered from it at send time
-(handoff posts the envelope itself, feedback a Slack message).
+Deliveries are rows: a service's consumer enqueues one per active subscriber for each event of
+a subscribed type it sees on a topic (so a delivery exists only for an event that was committed
+and published), and a loop (`shared.webhook_delivery`) posts the due ones, signed as Stripe
+signs its webhooks (`shared.signing`), retrying with exponential backoff before marking them
+failed. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several instances never post the
+same delivery at once. A delivery stores the event's envelope; what is posted is rendered from
+it at send time (handoff posts the envelope itself, feedback a Slack message).
+
+Signing secrets are stored sealed (`shared.secret_box`); after a rotation the previous one is
+kept, sealed too, until its grace period ends. A subscription's pending deliveries are capped:
+beyond the cap the oldest are marked `dropped` (`trim_backlogs`).
 
 A service defines the two tables on its own metadata and schema (`webhook_tables`), creates
-them in a migration (`shared.migration_ops.create_webhook_tables`), and wires `make_enqueue`,
-`make_delivery_loop`, and `shared.webhook_api.webhook_router` with its event types.
+them in migrations (`shared.migration_ops`), and wires `make_enqueue`,
+`shared.webhook_delivery.make_delivery_loop` and `shared.webhook_api.webhook_router` with its
+event types.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from itertools import accumulate
+from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -39,6 +39,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     select,
     text,
@@ -50,17 +51,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer import BatchHandler
-from shared.envelope import Envelope, utcnow
-from shared.logging import get_logger
-from shared.metrics import WEBHOOK_DELIVERIES
-from shared.runtime import BackgroundLoop, ServiceRuntime
-from shared.signing import SIGNATURE_HEADER, retry_delays, sign
+from shared.envelope import Envelope
+from shared.secret_box import PREFIX as SEALED_PREFIX
+from shared.secret_box import SecretBox
 from shared.unit_of_work import UnitOfWork
-
-log = get_logger(__name__)
-
-Render = Callable[[bytes], bytes]  # the stored envelope -> the body to post
-
 
 # --- tables and queries ----------------------------------------------------------------
 
@@ -79,9 +73,12 @@ def webhook_tables(metadata: MetaData, schema: str) -> WebhookTables:
         Column("subscription_id", Text, primary_key=True),
         Column("url", Text, nullable=False),
         Column("event_types", ARRAY(Text), nullable=False),
-        Column("secret", Text, nullable=False),
+        Column("secret", Text, nullable=False),  # sealed: shared.secret_box
         Column("active", Boolean, nullable=False, server_default=true()),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("created_by", Text, nullable=True),  # the API key's id, for the cap per key
+        Column("previous_secret", Text, nullable=True),  # sealed; signs too until it expires
+        Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
         schema=schema,
     )
     deliveries = Table(
@@ -92,15 +89,16 @@ def webhook_tables(metadata: MetaData, schema: str) -> WebhookTables:
         Column("message_id", Text, nullable=False),
         Column("event_type", Text, nullable=False),
         Column("payload", LargeBinary, nullable=False),  # the event's envelope, as published
-        Column("status", Text, nullable=False, server_default="pending"),  # pending | delivered | failed
+        Column("status", Text, nullable=False, server_default="pending"),  # pending|delivered|failed|dropped
         Column("attempts", Integer, nullable=False, server_default="0"),
         Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("last_status_code", Integer, nullable=True),
-        Column("last_error", Text, nullable=True),
+        Column("last_error", Text, nullable=True),  # a summary ("HTTP 500", "timeout"), never a body
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("delivered_at", DateTime(timezone=True), nullable=True),
         UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_once"),
         Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_subscription", "subscription_id", "delivery_id"),
         schema=schema,
     )
     return WebhookTables(subscriptions, deliveries)
@@ -122,6 +120,55 @@ async def subscription(conn: AsyncConnection, tables: WebhookTables, subscriptio
     return (await conn.execute(select(subs).where(subs.c.subscription_id == subscription_id))).first()
 
 
+async def subscriptions_created_by(conn: AsyncConnection, tables: WebhookTables, key_id: str) -> int:
+    subs = tables.subscriptions
+    counted = select(func.count()).select_from(subs).where(subs.c.created_by == key_id)
+    return int((await conn.execute(counted)).scalar_one())
+
+
+async def change_subscription(
+    conn: AsyncConnection, tables: WebhookTables, subscription_id: str, **values: Any
+) -> Row[Any] | None:
+    """The subscription after setting `values` (pausing, resuming, a new secret); None if unknown."""
+    subs = tables.subscriptions
+    statement = (
+        update(subs).where(subs.c.subscription_id == subscription_id).values(**values).returning(*subs.c)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def delete_subscription(conn: AsyncConnection, tables: WebhookTables, subscription_id: str) -> bool:
+    """Remove a subscription and its deliveries; False if there was none."""
+    subs, deliveries = tables.subscriptions, tables.deliveries
+    await conn.execute(delete(deliveries).where(deliveries.c.subscription_id == subscription_id))
+    removed = await conn.execute(delete(subs).where(subs.c.subscription_id == subscription_id))
+    return removed.rowcount > 0
+
+
+async def seal_plain_secrets(conn: AsyncConnection, tables: WebhookTables, box: SecretBox) -> int:
+    """Seal the secrets stored in plain text before secrets were sealed; how many were."""
+    subs = tables.subscriptions
+    plain = (
+        await conn.execute(
+            select(subs.c.subscription_id, subs.c.secret, subs.c.previous_secret)
+            .where(
+                ~subs.c.secret.startswith(SEALED_PREFIX) | ~subs.c.previous_secret.startswith(SEALED_PREFIX)
+            )
+            .with_for_update()
+        )
+    ).all()
+    for row in plain:
+        values = {"secret": _sealed(box, row.secret)}
+        if row.previous_secret is not None:
+            values["previous_secret"] = _sealed(box, row.previous_secret)
+        await conn.execute(update(subs).where(subs.c.subscription_id == row.subscription_id).values(**values))
+    return len(plain)
+
+
+def _sealed(box: SecretBox, stored: str) -> str:
+    return stored if stored.startswith(SEALED_PREFIX) else box.seal(stored)
+
+
 async def enqueue_deliveries(
     conn: AsyncConnection, tables: WebhookTables, rows: list[dict[str, Any]]
 ) -> None:
@@ -137,12 +184,15 @@ async def enqueue_deliveries(
 async def claim_due_deliveries(
     conn: AsyncConnection, tables: WebhookTables, *, now: datetime, limit: int
 ) -> Sequence[Row[Any]]:
-    """Due deliveries with their URL and secret, locked for this transaction; other instances skip them."""
+    """Due deliveries of active subscriptions with their URL and secrets, locked for this
+    transaction; other instances skip them. A paused subscription's deliveries wait."""
     deliveries, subs = tables.deliveries, tables.subscriptions
     statement = (
-        select(deliveries, subs.c.url, subs.c.secret)
+        select(
+            deliveries, subs.c.url, subs.c.secret, subs.c.previous_secret, subs.c.previous_secret_expires_at
+        )
         .join(subs, subs.c.subscription_id == deliveries.c.subscription_id)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now)
+        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now, subs.c.active)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
         .with_for_update(of=deliveries, skip_locked=True)
@@ -155,6 +205,36 @@ async def update_delivery(
 ) -> None:
     deliveries = tables.deliveries
     await conn.execute(update(deliveries).where(deliveries.c.delivery_id == delivery_id).values(**values))
+
+
+async def trim_backlogs(conn: AsyncConnection, tables: WebhookTables, *, keep: int) -> dict[str, int]:
+    """Mark `dropped` every pending delivery of a subscription beyond its `keep` newest; how many, by
+    subscription. A receiver that stays down cannot make its backlog grow without bound."""
+    deliveries, subs = tables.deliveries, tables.subscriptions
+    newer = deliveries.alias("newer")
+    newest_dropped = (
+        select(newer.c.delivery_id)
+        .where(newer.c.subscription_id == subs.c.subscription_id, newer.c.status == "pending")
+        .order_by(newer.c.delivery_id.desc())
+        .offset(keep)
+        .limit(1)
+        .scalar_subquery()
+    )
+    cut = select(subs.c.subscription_id, newest_dropped.label("newest_dropped")).subquery()
+    statement = (
+        update(deliveries)
+        .where(
+            deliveries.c.subscription_id == cut.c.subscription_id,
+            deliveries.c.status == "pending",
+            deliveries.c.delivery_id <= cut.c.newest_dropped,
+        )
+        .values(status="dropped", last_error="dropped: over the pending cap")
+        .returning(deliveries.c.subscription_id)
+    )
+    dropped: dict[str, int] = {}
+    for (subscription_id,) in (await conn.execute(statement)).all():
+        dropped[subscription_id] = dropped.get(subscription_id, 0) + 1
+    return dropped
 
 
 async def deliveries_of(
@@ -178,7 +258,7 @@ def make_enqueue(tables: WebhookTables) -> BatchHandler:
 
     async def enqueue(uow: UnitOfWork, items: list[tuple[Envelope, Any]]) -> None:
         """One pending delivery per active subscriber of each event's type (once per event)."""
-        subscribers = [s for s in await subscriptions(uow.conn, tables) if s.active]
+        subscribers = [s for s in await subscriptions(uow.conn, tables) if s.active]  # paused: nothing queued
         await enqueue_deliveries(
             uow.conn,
             tables,
@@ -196,115 +276,3 @@ def make_enqueue(tables: WebhookTables) -> BatchHandler:
         )
 
     return enqueue
-
-
-# --- delivering: a background loop ------------------------------------------------------
-
-
-def as_stored(payload: bytes) -> bytes:
-    """Post the event's envelope itself, byte for byte as it was published."""
-    return payload
-
-
-def attempt_schedule(first_s: float, max_age: timedelta) -> list[timedelta]:
-    """When each retry is due, counted from the delivery's creation."""
-    return list(accumulate(retry_delays(max_age=max_age, first=timedelta(seconds=first_s))))
-
-
-def signed_request(delivery: Any, render: Render, *, timestamp: int) -> tuple[bytes, dict[str, str]]:
-    """The body to post for a delivery and its headers, the signature over exactly that body."""
-    body = render(delivery.payload)
-    headers = {
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(delivery.secret, body, timestamp=timestamp),
-        "Leadflow-Event-Type": delivery.event_type,
-        "Leadflow-Delivery-Id": str(delivery.delivery_id),
-    }
-    return body, headers
-
-
-async def post(client: httpx.AsyncClient, delivery: Any, render: Render) -> tuple[int | None, str | None]:
-    """(status code, error) of one attempt; a body that cannot be rendered counts as a failed attempt."""
-    try:
-        body, headers = signed_request(delivery, render, timestamp=int(time.time()))
-    except Exception as exc:
-        return None, f"cannot render the body: {type(exc).__name__}: {exc}"[:500]
-    try:
-        response = await client.post(delivery.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500]
-    return response.status_code, None if response.is_success else response.text[:500]
-
-
-def next_state(
-    delivery: Any, status: int | None, error: str | None, now: datetime, schedule: list[timedelta]
-) -> dict[str, Any]:
-    """The delivery's columns after an attempt: delivered, due again later, or failed for good."""
-    attempts = delivery.attempts + 1
-    state: dict[str, Any] = {"attempts": attempts, "last_status_code": status, "last_error": error}
-    if status is not None and 200 <= status < 300:
-        return {**state, "status": "delivered", "delivered_at": now}
-    if attempts > len(schedule):
-        return {**state, "status": "failed"}
-    return {**state, "next_attempt_at": delivery.created_at + schedule[attempts - 1]}
-
-
-async def deliver_due(
-    runtime: ServiceRuntime,
-    client: httpx.AsyncClient,
-    tables: WebhookTables,
-    *,
-    render: Render,
-    schedule: list[timedelta],
-    limit: int = 20,
-) -> int:
-    """Post every due delivery once; returns how many were attempted."""
-    now = utcnow()
-    async with runtime.engine.begin() as conn:
-        due = await claim_due_deliveries(conn, tables, now=now, limit=limit)
-        outcomes = await asyncio.gather(*(post(client, d, render) for d in due))
-        states = [
-            next_state(delivery, status, error, now, schedule)
-            for delivery, (status, error) in zip(due, outcomes, strict=True)
-        ]
-        for delivery, state in zip(due, states, strict=True):
-            await update_delivery(conn, tables, delivery.delivery_id, **state)
-    for delivery, state in zip(due, states, strict=True):  # counted once the outcomes are committed
-        _record(delivery, state)
-    return len(due)
-
-
-def _record(delivery: Any, state: dict[str, Any]) -> None:
-    outcome = state.get("status", "retrying")
-    WEBHOOK_DELIVERIES.labels(outcome).inc()
-    if outcome == "failed":
-        log.warning(
-            "webhook_delivery_failed",
-            delivery_id=delivery.delivery_id,
-            subscription_id=delivery.subscription_id,
-            attempts=state["attempts"],
-            last_status_code=state["last_status_code"],
-        )
-
-
-def make_delivery_loop(
-    tables: WebhookTables,
-    *,
-    render: Render,
-    first_retry_s: float,
-    max_age: timedelta,
-    poll_s: float,
-    name: str = "webhook_deliveries",
-) -> BackgroundLoop:
-    """The loop posting due deliveries, then sleeping `poll_s` whenever none was due."""
-    schedule = attempt_schedule(first_retry_s, max_age)
-
-    async def loop(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            while not stop.is_set():
-                if await deliver_due(runtime, client, tables, render=render, schedule=schedule) == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=poll_s)
-
-    loop.__name__ = loop.__qualname__ = name  # the runtime names the task after it
-    return loop

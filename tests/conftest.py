@@ -127,6 +127,7 @@ async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path
         outbox_idle_poll_ms=100,
         db_pool_size=5,
         admin_key="test-admin-key",
+        webhook_allowed_hosts=["127.0.0.1"],  # the tests' own webhook receivers listen there
     )
     await ensure_topics(s)
     # A setting of feedback's own (FeedbackSettings), which its create() carries over.

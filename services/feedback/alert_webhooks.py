@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from services.feedback import store
-from shared import webhooks
+from shared import webhook_delivery, webhooks
 from shared.auth import Scope
 from shared.consumer import BatchHandler
 from shared.envelope import Envelope
@@ -40,7 +40,7 @@ def batch_handlers() -> Mapping[str, BatchHandler]:
 
 
 def make_delivery_loop(*, first_retry_s: float, max_age: timedelta, poll_s: float) -> BackgroundLoop:
-    return webhooks.make_delivery_loop(
+    return webhook_delivery.make_delivery_loop(
         tables,
         render=render,
         first_retry_s=first_retry_s,

@@ -1,6 +1,7 @@
 """handoff's outbound webhooks: sales tools subscribe to handoff events and get them signed and retried.
 
-The machinery (tables, enqueueing from the consumer, the delivery loop) is `shared.webhooks`,
+The machinery (tables and enqueueing from the consumer: `shared.webhooks`; the delivery loop:
+`shared.webhook_delivery`),
 the API `shared.webhook_api`; here is what is handoff's: which events can be subscribed to, and that
 each delivery posts the event's envelope as it was published on `lead.lifecycle`.
 """
@@ -11,7 +12,7 @@ from datetime import timedelta
 
 from services.handoff import store
 from services.handoff.schemas import WEBHOOK_EVENT_TYPES
-from shared import webhooks
+from shared import webhook_delivery, webhooks
 from shared.auth import Scope
 from shared.runtime import BackgroundLoop
 from shared.webhook_api import webhook_router
@@ -31,6 +32,10 @@ router = webhook_router(
 
 
 def make_delivery_loop(*, first_retry_s: float, max_age: timedelta, poll_s: float) -> BackgroundLoop:
-    return webhooks.make_delivery_loop(
-        store.webhooks, render=webhooks.as_stored, first_retry_s=first_retry_s, max_age=max_age, poll_s=poll_s
+    return webhook_delivery.make_delivery_loop(
+        store.webhooks,
+        render=webhook_delivery.as_stored,
+        first_retry_s=first_retry_s,
+        max_age=max_age,
+        poll_s=poll_s,
     )

@@ -55,6 +55,7 @@ def dev_env(data_dir: Path, **overrides: str) -> dict[str, str]:
         LEADFLOW_OUTBOX_IDLE_POLL_MS="100",
         LEADFLOW_TOPIC_PARTITIONS="3",
         LEADFLOW_LOG_JSON="true",
+        LEADFLOW_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",  # the tests' webhook receivers listen there
     )
     env.update(overrides)
     return env

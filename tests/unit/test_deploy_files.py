@@ -53,8 +53,9 @@ def interpolated(value: object) -> str:
 
 
 def settings_of(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The Settings a container of this compose service reads (LEADFLOW_ADMIN_KEY comes from .env)."""
+    """The Settings a container of this compose service reads (the secrets come from .env)."""
     monkeypatch.setenv("LEADFLOW_ADMIN_KEY", "lf_" + "x" * 32)
+    monkeypatch.setenv("LEADFLOW_SECRETS_KEY", "c2VjcmV0cy1rZXktb2YtYS1jb21wb3NlLXN0YWNrISE=")
     for name, value in spec["environment"].items():
         monkeypatch.setenv(name, interpolated(value))
     return Settings()
@@ -359,7 +360,7 @@ def test_env_example_holds_placeholders_only():
     lines = (ROOT / ".env.example").read_text().splitlines()
     assignments = [line for line in lines if line and not line.startswith("#")]
     names = {line.split("=", 1)[0] for line in assignments}
-    assert {"LEADFLOW_ADMIN_KEY", "POSTGRES_PASSWORD"} <= names
+    assert {"LEADFLOW_ADMIN_KEY", "LEADFLOW_SECRETS_KEY", "POSTGRES_PASSWORD"} <= names
     assert all(line.split("=", 1)[1] == "" for line in assignments)
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 

@@ -35,6 +35,7 @@ PURE_MODULES = (
     "shared.identities",
     "shared.config_errors",
     "shared.event_types",
+    "shared.destinations",
 )
 
 # Neither imported by a pure module nor loaded, however indirectly, by importing one.

@@ -10,7 +10,8 @@ from sqlalchemy import MetaData
 
 from shared.signing import SIGNATURE_HEADER, verify
 from shared.webhook_api import webhook_create_model
-from shared.webhooks import as_stored, attempt_schedule, next_state, signed_request, webhook_tables
+from shared.webhook_delivery import as_stored, attempt_schedule, next_state, signed_request
+from shared.webhooks import webhook_tables
 
 CREATED = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 NOW = CREATED + timedelta(minutes=1)
@@ -61,7 +62,9 @@ def test_after_the_last_scheduled_retry_the_delivery_fails() -> None:
 
 
 def test_the_rendered_body_is_what_gets_signed_and_posted() -> None:
-    body, headers = signed_request(delivery(), lambda payload: b"[" + payload + b"]", timestamp=1_780_000_000)
+    body, headers = signed_request(
+        delivery(), lambda payload: b"[" + payload + b"]", secrets=["whsec_test"], timestamp=1_780_000_000
+    )
     assert body == b'[{"type":"handoff.created"}]'
     assert verify("whsec_test", body, headers[SIGNATURE_HEADER], now=1_780_000_000)
     assert headers["Leadflow-Event-Type"] == "handoff.created"
@@ -70,7 +73,7 @@ def test_the_rendered_body_is_what_gets_signed_and_posted() -> None:
 
 
 def test_handoff_deliveries_post_the_envelope_byte_for_byte() -> None:
-    body, _ = signed_request(delivery(), as_stored, timestamp=1_780_000_000)
+    body, _ = signed_request(delivery(), as_stored, secrets=["whsec_test"], timestamp=1_780_000_000)
     assert body == delivery().payload
 
 
@@ -94,4 +97,7 @@ def test_each_schema_gets_the_same_two_tables() -> None:
     assert handoff.deliveries.fullname == "handoff.webhook_deliveries"
     assert feedback.subscriptions.fullname == "feedback.webhook_subscriptions"
     assert [c.name for c in handoff.deliveries.columns] == [c.name for c in feedback.deliveries.columns]
-    assert {i.name for i in feedback.deliveries.indexes} == {"ix_webhook_deliveries_due"}
+    assert {i.name for i in feedback.deliveries.indexes} == {
+        "ix_webhook_deliveries_due",
+        "ix_webhook_deliveries_subscription",
+    }
