@@ -63,3 +63,20 @@ def test_the_handoff_decisions_document_their_conflicts_and_stale_versions() -> 
     doc = document("handoff")
     accept = doc["paths"]["/v1/handoffs/{handoff_id}/accept"]["post"]["responses"]
     assert {"200", "404", "409", "412"} <= set(accept)
+
+
+@pytest.mark.parametrize("service", ["handoff", "feedback"])
+def test_the_webhook_lifecycle_documents_its_answers(service: str) -> None:
+    paths = document(service)["paths"]
+    one = "/v1/webhooks/{subscription_id}"
+    expected = {
+        ("/v1/webhooks", "post"): {"201", "409", "422"},
+        ("/v1/webhooks", "get"): {"200"},
+        (one, "get"): {"200", "404"},
+        (one, "patch"): {"200", "404", "422"},
+        (one, "delete"): {"204", "404"},
+        (f"{one}/rotate-secret", "post"): {"200", "404"},
+        (f"{one}/deliveries", "get"): {"200", "404"},
+    }
+    for (path, method), statuses in expected.items():
+        assert statuses <= set(paths[path][method]["responses"]), f"{method.upper()} {path}"
