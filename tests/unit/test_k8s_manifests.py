@@ -339,7 +339,8 @@ def test_every_leadflow_variable_is_a_setting(rendered):
 def test_the_settings_accept_the_config_map(rendered, monkeypatch):
     for name, value in settings_env(rendered).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("LEADFLOW_ADMIN_KEY", "x" * 32)
+    monkeypatch.setenv("LEADFLOW_ADMIN_KEY", "x" * 32)  # the secrets come from leadflow-secrets
+    monkeypatch.setenv("LEADFLOW_SECRETS_KEY", "c2VjcmV0cy1rZXktb2YtYS1rOHMtY2x1c3RlciEhISE=")
     settings = Settings()
     assert settings.env == "production" and settings.host == "0.0.0.0"
     assert str(settings.config_dir) == "/app/config"
