@@ -34,6 +34,7 @@ from shared.unit_of_work import UnitOfWork, unit_of_work
 
 log = get_logger(__name__)
 
+_STOP_GRACE_S = 5.0
 BackgroundLoop = Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]]
 
 
@@ -86,7 +87,15 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._boot(), name=f"{self.spec.name}-boot"))
 
     async def stop(self) -> None:
+        """Let the loops end at their next look at the stop event, then cancel what has not.
+
+        Ending by itself, the consumer leaves its group, so its partitions move to the other
+        instances at once; cancelled mid-poll, aiokafka skips the leave and they wait for the
+        session timeout.
+        """
         self._stop.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=_STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
