@@ -87,15 +87,16 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._boot(), name=f"{self.spec.name}-boot"))
 
     async def stop(self) -> None:
-        """Let the loops end at their next look at the stop event, then cancel what has not.
+        """Let the consumer end at its next look at the stop event, then cancel the loops.
 
         Ending by itself, the consumer leaves its group, so its partitions move to the other
         instances at once; cancelled mid-poll, aiokafka skips the leave and they wait for the
         session timeout.
         """
         self._stop.set()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=_STOP_GRACE_S)
+        consumer = [task for task in self._tasks if task.get_name() == "consumer"]
+        if consumer:
+            await asyncio.wait(consumer, timeout=_STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -109,8 +110,7 @@ class ServiceRuntime:
         if self.spec.needs_postgres:
             await self._retry("postgres", self._prepare_database)
         else:
-            prepare = self._retry("postgres", self._prepare_database)
-            self._tasks.append(asyncio.create_task(prepare, name=f"{self.spec.name}-postgres"))
+            await self._prepare_database_or_carry_on()
         await self._retry("kafka", self.producer.start)
         if self.spec.migrations is not None:
             self._spawn("outbox-relay", self.relay.run)
@@ -140,6 +140,17 @@ class ServiceRuntime:
             self._spawn(loop.__name__, functools.partial(loop, self))
         self.started.set()
         log.info("service_started", kafka=self.settings.kafka_bootstrap)
+
+    async def _prepare_database_or_carry_on(self) -> None:
+        """Migrate if Postgres answers; if not, start without it and keep trying in the background."""
+        try:
+            await self._prepare_database()
+        except Exception as exc:
+            log.warning(
+                "dependency_unavailable", dependency="postgres", error=str(exc)[:300], starting_without=True
+            )
+            prepare = self._retry("postgres", self._prepare_database)
+            self._tasks.append(asyncio.create_task(prepare, name=f"{self.spec.name}-postgres"))
 
     async def _prepare_database(self) -> None:
         await ping(self.engine)

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from leadflow.admin.migrations import migrate_all
+from leadflow.devstack.ports import free_port
 from shared.auth import Scope
 from shared.settings import Settings
 from tests.outage_drills import Answer, OwnPostgres, burst, summary
@@ -127,3 +128,16 @@ async def unknown_key_refused(client: httpx.AsyncClient) -> bool:
     started = time.monotonic()
     answer = await post_event(client, {"X-API-Key": "lf_never_seen_key"})
     return answer.status_code == 401 and time.monotonic() - started < 2.0
+
+
+async def test_intake_starts_and_takes_events_while_postgres_is_unreachable(settings: Settings) -> None:
+    nowhere = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"}
+    )
+    async with running("intake", nowhere) as intake:
+        ready = await intake.client.get("/readyz")
+        assert ready.status_code == 200, ready.json()
+        assert ready.json()["checks"]["postgres"].startswith("degraded: unavailable")
+        assert (await post_event(intake.client, ADMIN)).status_code == 202
+        unknown = await post_event(intake.client, {"X-API-Key": "lf_never_seen_key"})
+        assert unknown.status_code == 503 and unknown.headers["retry-after"]
