@@ -66,6 +66,9 @@ class OwnPostgres:
         pg_ctl(args, pgdata=self.data_dir, user=getattr(self.server.server, "system_user", None), timeout=30)
 
     def close(self) -> None:
+        """Stop the server, also when it was started again (the embedded handle only knows its first run)."""
+        if (self.data_dir / "postmaster.pid").exists():
+            self.stop()
         self.server.stop()
 
 
