@@ -30,7 +30,7 @@ async def backtest_timing(settings: Settings, db_dsn: str) -> BacktestTiming:
     """Seconds to backtest a candidate model over the whole history, beside reading that history alone."""
     leads, _ = await seed_history(db_dsn, events=BACKTEST_EVENTS)
     since = utcnow() - timedelta(days=90)
-    engine = make_engine(settings)
+    engine = make_engine(settings, bounded=False)
     try:
         started = time.perf_counter()
         async with engine.connect() as conn:

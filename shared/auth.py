@@ -20,6 +20,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import ARRAY, Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.outages import DependencyUnavailable, is_outage
 from shared.problems import Problem
 
 AUTH_SCHEMA = "auth"
@@ -74,12 +75,21 @@ def generate_key() -> tuple[str, str]:
 
 @dataclass
 class KeyStore:
-    """Looks keys up by hash, with a short in-process cache so intake stays fast."""
+    """Looks keys up by hash, with a short in-process cache so intake stays fast.
+
+    While Postgres is unreachable, a key found within the last `stale_s` seconds is still
+    accepted from the cache (a key revoked meanwhile too, for that long), so intake keeps
+    taking events; a key not in the cache gets a 503. After a failed lookup the database is
+    not asked again for `recheck_s`, so requests are not each held by a timeout.
+    """
 
     engine: AsyncEngine
     admin_key: str
     ttl_s: float = 30.0
+    stale_s: float = 300.0
+    recheck_s: float = 2.0
     _cache: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+    _unreachable_until: float = 0.0
 
     async def authenticate(self, key: str) -> Principal | None:
         if hmac.compare_digest(key.encode(), self.admin_key.encode()):
@@ -89,6 +99,27 @@ class KeyStore:
         now = time.monotonic()
         if cached and cached[0] > now:
             return cached[1]
+        stale = cached[1] if cached and now < cached[0] + self.stale_s else None
+        if now < self._unreachable_until:
+            if stale:
+                return stale
+            raise DependencyUnavailable("Postgres is unreachable and this API key is not in the cache")
+        try:
+            principal = await self._lookup(digest)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            self._unreachable_until = now + self.recheck_s
+            if stale:
+                return stale
+            raise
+        if principal is not None:
+            self._cache[digest] = (now + self.ttl_s, principal)
+        else:
+            self._cache.pop(digest, None)
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -97,9 +128,7 @@ class KeyStore:
             ).first()
         if row is None:
             return None
-        principal = Principal(key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes), owner=row.owner)
-        self._cache[digest] = (now + self.ttl_s, principal)
-        return principal
+        return Principal(key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes), owner=row.owner)
 
     async def create(self, *, name: str, scopes: list[Scope], owner: str | None = None) -> tuple[str, str]:
         key, key_id = generate_key()

@@ -13,22 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RecordTooLargeError
 from pydantic import ValidationError
 from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.envelope import Envelope
 from shared.events import parse_data
 from shared.logging import get_logger, trace_context
 from shared.metrics import CONSUMER_LAG, MESSAGES_CONSUMED
+from shared.outages import CONFLICT_SQLSTATES, is_outage, kafka_error_is_transient, sqlstate_of
 from shared.outbox import record_deliveries
+from shared.settings import Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork, unit_of_work
 
@@ -57,10 +60,6 @@ def _runs_by_handler(
         yield handler, list(run)
 
 
-# Postgres SQLSTATEs worth retrying rather than dead-lettering.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
-
-
 def describe(error: BaseException) -> str:
     """The error without the input it was about: validation errors echo their input, which may hold PII."""
     if isinstance(error, ValidationError):
@@ -70,15 +69,50 @@ def describe(error: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for outages (retry the batch), False for a bad message (dead-letter it)."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, KafkaError, InterfaceError, OperationalError)):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return sqlstate in _TRANSIENT_SQLSTATES
-    return False
+    """True for outages and conflicts (retry the batch), False for a bad message (dead-letter it)
+    and for a Kafka error no retry fixes (a record too large, an invalid topic, a refusal)."""
+    if isinstance(exc, KafkaError):
+        return kafka_error_is_transient(exc)
+    return is_outage(exc) or sqlstate_of(exc) in CONFLICT_SQLSTATES
+
+
+MAX_REFERENCED_KEY = 1024  # bytes of a record's key a dead-letter reference repeats
+
+
+def dead_letter_reference(
+    *, topic: str, partition: int, offset: int, size: int | None, key: bytes | None, error: str, cause: str
+) -> bytes:
+    """What goes to the DLQ when the record itself cannot: where to find it, and why."""
+    reference = {
+        "dead_letter": "reference",
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "size": size,
+        "key": key[:MAX_REFERENCED_KEY].decode(errors="replace") if key is not None else None,
+        "error": error,
+        "not_dead_lettered_whole": cause,
+    }
+    return orjson.dumps(reference)
+
+
+@dataclass(frozen=True)
+class GroupMembership:
+    """How a consumer lives in its group: how soon a silent one loses its partitions."""
+
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    max_poll_interval_ms: int = 60_000
+    instance_id: str | None = None  # static membership; None: a stopped consumer leaves at once
+
+    @classmethod
+    def of(cls, settings: Settings) -> GroupMembership:
+        return cls(
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+            max_poll_interval_ms=settings.consumer_max_poll_interval_ms,
+            instance_id=settings.consumer_instance_id,
+        )
 
 
 class ConsumerRunner:
@@ -100,6 +134,8 @@ class ConsumerRunner:
         poll_ms: int = 200,
         fetch_max_wait_ms: int = 100,
         after_commit: Callable[[], None] = lambda: None,
+        membership: GroupMembership | None = None,
+        stall_s: float = 60.0,
     ) -> None:
         self.group_id = group_id
         self.topics = topics
@@ -116,8 +152,23 @@ class ConsumerRunner:
         self._poll_ms = poll_ms
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._after_commit = after_commit
+        self._membership = membership or GroupMembership()
+        self._stall_s = stall_s
         self.running = False
         self._lag_partitions: set[TopicPartition] = set()
+        # Progress, for readiness: records fetched and not yet committed, the lag last seen,
+        # and when the group's position last moved (or the consumer was caught up).
+        self._in_hand = 0
+        self._lag = 0
+        self._progress_at = time.monotonic()
+
+    def health(self) -> str:
+        """`ok`, `starting`, or `stalled: ...` once lag has not moved for `stall_s` seconds."""
+        behind = self._lag + self._in_hand
+        idle = time.monotonic() - self._progress_at
+        if behind > 0 and idle > self._stall_s:
+            return f"stalled: lag {behind}, no progress for {idle:.0f} s"
+        return "ok" if self.running else "starting"
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -128,19 +179,52 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
             max_poll_records=self._batch_size,
             fetch_max_wait_ms=self._fetch_max_wait_ms,
+            group_instance_id=self._membership.instance_id,
+            session_timeout_ms=self._membership.session_timeout_ms,
+            heartbeat_interval_ms=self._membership.heartbeat_interval_ms,
+            max_poll_interval_ms=self._membership.max_poll_interval_ms,
         )
         await consumer.start()
         self.running = True
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._batch_size)
+                try:
+                    batch = await consumer.getmany(timeout_ms=self._poll_ms, max_records=self._batch_size)
+                except RecordTooLargeError as exc:
+                    await self._skip_unfetchable(consumer, exc)
+                    continue
                 if batch:
+                    self._in_hand = sum(len(records) for records in batch.values())
                     await self._handle_with_retry(batch, stop)
-                    await self._commit(consumer, batch)
+                    await self._commit(consumer, {tp: rs[-1].offset + 1 for tp, rs in batch.items() if rs})
+                    self._in_hand = 0
+                    self._progress_at = time.monotonic()
                 await self._record_lag(consumer)
+                if not batch and self._lag == 0:
+                    self._progress_at = time.monotonic()
         finally:
             self.running = False
-            await consumer.stop()
+            await consumer.stop()  # leaves the group (unless static), so a restart rebalances at once
+
+    async def _skip_unfetchable(self, consumer: AIOKafkaConsumer, exc: RecordTooLargeError) -> None:
+        """A record larger than the consumer may fetch: dead-letter where it is, and go past it."""
+        _, tp, offset, _ = exc.args
+        reference = dead_letter_reference(
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=offset,
+            size=None,
+            key=None,
+            error="larger than the consumer's fetch size",
+            cause="not fetched",
+        )
+        headers = [("dead_letter", b"reference"), ("error_type", b"RecordTooLargeError")]
+        await self._producer.send_and_wait(self._topic_names.dlq(tp.topic), value=reference, headers=headers)
+        MESSAGES_CONSUMED.labels(self.group_id, "dead_lettered").inc()
+        log.warning(
+            "message_dead_lettered", group=self.group_id, topic=tp.topic, offset=offset, error="too large"
+        )
+        await self._commit(consumer, {tp: offset + 1})
 
     async def _handle_with_retry(
         self, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
@@ -271,6 +355,9 @@ class ConsumerRunner:
         return None
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException) -> None:
+        """The record to `<topic>.dlq` with the reason; a record the broker or the producer will
+        not take (too large, say) goes as a reference to where it is, so the consumer moves on."""
+        dlq = self._topic_names.dlq(record.topic)
         headers = [
             ("error", describe(error).encode()),
             ("error_type", type(error).__name__.encode()),
@@ -279,15 +366,44 @@ class ConsumerRunner:
             ("source_offset", str(record.offset).encode()),
             ("consumer_group", self.group_id.encode()),
         ]
-        await self._producer.send_and_wait(
-            self._topic_names.dlq(record.topic), value=record.value, key=record.key, headers=headers
-        )
+        try:
+            await self._producer.send_and_wait(dlq, value=record.value, key=record.key, headers=headers)
+        except KafkaError as exc:
+            if kafka_error_is_transient(exc):
+                raise
+            await self._dead_letter_reference(dlq, record, error, headers, cause=exc)
         MESSAGES_CONSUMED.labels(self.group_id, "dead_lettered").inc()
 
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    async def _dead_letter_reference(
+        self,
+        dlq: str,
+        record: ConsumerRecord,
+        error: BaseException,
+        headers: list[tuple[str, bytes]],
+        *,
+        cause: KafkaError,
     ) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        reference = dead_letter_reference(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            size=record.serialized_value_size,
+            key=record.key,
+            error=describe(error),
+            cause=f"{type(cause).__name__}: {describe(cause)}",
+        )
+        key = record.key if record.key is None or len(record.key) <= MAX_REFERENCED_KEY else None
+        try:
+            await self._producer.send_and_wait(
+                dlq, value=reference, key=key, headers=[("dead_letter", b"reference"), *headers]
+            )
+        except KafkaError as exc:
+            if kafka_error_is_transient(exc):
+                raise
+            # Not even a reference goes out (the DLQ refuses us): say where the record is, and move on.
+            log.error("dead_letter_failed", group=self.group_id, reference=reference.decode(), error=str(exc))
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
             await consumer.commit(offsets)
         except CommitFailedError as exc:
@@ -302,6 +418,7 @@ class ConsumerRunner:
         (no highwater) is left out until it is.
         """
         owned = consumer.assignment()
+        lag = 0
         for tp in self._lag_partitions - owned:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
@@ -316,3 +433,5 @@ class ConsumerRunner:
                 continue
             CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(highwater - position, 0))
             self._lag_partitions.add(tp)
+            lag += max(highwater - position, 0)
+        self._lag = lag

@@ -146,7 +146,7 @@ def create_app(
     )
     async def readyz() -> JSONResponse:
         checks = await runtime.readiness()
-        ready = all(v == "ok" for v in checks.values())
+        ready = runtime.ready(checks)
         body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 

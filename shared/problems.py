@@ -14,11 +14,13 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.field_errors import FieldError
 from shared.logging import get_logger
+from shared.outages import DependencyUnavailable, is_outage
 
 __all__ = [
     "OUTAGES",
@@ -35,19 +37,10 @@ __all__ = [
 PROBLEM_JSON = "application/problem+json"
 
 
-class DependencyUnavailable(Exception):
-    """Kafka or Postgres cannot be reached: the client should retry (503)."""
-
-
-# Errors that mean an outage, not a bad request: answered 503 with Retry-After.
-OUTAGES: tuple[type[Exception], ...] = (
-    DependencyUnavailable,
-    KafkaError,
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
+# The error families an outage arrives as; `is_outage` tells which of them are one (503 with
+# Retry-After) and which are a fault of ours (500). A Kafka error in a request is always a 503:
+# the broker did not take the event, and the client may send it again.
+OUTAGES: tuple[type[Exception], ...] = (DependencyUnavailable, OSError, PoolTimeout, DBAPIError, KafkaError)
 log = get_logger(__name__)
 
 
@@ -71,6 +64,10 @@ class Problem(Exception):
             body["errors"] = [e.as_dict() for e in self.errors]
         body.update(self.extra)
         return body
+
+
+def unavailable(detail: str = "A dependency (Kafka or Postgres) is unreachable; retry shortly.") -> Problem:
+    return Problem(status=503, title="Temporarily unavailable", detail=detail, headers={"Retry-After": "2"})
 
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
@@ -124,14 +121,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(problem, request.url.path)
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not (is_outage(exc) or isinstance(exc, KafkaError)):
+            log.exception("unhandled_error", path=request.url.path)
+            return problem_response(Problem(status=500, title="Internal error"), request.url.path)
         log.warning("dependency_unavailable", path=request.url.path, error_type=type(exc).__name__)
-        problem = Problem(
-            status=503,
-            title="Temporarily unavailable",
-            detail="A dependency (Kafka or Postgres) is unreachable; retry shortly.",
-            headers={"Retry-After": "2"},
-        )
-        return problem_response(problem, request.url.path)
+        detail = str(exc) if isinstance(exc, DependencyUnavailable) and str(exc) else None
+        return problem_response(unavailable(detail) if detail else unavailable(), request.url.path)
 
     for outage in OUTAGES:
         app.add_exception_handler(outage, _unavailable)

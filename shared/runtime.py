@@ -22,7 +22,7 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.auth import AUTH_MIGRATIONS, AUTH_SCHEMA, KeyStore
-from shared.consumer import BatchHandler, ConsumerRunner, Handler
+from shared.consumer import BatchHandler, ConsumerRunner, GroupMembership, Handler
 from shared.db import make_engine, migrate, ping
 from shared.envelope import utcnow
 from shared.kafka import make_producer
@@ -34,6 +34,7 @@ from shared.unit_of_work import UnitOfWork, unit_of_work
 
 log = get_logger(__name__)
 
+_STOP_GRACE_S = 5.0
 BackgroundLoop = Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]]
 
 
@@ -48,6 +49,9 @@ class ServiceSpec:
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     batch_handlers: Mapping[str, BatchHandler] = field(default_factory=dict)
     loops: list[BackgroundLoop] = field(default_factory=list)
+    # False: the service does its work without Postgres (intake: API keys from its cache),
+    # so it starts and stays ready while Postgres is down, and reports it as degraded.
+    needs_postgres: bool = True
 
 
 class ServiceRuntime:
@@ -58,7 +62,9 @@ class ServiceRuntime:
         self.engine: AsyncEngine = make_engine(settings)
         self.outbox: Table = _shared_table(spec.metadata, spec.name, "outbox", outbox_table)
         self.inbox: Table = _shared_table(spec.metadata, spec.name, "inbox", inbox_table)
-        self.key_store = KeyStore(engine=self.engine, admin_key=settings.admin_key)
+        self.key_store = KeyStore(
+            engine=self.engine, admin_key=settings.admin_key, stale_s=settings.api_key_stale_s
+        )
         # aiokafka clients bind to the running loop, so they are made in start().
         self.producer: AIOKafkaProducer
         self.relay: OutboxRelay
@@ -81,7 +87,16 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._boot(), name=f"{self.spec.name}-boot"))
 
     async def stop(self) -> None:
+        """Let the consumer end at its next look at the stop event, then cancel the loops.
+
+        Ending by itself, the consumer leaves its group, so its partitions move to the other
+        instances at once; cancelled mid-poll, aiokafka skips the leave and they wait for the
+        session timeout.
+        """
         self._stop.set()
+        consumer = [task for task in self._tasks if task.get_name() == "consumer"]
+        if consumer:
+            await asyncio.wait(consumer, timeout=_STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -92,7 +107,10 @@ class ServiceRuntime:
         await self.engine.dispose()
 
     async def _boot(self) -> None:
-        await self._retry("postgres", self._prepare_database)
+        if self.spec.needs_postgres:
+            await self._retry("postgres", self._prepare_database)
+        else:
+            await self._prepare_database_or_carry_on()
         await self._retry("kafka", self.producer.start)
         if self.spec.migrations is not None:
             self._spawn("outbox-relay", self.relay.run)
@@ -114,12 +132,25 @@ class ServiceRuntime:
                 poll_ms=self.settings.consumer_poll_ms,
                 fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
                 after_commit=self.relay.wake,
+                membership=GroupMembership.of(self.settings),
+                stall_s=self.settings.consumer_stall_s,
             )
             self._spawn("consumer", self.consumer.run)
         for loop in self.spec.loops:
             self._spawn(loop.__name__, functools.partial(loop, self))
         self.started.set()
         log.info("service_started", kafka=self.settings.kafka_bootstrap)
+
+    async def _prepare_database_or_carry_on(self) -> None:
+        """Migrate if Postgres answers; if not, start without it and keep trying in the background."""
+        try:
+            await self._prepare_database()
+        except Exception as exc:
+            log.warning(
+                "dependency_unavailable", dependency="postgres", error=str(exc)[:300], starting_without=True
+            )
+            prepare = self._retry("postgres", self._prepare_database)
+            self._tasks.append(asyncio.create_task(prepare, name=f"{self.spec.name}-postgres"))
 
     async def _prepare_database(self) -> None:
         await ping(self.engine)
@@ -190,9 +221,15 @@ class ServiceRuntime:
             checks["kafka"] = "ok" if ok and self.started.is_set() else "unavailable"
         except Exception as exc:
             checks["kafka"] = f"unavailable: {type(exc).__name__}"
+        if not self.spec.needs_postgres and checks["postgres"] != "ok":
+            checks["postgres"] = f"degraded: {checks['postgres']} (API keys from cache)"
         if self.spec.subscriptions:
-            checks["consumer"] = "ok" if self.consumer and self.consumer.running else "starting"
+            checks["consumer"] = self.consumer.health() if self.consumer else "starting"
         return checks
+
+    def ready(self, checks: Mapping[str, str]) -> bool:
+        """Ready when every check is ok, or only degraded (a dependency the service can do without)."""
+        return all(value == "ok" or value.startswith("degraded") for value in checks.values())
 
 
 def _shared_table(

@@ -111,6 +111,42 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
+    # Outages: how long anything waits on a dependency before the answer is a 503 (or a retry).
+    db_connect_timeout_s: float = Field(default=1.0, gt=0, description="opening a Postgres connection")
+    db_statement_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="one statement of a service (server statement_timeout and the client's own bound, "
+        "which also covers a frozen server); operator commands are not bounded",
+    )
+    db_pool_timeout_s: float = Field(default=0.5, gt=0, description="waiting for a free pooled connection")
+    produce_timeout_s: float = Field(
+        default=1.5, gt=0, description="intake: waiting for the broker's acks before answering 503"
+    )
+    api_key_stale_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="while Postgres is unreachable, a key seen this recently is still accepted from cache",
+    )
+    consumer_session_timeout_ms: int = Field(
+        default=6000,
+        ge=1000,
+        description="a consumer that stops heartbeating loses its partitions after this "
+        "(within the broker's group.min/max.session.timeout.ms)",
+    )
+    consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    consumer_max_poll_interval_ms: int = Field(
+        default=60_000, ge=1000, description="a consumer stuck this long on one batch leaves the group"
+    )
+    consumer_instance_id: str | None = Field(
+        default=None,
+        description="static group membership (KIP-345): a restart with the same id gets its partitions "
+        "back without a rebalance; only for stable ids (a StatefulSet's pod name)",
+    )
+    consumer_stall_s: float = Field(
+        default=60.0, gt=0, description="a consumer with lag and no progress this long is not ready"
+    )
+
     @model_validator(mode="after")
     def _insync_within_replication(self) -> Settings:
         if self.topic_min_insync_replicas > self.topic_replication:

@@ -17,7 +17,7 @@ async def backtest(
     settings: Settings, *, current: ScoringModel, candidate: ScoringModel, since: datetime
 ) -> BacktestReport:
     """Replay stored history through both models; emits nothing."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, bounded=False)
     started = time.perf_counter()
     try:
         async with engine.connect() as conn:

@@ -10,7 +10,7 @@ from shared.settings import Settings
 
 async def rebuild_feedback(settings: Settings) -> RebuildSummary:
     """Replay lead.lifecycle into feedback's facts, in one transaction (see services.feedback.rebuild)."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, bounded=False)
     try:
         await migrate(engine, schema="feedback", versions_dir=feedback_store.MIGRATIONS)
         async with engine.begin() as conn:

@@ -10,7 +10,7 @@ from shared.settings import Settings
 async def create_key(
     settings: Settings, *, name: str, scopes: list[Scope], owner: str | None
 ) -> tuple[str, str]:
-    engine = make_engine(settings)
+    engine = make_engine(settings, bounded=False)
     try:
         await migrate(engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
         return await KeyStore(engine=engine, admin_key=settings.admin_key).create(

@@ -13,7 +13,7 @@ from shared.settings import SERVICES, Settings
 
 async def migrate_all(settings: Settings) -> None:
     await ensure_topics(settings)
-    engine = make_engine(settings)
+    engine = make_engine(settings, bounded=False)
     try:
         await migrate(engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
         for name in SERVICES:

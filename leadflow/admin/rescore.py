@@ -17,7 +17,7 @@ from shared.unit_of_work import unit_of_work
 
 async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
     """Rescore every lead under `model`, then publish the events that caused (if any)."""
-    engine = make_engine(settings)
+    engine = make_engine(settings, bounded=False)
     try:
         await migrate(engine, schema=scoring_store.SCHEMA, versions_dir=scoring_store.MIGRATIONS)
         topics = Topics(settings.topic_prefix)

@@ -65,6 +65,7 @@ async def _accept(
         topic=runtime.topics.events,
         source="intake",
         batch=batch,
+        deadline_s=runtime.settings.produce_timeout_s,
     )
     return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
 
@@ -90,7 +91,7 @@ async def post_batch(batch: EventBatch, request: Request, runtime: Runtime, _: W
 
 def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     settings = settings_as(IntakeSettings, settings)
-    spec = ServiceSpec(name="intake", metadata=MetaData(), migrations=None)
+    spec = ServiceSpec(name="intake", metadata=MetaData(), migrations=None, needs_postgres=False)
     runtime = IntakeRuntime(spec, settings)
     app = create_app(
         runtime,

@@ -18,6 +18,7 @@ from services.intake.metrics import count_accepted, count_rejected
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
 from shared.identities import normalize_email
+from shared.outages import DependencyUnavailable
 from shared.problems import FieldError, invalid
 
 
@@ -60,15 +61,42 @@ async def accept_events(
     topic: str,
     source: str,
     batch: bool,
+    deadline_s: float,
 ) -> list[str]:
     """Validate every event, then publish all of them; returns their event ids."""
     now = utcnow()
     validate(events, plan, now=now, batch=batch)
     envelopes = [to_envelope(e, received_at=now, source=source) for e in events]
-    acks = [
-        await producer.send(topic, value=env.to_bytes(), key=(env.identity or "").encode())
-        for env in envelopes
-    ]
-    await asyncio.gather(*acks)
+    await publish(producer, topic, envelopes, deadline_s=deadline_s)
     count_accepted(len(envelopes))
     return [env.data["event_id"] for env in envelopes]
+
+
+async def publish(
+    producer: AIOKafkaProducer, topic: str, envelopes: list[Envelope], *, deadline_s: float
+) -> None:
+    """Send the envelopes and wait for the broker's acks, `deadline_s` at most in all.
+
+    Past the deadline the broker is treated as down (a 503): the producer may still
+    deliver some of them later, which is why a client retries with the same `event_id`.
+    """
+    acks: list[asyncio.Future[object]] = []
+    try:
+        async with asyncio.timeout(deadline_s):
+            for env in envelopes:
+                acks.append(
+                    await producer.send(topic, value=env.to_bytes(), key=(env.identity or "").encode())
+                )
+            await asyncio.wait(acks)  # unlike wait_for, leaves the futures to the producer
+    except TimeoutError:
+        for ack in acks:
+            ack.add_done_callback(_outcome_seen)
+        raise DependencyUnavailable(f"Kafka did not acknowledge the events within {deadline_s:g} s") from None
+    for ack in acks:
+        ack.result()
+
+
+def _outcome_seen(ack: asyncio.Future[object]) -> None:
+    """Read a late ack's outcome, so an abandoned failure is not logged as never retrieved."""
+    if not ack.cancelled():
+        ack.exception()

@@ -1,0 +1,143 @@
+"""Postgres frozen or stopped: every API call is answered within 2 s, 503 with Retry-After and
+never 500, and the service serves again once Postgres is back. intake keeps taking events."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from leadflow.admin.migrations import migrate_all
+from leadflow.devstack.ports import free_port
+from shared.auth import Scope
+from shared.settings import Settings
+from tests.outage_drills import Answer, OwnPostgres, burst, summary
+from tests.support import ADMIN, eventually, good_fit_journey, running, unique_email
+
+CALLS, CONCURRENCY = 30, 6
+
+
+def assert_answered_as_an_outage(answers: list[Answer]) -> None:
+    figures = summary(answers)
+    assert all(a.status == 503 for a in answers), figures
+    assert all(a.seconds < 2.0 and a.retry_after for a in answers), figures
+
+
+async def own_postgres(settings: Settings, tmp_path: Path) -> tuple[OwnPostgres, Settings]:
+    postgres = await OwnPostgres.start(tmp_path, "leadflow")
+    return postgres, settings.model_copy(update={"database_url": postgres.server.database_url("leadflow")})
+
+
+async def serves(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/v1/leads", headers=ADMIN)).status_code == 200
+
+
+async def test_frozen_postgres_is_a_503_within_2_s_and_the_service_recovers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    postgres, own = await own_postgres(settings, tmp_path)
+    try:
+        async with running("scoring", own) as scoring:
+            assert await serves(scoring.client)
+            postgres.freeze()
+            try:
+                answers = await burst(
+                    lambda: scoring.client.get("/v1/leads", headers=ADMIN),
+                    calls=CALLS,
+                    concurrency=CONCURRENCY,
+                )
+                ready = await scoring.client.get("/readyz")
+            finally:
+                postgres.thaw()
+            print("frozen postgres:", summary(answers))
+            assert_answered_as_an_outage(answers)
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["postgres"].startswith("unavailable")
+            await eventually(lambda: serves(scoring.client), timeout=10)
+    finally:
+        postgres.close()
+
+
+async def test_stopped_postgres_is_a_503_within_2_s_and_the_service_recovers(
+    settings: Settings, tmp_path: Path
+) -> None:
+    postgres, own = await own_postgres(settings, tmp_path)
+    try:
+        async with running("scoring", own) as scoring:
+            assert await serves(scoring.client)
+            postgres.stop()
+            try:
+                answers = await burst(
+                    lambda: scoring.client.get("/v1/leads", headers=ADMIN),
+                    calls=CALLS,
+                    concurrency=CONCURRENCY,
+                )
+            finally:
+                postgres.start_again()
+            print("stopped postgres:", summary(answers))
+            assert_answered_as_an_outage(answers)
+            await eventually(lambda: serves(scoring.client), timeout=10)
+    finally:
+        postgres.close()
+
+
+async def test_intake_takes_events_without_postgres_from_keys_it_has_seen(
+    settings: Settings, tmp_path: Path
+) -> None:
+    postgres, own = await own_postgres(settings, tmp_path)
+    await migrate_all(own)  # as `leadflow migrate` does before a rollout: intake no longer waits for it
+    try:
+        async with running("intake", own) as intake:
+            key, _ = await intake.runtime.key_store.create(name="website", scopes=[Scope.EVENTS_WRITE])
+            intake.runtime.key_store.ttl_s = 0.0  # every request asks Postgres, as after the cache's TTL
+            known = {"X-API-Key": key}
+            assert (await post_event(intake.client, known)).status_code == 202
+            postgres.stop()
+            try:
+                ready = await intake.client.get("/readyz")
+                assert ready.status_code == 200, ready.json()
+                assert ready.json()["checks"]["postgres"].startswith("degraded")
+                accepted = await burst(
+                    lambda: post_event(intake.client, known), calls=CALLS, concurrency=CONCURRENCY
+                )
+                unknown = await burst(
+                    lambda: post_event(intake.client, {"X-API-Key": "lf_never_seen_key"}),
+                    calls=6,
+                    concurrency=3,
+                )
+                print("intake without postgres:", summary(accepted), "unknown keys:", summary(unknown))
+                assert all(a.status == 202 for a in accepted), summary(accepted)
+                assert_answered_as_an_outage(unknown)
+            finally:
+                postgres.start_again()
+            assert (await post_event(intake.client, {"X-API-Key": "lf_never_seen_key"})).status_code in (
+                401,
+                503,
+            )
+            await eventually(lambda: unknown_key_refused(intake.client), timeout=10)
+    finally:
+        postgres.close()
+
+
+async def post_event(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
+    return await client.post("/v1/events", json=good_fit_journey(unique_email())[0], headers=headers)
+
+
+async def unknown_key_refused(client: httpx.AsyncClient) -> bool:
+    started = time.monotonic()
+    answer = await post_event(client, {"X-API-Key": "lf_never_seen_key"})
+    return answer.status_code == 401 and time.monotonic() - started < 2.0
+
+
+async def test_intake_starts_and_takes_events_while_postgres_is_unreachable(settings: Settings) -> None:
+    nowhere = settings.model_copy(
+        update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"}
+    )
+    async with running("intake", nowhere) as intake:
+        ready = await intake.client.get("/readyz")
+        assert ready.status_code == 200, ready.json()
+        assert ready.json()["checks"]["postgres"].startswith("degraded: unavailable")
+        assert (await post_event(intake.client, ADMIN)).status_code == 202
+        unknown = await post_event(intake.client, {"X-API-Key": "lf_never_seen_key"})
+        assert unknown.status_code == 503 and unknown.headers["retry-after"]
