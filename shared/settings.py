@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
     demo: bool = True
     demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
+    dev_drain_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="On Ctrl-C, how long `leadflow dev` waits for consumers and outboxes to drain",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from leadflow.devstack.ports import port_open
-from leadflow.devstack.processes import die_with_parent, stop_process
+from leadflow.devstack.processes import leftovers, own_group_and_die_with_parent, stop_leftovers, stop_process
 
 # One version for tests, `leadflow dev`, the bench, docker-compose.yml and deploy/ (a test
 # checks that they agree).
@@ -195,6 +195,9 @@ def start_apache_kafka(
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "logs"
     config = data_dir / "server.properties"
+    # A broker on this log directory whose parent was killed holds the directory's lock until
+    # it has shut down (SIGTERM from die_with_parent): stop it, or this one could not start.
+    stop_leftovers(leftovers(lambda cmdline: "kafka.Kafka" in cmdline and str(config) in cmdline))
     config.write_text(server_properties(port=port, controller_port=controller_port, log_dir=log_dir))
     java = ["java", f"-Dlog4j2.configurationFile={cache_dir() / 'log4j2.properties'}", "-cp", f"{libs}/*"]
     if not (log_dir / "meta.properties").exists():
@@ -209,7 +212,7 @@ def start_apache_kafka(
         [*java, f"-Xmx{heap}", f"-Xms{heap}", "kafka.Kafka", str(config)],
         stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
+        preexec_fn=own_group_and_die_with_parent,
     )
     try:
         _wait_until_started(process, out, port, timeout_s)
