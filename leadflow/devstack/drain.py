@@ -1,7 +1,8 @@
 """Draining the dev stack before it stops: consumers caught up, outboxes empty.
 
 What is left is measured where it lives: a service's lag is its consumer group's
-committed offsets against the end offsets of the topics it reads (asked of the
+committed offsets (else, as the consumers start from `earliest`, the
+beginning) against the end offsets of the topics it reads (asked of the
 broker), its outbox is the rows of `<service>.outbox` (asked of Postgres). The
 stack is drained when every service that is up shows neither, twice in a row
 with the topics' end offsets unchanged in between: a message published between
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,54 +81,65 @@ class DrainResult:
 
 
 class BacklogProbe:
-    """Measures a stack's backlog; holds one admin client, one consumer and one engine."""
+    """Measures a stack's backlog: one consumer reads end offsets, one per group its committed
+    offsets (a consumer that subscribes to nothing joins no group), one engine counts outboxes."""
 
-    def __init__(self, settings: Settings, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+    def __init__(
+        self, settings: Settings, offsets: AIOKafkaConsumer, groups: dict[ServiceName, AIOKafkaConsumer]
+    ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self._admin = admin
-        self._consumer = consumer
+        self._offsets = offsets
+        self._groups = groups
         self._engine: AsyncEngine = make_engine(settings.model_copy(update={"db_pool_size": 1}))
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[BacklogProbe]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=None, request_timeout_ms=5000
-        )
-        await admin.start()
+        topics = Topics(settings.topic_prefix)
+
+        def consumer(group: str | None) -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                group_id=group,
+                enable_auto_commit=False,
+                request_timeout_ms=5000,
+            )
+
+        clients = {name: consumer(topics.group(name)) for name in DRAINED}
+        offsets = consumer(None)
+        started: list[AIOKafkaConsumer] = []
         try:
-            await consumer.start()
-            probe = cls(settings, admin, consumer)
+            for client in [offsets, *clients.values()]:
+                await client.start()
+                started.append(client)
+            probe = cls(settings, offsets, clients)
             try:
                 yield probe
             finally:
                 await probe._engine.dispose()
-                await consumer.stop()
         finally:
-            await admin.close()
+            for client in started:
+                await client.stop()
 
     async def measure(self) -> Backlog:
         """Outboxes first, then lags: a row published meanwhile shows as lag, not as nothing."""
         outbox = {service: await self._outbox_rows(service) for service in DRAINED}
         read = {service: [self.topics.name(base) for base in subscriptions(service)] for service in DRAINED}
-        partitions = [
-            tp
-            for topic in sorted({t for ts in read.values() for t in ts})
-            for tp in await self._partitions_of(topic)
-        ]
-        ends = await self._consumer.end_offsets(partitions)
-        beginnings = await self._consumer.beginning_offsets(partitions)
+        topics = sorted({topic for names in read.values() for topic in names})
+        partitions = [tp for topic in topics for tp in await self._partitions_of(topic)]
+        ends = await self._offsets.end_offsets(partitions)
+        beginnings = await self._offsets.beginning_offsets(partitions)
         lag: dict[tuple[ServiceName, str], int] = {}
-        for service, topics in read.items():
-            committed = await self._admin.list_consumer_group_offsets(self.topics.group(service))
-            for topic in topics:
+        for service, names in read.items():
+            group = self._groups[service]
+            for topic in names:
+                mine = [tp for tp in partitions if tp.topic == topic]
+                committed = await asyncio.gather(*(group.committed(tp) for tp in mine))
                 lag[(service, topic)] = sum(
-                    max(ends[tp] - _read_up_to(committed.get(tp), beginnings[tp]), 0)
-                    for tp in partitions
-                    if tp.topic == topic
+                    max(ends[tp] - (beginnings[tp] if offset is None else offset), 0)
+                    for tp, offset in zip(mine, committed, strict=True)
                 )
         return Backlog(lag, outbox, ends)
 
@@ -142,12 +153,6 @@ class BacklogProbe:
             found = await topic_partitions(self.settings.kafka_bootstrap, topic)
             self._partitions[topic] = [TopicPartition(topic, p) for p in found]
         return self._partitions[topic]
-
-
-def _read_up_to(committed: object, beginning: int) -> int:
-    """Where the group resumes: its committed offset, else (auto_offset_reset=earliest) the beginning."""
-    offset = getattr(committed, "offset", -1)
-    return offset if isinstance(offset, int) and offset >= 0 else beginning
 
 
 async def drain(
