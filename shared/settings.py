@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["intake", "scoring", "handoff", "feedback"]
@@ -79,12 +79,28 @@ class Settings(BaseSettings):
         gt=0,
         description="On Ctrl-C, how long `leadflow dev` waits for consumers and outboxes to drain",
     )
+    dev_services: str = Field(
+        default=",".join(SERVICES),
+        description="the services `leadflow dev` starts, comma-separated (run the others yourself)",
+    )
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production" and (self.admin_key == DEV_ADMIN_KEY or len(self.admin_key) < 24):
             raise ValueError("LEADFLOW_ADMIN_KEY must be set to a secret of 24+ characters in production")
         return self
+
+    @field_validator("dev_services")
+    @classmethod
+    def _known_services(cls, value: str) -> str:
+        unknown = [name for name in value.split(",") if name.strip() not in SERVICES]
+        if unknown:
+            raise ValueError(f"unknown services {unknown}: choose among {', '.join(SERVICES)}")
+        return value
+
+    @property
+    def dev_service_names(self) -> list[ServiceName]:
+        return [name for name in SERVICES if name in {n.strip() for n in self.dev_services.split(",")}]
 
     @property
     def json_logs(self) -> bool:

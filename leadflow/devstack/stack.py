@@ -38,7 +38,13 @@ from leadflow.admin.migrations import migrate_all
 from leadflow.devstack.broker import Broker, choose_broker, start_broker
 from leadflow.devstack.drain import DRAINED, drain, report
 from leadflow.devstack.ports import free_port, port_open
-from leadflow.devstack.postgres import Postgres, create_database, start_postgres, wait_for_postgres
+from leadflow.devstack.postgres import (
+    Postgres,
+    create_database,
+    forget_dead_holders,
+    start_postgres,
+    wait_for_postgres,
+)
 from leadflow.devstack.processes import own_group_and_die_with_parent, stop_leftovers, stop_process
 from shared.settings import SERVICES, ServiceName, Settings
 
@@ -87,6 +93,8 @@ class DevStack:
             self.broker = self.start_broker(logs / "broker.log")
             self.env["LEADFLOW_KAFKA_BOOTSTRAP"] = self.broker.bootstrap
         if "LEADFLOW_DATABASE_URL" not in os.environ:
+            if forget_dead_holders(self.data_dir / "postgres"):
+                print("leadflow: taking over the Postgres a killed leadflow dev left running", flush=True)
             self.postgres = start_postgres(self.data_dir / "postgres")
             asyncio.run(create_database(self.postgres.admin_uri, "leadflow"))
             self.env["LEADFLOW_DATABASE_URL"] = self.postgres.database_url("leadflow")
@@ -133,7 +141,8 @@ class DevStack:
 
     def wait_until_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for name in SERVICES:
+        for service in self.services.values():
+            name = service.name
             url = f"{self.settings.url_of(name)}/readyz"
             while True:
                 with contextlib.suppress(httpx.HTTPError):
@@ -263,7 +272,7 @@ def run_dev(settings: Settings) -> int:
     try:
         print("leadflow: starting broker and Postgres…", flush=True)
         stack.start_infrastructure()
-        for name in SERVICES:
+        for name in settings.dev_service_names:
             stack.start_service(name)
         stack.wait_until_ready()
         print_banner(stack)
@@ -313,6 +322,11 @@ def print_banner(stack: DevStack) -> None:
         f"  admin key {stack.env['LEADFLOW_ADMIN_KEY']}",
         f"  logs      {stack.data_dir / 'logs'}",
         "  demo traffic " + ("on (LEADFLOW_DEMO=0 turns it off)" if s.demo else "off"),
+        *[
+            f"  not started: {name} (LEADFLOW_DEV_SERVICES)"
+            for name in SERVICES
+            if name not in stack.services
+        ],
         "Ctrl-C stops everything.",
         "",
     ]
