@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     )
     demo: bool = True
     demo_rate: float = Field(default=2.0, gt=0, description="demo events per second")
+    dev_drain_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="On Ctrl-C, how long `leadflow dev` waits for consumers and outboxes to drain",
+    )
+    dev_services: str = Field(
+        default=",".join(SERVICES),
+        description="the services `leadflow dev` starts, comma-separated (run the others yourself)",
+    )
 
     # Webhook safety (shared/destinations.py, shared/webhook_transport.py, shared/secret_box.py).
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
@@ -172,6 +181,18 @@ class Settings(BaseSettings):
         if len(key) != 32:
             raise ValueError("LEADFLOW_SECRETS_KEY must be a Fernet key: urlsafe base64 of 32 bytes")
         return self
+
+    @field_validator("dev_services")
+    @classmethod
+    def _known_services(cls, value: str) -> str:
+        unknown = [name for name in value.split(",") if name.strip() not in SERVICES]
+        if unknown:
+            raise ValueError(f"unknown services {unknown}: choose among {', '.join(SERVICES)}")
+        return value
+
+    @property
+    def dev_service_names(self) -> list[ServiceName]:
+        return [name for name in SERVICES if name in {n.strip() for n in self.dev_services.split(",")}]
 
     @property
     def json_logs(self) -> bool:

@@ -26,6 +26,10 @@ class Topics:
     def alerts(self) -> str:
         return self.name(OPS_ALERTS)
 
+    def group(self, service: str) -> str:
+        """The consumer group of a service (`<prefix>leadflow-<service>`)."""
+        return f"{self.prefix}leadflow-{service}"
+
     def dlq(self, topic: str) -> str:
         return f"{topic}.dlq"
 

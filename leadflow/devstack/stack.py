@@ -4,8 +4,15 @@ Starts (unless pointed elsewhere by LEADFLOW_KAFKA_BOOTSTRAP / LEADFLOW_DATABASE
 Kafka (Apache Kafka where Java 17+ is here, its log under `<data_dir>/kafka`; else the
 embedded in-memory broker, with a warning) and PostgreSQL, creates the topics, runs the migrations,
 starts the four services as separate processes (restarting any that dies), runs
-demo traffic, and prints where everything is. Ctrl-C or SIGTERM stops it all.
-The state of the running stack is written to `<data_dir>/dev.json`.
+demo traffic, and prints where everything is. The state of the running stack is
+written to `<data_dir>/dev.json`.
+
+Ctrl-C or SIGTERM stops it in an order that loses nothing: the demo and intake first
+(no new 202s), then a drain (`drain.py`) until every consumer group has caught up and
+every outbox is empty, at most LEADFLOW_DEV_DRAIN_TIMEOUT_S, then the other services,
+the broker and Postgres. A second Ctrl-C ends the drain at once. What a `leadflow dev`
+killed outright left running on the same data directory is stopped or taken over
+by the next start (`take_over`).
 """
 
 from __future__ import annotations
@@ -19,17 +26,26 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import httpx
+import psutil
 
 from leadflow.admin.migrations import migrate_all
 from leadflow.devstack.broker import Broker, choose_broker, start_broker
+from leadflow.devstack.drain import DRAINED, drain, report
 from leadflow.devstack.ports import free_port, port_open
-from leadflow.devstack.postgres import Postgres, create_database, start_postgres, wait_for_postgres
-from leadflow.devstack.processes import die_with_parent, stop_process
+from leadflow.devstack.postgres import (
+    Postgres,
+    create_database,
+    forget_dead_holders,
+    start_postgres,
+    wait_for_postgres,
+)
+from leadflow.devstack.processes import own_group_and_die_with_parent, stop_leftovers, stop_process
 from shared.settings import SERVICES, ServiceName, Settings
 
 READY_TIMEOUT_S = 90.0
@@ -54,13 +70,31 @@ class DevStack:
 
     # --- infrastructure ----------------------------------------------------
 
+    def take_over(self) -> None:
+        """Stop the services a `leadflow dev` killed outright left behind (its dev.json says which);
+        refuse to start beside one that is still running. (Its broker and Postgres are handled
+        where they start: `apache_kafka.py`, `postgres.forget_dead_holders`.)"""
+        path = self.data_dir / "dev.json"
+        if not path.exists():
+            return
+        state = json.loads(path.read_text())
+        if _is_leadflow(state.get("pid"), "dev"):
+            raise RuntimeError(f"another leadflow dev (pid {state['pid']}) runs on {self.data_dir}")
+        left = [p for pid in state.get("pids", {}).values() if (p := _is_leadflow(pid, "serve"))]
+        if left:
+            print(f"leadflow: stopping {len(left)} services left by a killed leadflow dev", flush=True)
+            stop_leftovers(left, timeout_s=15)
+
     def start_infrastructure(self) -> None:
+        self.take_over()
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         if "LEADFLOW_KAFKA_BOOTSTRAP" not in os.environ:
             self.broker = self.start_broker(logs / "broker.log")
             self.env.update(self.broker.client_env())
         if "LEADFLOW_DATABASE_URL" not in os.environ:
+            if forget_dead_holders(self.data_dir / "postgres"):
+                print("leadflow: taking over the Postgres a killed leadflow dev left running", flush=True)
             self.postgres = start_postgres(self.data_dir / "postgres")
             asyncio.run(create_database(self.postgres.admin_uri, "leadflow"))
             self.env["LEADFLOW_DATABASE_URL"] = self.postgres.database_url("leadflow")
@@ -102,14 +136,15 @@ class DevStack:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+            preexec_fn=own_group_and_die_with_parent,
         )
         self.services[name] = ServiceProcess(name, process, log, restarts)
         self.write_state()
 
     def wait_until_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
-        for name in SERVICES:
+        for service in self.services.values():
+            name = service.name
             url = f"{self.settings.url_of(name)}/readyz"
             while True:
                 with contextlib.suppress(httpx.HTTPError):
@@ -143,6 +178,41 @@ class DevStack:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.data_dir / "dev.json")
 
+    def stop_intake(self) -> None:
+        """Intake first: once it is down no new event gets a 202 (its in-flight requests finish)."""
+        if intake := self.services.get("intake"):
+            stop_process(intake.process, timeout_s=15)
+
+    def drain(self, interrupted: Callable[[], bool]) -> None:
+        """Wait for the consumers and outbox relays of the services still up; print how long it took."""
+        print("leadflow: draining (Ctrl-C again stops at once)…", flush=True)
+        result = asyncio.run(
+            drain(
+                self.settings,
+                up=self.services_up,
+                timeout_s=self.settings.dev_drain_timeout_s,
+                interrupted=interrupted,
+            )
+        )
+        durable = self.broker is None or self.broker.durable
+        print(report(result, prefix=self.settings.topic_prefix, durable=durable), flush=True)
+
+    async def services_up(self) -> set[ServiceName]:
+        """The drained services running and ready: a drain cannot wait for the others."""
+        async with httpx.AsyncClient(timeout=0.5) as client:
+
+            async def ready(name: ServiceName) -> bool:
+                service = self.services.get(name)
+                if service is None or service.process.poll() is not None:
+                    return False
+                try:
+                    return (await client.get(f"{self.settings.url_of(name)}/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            answers = await asyncio.gather(*(ready(name) for name in DRAINED))
+        return {name for name, ok in zip(DRAINED, answers, strict=True) if ok}
+
     def stop(self) -> None:
         for service in self.services.values():
             with contextlib.suppress(ProcessLookupError):
@@ -156,6 +226,20 @@ class DevStack:
             self.postgres.stop()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "dev.json").unlink()
+
+
+def _is_leadflow(pid: object, command: str) -> psutil.Process | None:
+    """The process `pid` if it is alive and runs `leadflow <command>` (a pid may have been reused)."""
+    if not isinstance(pid, int):
+        return None
+    try:
+        process = psutil.Process(pid)
+        cmdline = process.cmdline()
+        alive = process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return None
+    runs = command in cmdline and any("leadflow" in part for part in cmdline)
+    return process if alive and runs and pid != os.getpid() else None
 
 
 def admin_key(settings: Settings, data_dir: Path) -> str:
@@ -179,28 +263,31 @@ def run_dev(settings: Settings) -> int:
     }
     env.setdefault("LEADFLOW_CONFIG_DIR", str(settings.config_dir.resolve()))
     stack = DevStack(settings=settings, env=env, data_dir=data_dir)
-    stopping = False
+    signals = 0
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal signals
+        signals += 1
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         print("leadflow: starting broker and Postgres…", flush=True)
         stack.start_infrastructure()
-        for name in SERVICES:
+        for name in settings.dev_service_names:
             stack.start_service(name)
         stack.wait_until_ready()
         print_banner(stack)
         demo = start_demo(stack) if settings.demo else None
-        while not stopping:
+        while not signals:
             for line in stack.restart_dead_services():
                 print(f"leadflow: restarted {line}", flush=True)
             time.sleep(0.5)
+        print("leadflow: stopping intake…", flush=True)
         if demo:
             stop_process(demo)
+        stack.stop_intake()
+        stack.drain(interrupted=lambda: signals > 1)
     except RuntimeError as exc:
         print(f"leadflow: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -217,7 +304,7 @@ def start_demo(stack: DevStack) -> subprocess.Popen[bytes]:
         env=stack.env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
+        preexec_fn=own_group_and_die_with_parent,
     )
 
 
@@ -237,6 +324,11 @@ def print_banner(stack: DevStack) -> None:
         f"  admin key {stack.env['LEADFLOW_ADMIN_KEY']}",
         f"  logs      {stack.data_dir / 'logs'}",
         "  demo traffic " + ("on (LEADFLOW_DEMO=0 turns it off)" if s.demo else "off"),
+        *[
+            f"  not started: {name} (LEADFLOW_DEV_SERVICES)"
+            for name in SERVICES
+            if name not in stack.services
+        ],
         "Ctrl-C stops everything.",
         "",
     ]

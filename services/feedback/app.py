@@ -37,6 +37,8 @@ from shared.problems import FieldError, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, settings_as
 
+# The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
+SUBSCRIPTIONS = [LEAD_LIFECYCLE, OPS_ALERTS]
 router = APIRouter(prefix="/v1", tags=["metrics"])
 Reader = Annotated[Principal, require(Scope.METRICS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
@@ -155,7 +157,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         name="feedback",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
-        subscriptions=[LEAD_LIFECYCLE, OPS_ALERTS],
+        subscriptions=SUBSCRIPTIONS,
         handlers={},
         batch_handlers={**make_handlers(config), **alert_webhooks.batch_handlers()},
         loops=[

@@ -6,6 +6,10 @@ runs — inside one transaction that first empties the projection. Readers see t
 facts until it commits; the running consumer waits on the table lock and then carries
 on (its handlers are idempotent). Alerts are history and are left alone: the running
 service re-evaluates them against the rebuilt facts on its next pass.
+
+A topic that yields fewer handoffs than the facts hold has lost history (a broker that
+lost its data, a retention shorter than the facts): the rebuild counts both inside its
+transaction and raises `HistoryShorterThanFacts`, which rolls it back, unless forced.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from shared.settings import Settings
 from shared.topics import Topics
 
 log = get_logger(__name__)
+
+
+class HistoryShorterThanFacts(RuntimeError):
+    """The topic yields fewer handoffs than feedback holds: rebuilding would lose facts."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,16 @@ async def read_topic(bootstrap: str, topic: str, *, batch_size: int = 2000) -> A
         await consumer.stop()
 
 
-async def rebuild(settings: Settings, conn: AsyncConnection) -> RebuildSummary:
+async def rebuild(settings: Settings, conn: AsyncConnection, *, force: bool = False) -> RebuildSummary:
+    """Replace the projection with what the topic yields; raises HistoryShorterThanFacts (the
+    caller's transaction then rolls back) when that is fewer handoffs than it holds, unless `force`."""
     topic = Topics(settings.topic_prefix).name(LEAD_LIFECYCLE)
+    held = await store.count_handoffs(conn)
     summary = await apply_events(conn, read_topic(settings.kafka_bootstrap, topic))
-    log.info("feedback_rebuilt", **summary.__dict__)
+    if summary.handoffs < held and not force:
+        raise HistoryShorterThanFacts(
+            f"{topic} holds the history of {summary.handoffs} handoffs ({summary.messages} messages); "
+            f"feedback has {held} handoffs: refusing to replace them; --force to rebuild anyway"
+        )
+    log.info("feedback_rebuilt", replaced=held, **summary.__dict__)
     return summary

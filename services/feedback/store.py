@@ -213,6 +213,10 @@ async def truncate_projection(conn: AsyncConnection) -> None:
     await conn.execute(text(f"TRUNCATE {names}"))
 
 
+async def count_handoffs(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(handoff_facts))).scalar_one())
+
+
 async def projection_snapshot(conn: AsyncConnection) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the projection, in key order: what a rebuild must reproduce exactly."""
     snapshot: dict[str, list[tuple[Any, ...]]] = {}

@@ -45,6 +45,8 @@ from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, settings_as
 from shared.unit_of_work import UnitOfWork
 
+# The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
+SUBSCRIPTIONS = [LEAD_LIFECYCLE]
 router = APIRouter(prefix="/v1", tags=["handoffs"])
 Reader = Annotated[Principal, require(Scope.HANDOFFS_READ)]
 Writer = Annotated[Principal, require(Scope.HANDOFFS_WRITE)]
@@ -333,7 +335,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         name="handoff",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
-        subscriptions=[LEAD_LIFECYCLE],
+        subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
         loops=[

@@ -22,6 +22,8 @@ from shared.problems import FieldError, Problem, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, get_settings
 
+# The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
+SUBSCRIPTIONS = [LEAD_EVENTS, LEAD_LIFECYCLE]
 router = APIRouter(prefix="/v1", tags=["leads"])
 Reader = Annotated[Principal, require(Scope.LEADS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
@@ -131,7 +133,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         name="scoring",
         metadata=store.metadata,
         migrations=store.MIGRATIONS,
-        subscriptions=[LEAD_EVENTS, LEAD_LIFECYCLE],
+        subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
     )
