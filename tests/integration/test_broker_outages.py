@@ -32,6 +32,11 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
             broker.stop()
 
 
+def on_own_broker(broker: Broker) -> dict[str, object]:
+    """Settings that point at the test's own broker (Tansu lacks the idempotent producer)."""
+    return {"kafka_bootstrap": broker.bootstrap, "kafka_idempotent_producer": False}
+
+
 async def post_event(client: httpx.AsyncClient) -> httpx.Response:
     return await client.post("/v1/events", json=good_fit_journey(unique_email())[0], headers=ADMIN)
 
@@ -61,7 +66,9 @@ async def test_intake_answers_503_within_2_s_when_the_broker_stops(
     settings: Settings, tmp_path: Path
 ) -> None:
     with own_broker(tmp_path) as broker:
-        own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        own = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "kafka_idempotent_producer": False}
+        )
         await ensure_topics(own)
         async with running("intake", own) as intake:
             assert await accepts(intake.client)
@@ -79,7 +86,9 @@ async def test_intake_answers_503_within_2_s_while_the_broker_is_frozen_and_acce
     settings: Settings, tmp_path: Path
 ) -> None:
     with own_broker(tmp_path) as broker:
-        own = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        own = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "kafka_idempotent_producer": False}
+        )
         await ensure_topics(own)
         async with running("intake", own) as intake:
             assert await accepts(intake.client)
