@@ -174,8 +174,11 @@ class DevStack:
             "pids": {name: s.process.pid for name, s in self.services.items()},
             "restarts": {name: s.restarts for name, s in self.services.items()},
         }
+        # It holds the admin key: readable by its owner alone, from the moment it exists.
         tmp = self.data_dir / "dev.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2))
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(json.dumps(state, indent=2))
         tmp.replace(self.data_dir / "dev.json")
 
     def stop_intake(self) -> None:

@@ -150,6 +150,8 @@ async def test_embedded_default_starts_everything_and_stops_clean(tmp_path) -> N
             assert f"http://127.0.0.1:{env[port_var]}" in banner
         key = (tmp_path / "data" / "admin-key").read_text().strip()
         assert f"admin key {key}" in banner
+        for holds_the_key in ("admin-key", "dev.json"):  # readable by their owner alone
+            assert (tmp_path / "data" / holds_the_key).stat().st_mode & 0o077 == 0
         scoring = f"http://127.0.0.1:{env['LEADFLOW_SCORING_PORT']}/v1/leads"
 
         async def demo_leads_scored() -> list | None:
