@@ -48,7 +48,7 @@ async def fire_due_timers(uow: UnitOfWork, config: HandoffConfig, *, now: dateti
         reassign_to = config.policy_named(handoff.policy).on_breach.reassign_to
         if timer.kind == "breach" and reassign_to:
             await reassign(
-                uow, handoff.handoff_id, to_owner=reassign_to, actor="leadflow", reason="sla_breached"
+                uow, config, handoff.handoff_id, to_owner=reassign_to, actor="leadflow", reason="sla_breached"
             )
     return fired
 
