@@ -36,7 +36,7 @@ EVERYONE_TO_ENTERPRISE = {"name": "everyone", "assign": {"team": "enterprise"}}
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=ADMIN)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -182,7 +182,7 @@ async def test_each_service_exposes_its_figures_after_a_lead_goes_through(
             > 0
         )
 
-        exposed = families((await feedback.client.get("/metrics")).text)
+        exposed = families((await feedback.client.get("/metrics", headers=ADMIN)).text)
         assert {"leadflow_return_rate", "leadflow_return_rate_decisions", "leadflow_alerts_open"} <= exposed
         assert await _caught_up(feedback.client, f"{prefix}leadflow-feedback", f"{prefix}lead.lifecycle")
 
