@@ -76,7 +76,7 @@ async def handoff_latency(
             )
             if own:
                 async with httpx.AsyncClient() as client:
-                    metrics = (await client.get(f"{url}/metrics")).text
+                    metrics = (await client.get(f"{url}/metrics", headers=get)).text
                 results[name].server_ms = histogram_quantiles(metrics, *routes[name])
         return results
     finally:

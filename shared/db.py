@@ -52,6 +52,7 @@ def make_engine(settings: Settings, *, bounded: bool = True) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=False,
+        hide_parameters=True,  # error messages (and so logs) carry no values: emails, names
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         **limits,

@@ -8,17 +8,24 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import key_api
+from shared.auth import Scope as KeyScope
+from shared.auth import require
 from shared.logging import get_logger, new_trace_id, trace_context
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.openapi import complete_openapi
 from shared.problems import PROBLEM_JSON, Problem, install_problem_handlers
+from shared.rate_limits import RateLimitHeaders, RateLimits
 from shared.runtime import ServiceRuntime
 
 TRACE_HEADER = "X-Trace-Id"
+# A label takes a method from this set, else `other`: the method is the client's to choose.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = get_logger(__name__)
 
 
@@ -96,8 +103,8 @@ class TraceAndMeasure:
             with trace_context(trace_id):
                 await self.app(scope, receive, send_with_trace)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
+            path = getattr(scope.get("route"), "path", "unmatched")  # the route's template
+            method = scope["method"] if scope["method"] in _METHODS else "other"
             HTTP_REQUESTS.labels(method, path, str(status)).inc()
             HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
 
@@ -129,9 +136,11 @@ def create_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.key_store = runtime.key_store
+    app.state.rate_limits = RateLimits.of(runtime.settings)
     install_problem_handlers(app)
 
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(TraceAndMeasure)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive.")
@@ -150,11 +159,19 @@ def create_app(
         body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.", include_in_schema=False)
+    metrics_reader: Depends = require(KeyScope.METRICS_READ)
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics (scope metrics:read).",
+        include_in_schema=False,
+        dependencies=[metrics_reader],
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in routers:
+    for router in [*routers, key_api.router]:
         app.include_router(router)
     complete_openapi(app)
     return app

@@ -63,7 +63,11 @@ class ServiceRuntime:
         self.outbox: Table = _shared_table(spec.metadata, spec.name, "outbox", outbox_table)
         self.inbox: Table = _shared_table(spec.metadata, spec.name, "inbox", inbox_table)
         self.key_store = KeyStore(
-            engine=self.engine, admin_key=settings.admin_key, stale_s=settings.api_key_stale_s
+            engine=self.engine,
+            admin_key=settings.admin_key,
+            stale_s=settings.api_key_stale_s,
+            unknown_ttl_s=settings.api_key_unknown_ttl_s,
+            changes_poll_s=settings.api_key_changes_poll_s,
         )
         # aiokafka clients bind to the running loop, so they are made in start().
         self.producer: AIOKafkaProducer
@@ -111,6 +115,7 @@ class ServiceRuntime:
             await self._retry("postgres", self._prepare_database)
         else:
             await self._prepare_database_or_carry_on()
+        self._spawn("api-key-changes", self.key_store.follow_changes)
         await self._retry("kafka", self.producer.start)
         if self.spec.migrations is not None:
             self._spawn("outbox-relay", self.relay.run)

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
+import limits
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -21,6 +22,17 @@ SERVICES: tuple[ServiceName, ...] = ("intake", "scoring", "handoff", "feedback")
 DEV_ADMIN_KEY = "lf_dev_admin_key_change_me"
 # A valid Fernet key, public on purpose: fine for the dev stack and tests, refused in production.
 DEV_SECRETS_KEY = "bGVhZGZsb3ctZGV2LXNlY3JldHMta2V5LWNoYW5nZW0="
+# Requests per API key, per scope the route requires: writes of events come in bursts, reads
+# and decisions come from people; `/metrics` is scraped every few seconds.
+DEFAULT_RATE_LIMITS = {
+    "events:write": "100/second",
+    "leads:read": "20/second",
+    "handoffs:read": "20/second",
+    "handoffs:write": "10/second",
+    "handoffs:manage": "10/second",
+    "metrics:read": "20/second",
+    "admin": "10/second",
+}
 
 
 class Settings(BaseSettings):
@@ -155,6 +167,44 @@ class Settings(BaseSettings):
     consumer_stall_s: float = Field(
         default=60.0, gt=0, description="a consumer with lag and no progress this long is not ready"
     )
+
+    # Rate limits (shared/rate_limits.py) and API keys' lifecycle (shared/auth.py, shared/api_keys.py).
+    rate_limits: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
+        description="requests per API key for each scope a route requires, in `limits` notation "
+        '(JSON: {"events:write": "100/second"}); scopes left out keep their default, "" lifts one',
+    )
+    rate_limit_failed_auth: str = Field(
+        default="20/minute", description="failed authentications per client address before 429s"
+    )
+    rate_limit_strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = "moving-window"
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="where counts live: memory:// counts in each instance alone (N instances admit N "
+        "times the limit); redis://host:6379 shares them",
+    )
+    api_key_unknown_ttl_s: float = Field(
+        default=10.0, ge=0, description="an unknown key is answered 401 from memory this long"
+    )
+    api_key_changes_poll_s: float = Field(
+        default=0.5, gt=0, description="each instance reads revoked and rotated keys this often"
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _limits_over_the_defaults(cls, value: dict[str, str]) -> dict[str, str]:
+        """The scopes given replace their defaults, the others keep theirs; "" lifts a limit."""
+        merged = {**DEFAULT_RATE_LIMITS, **value}
+        for limit in merged.values():
+            if limit:
+                limits.parse(limit)  # ValueError names the bad notation
+        return {scope: limit for scope, limit in merged.items() if limit}
+
+    @field_validator("rate_limit_failed_auth")
+    @classmethod
+    def _limit_parses(cls, value: str) -> str:
+        limits.parse(value)
+        return value
 
     @model_validator(mode="after")
     def _insync_within_replication(self) -> Settings:

@@ -237,9 +237,10 @@ def good_fit_journey(email: str) -> list[dict[str, Any]]:
 
 
 def start_service(
-    service: str, settings: Settings, *, config_dir: Any = None, **env: str
+    service: str, settings: Settings, *, config_dir: Any = None, log: Any = None, **env: str
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`leadflow serve <service>` as its own process on a free port; returns it and its URL."""
+    """`leadflow serve <service>` as its own process on a free port; returns it and its URL.
+    `log`: a file its stderr (the service's log) goes to; by default it is dropped."""
     from leadflow.devstack.ports import free_port
 
     port = free_port()
@@ -260,7 +261,7 @@ def start_service(
         [sys.executable, "-m", "leadflow", "serve", service],
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log if log is not None else subprocess.DEVNULL,
     )
     return process, f"http://127.0.0.1:{port}"
 

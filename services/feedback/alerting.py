@@ -21,6 +21,7 @@ from services.feedback.domain import (
     Window,
     decide_alert,
     group_alert_key,
+    metric_groups,
     rate_figure,
 )
 from services.feedback.metrics import ALERTS_OPEN, RETURN_RATE, RETURN_RATE_DECISIONS
@@ -61,7 +62,7 @@ async def evaluate_return_rates(uow: UnitOfWork, config: FeedbackConfig, *, now:
     open_groups = frozenset(key.removeprefix(RETURN_RATE_PREFIX) for key in open_alerts)
     window = Window.ending(now, config.window_length)
     figures = await return_rate_figures(uow, config, window, open_groups=open_groups)
-    _publish_gauges(figures)
+    _publish_gauges(metric_groups(figures, config.metric_values))
     for key in open_alerts:
         # A group with no decision left in the window has no rate: its alert resolves.
         figures.setdefault(key.removeprefix(RETURN_RATE_PREFIX), RateFigure(0, 0, None, None, None))

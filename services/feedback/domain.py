@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -335,6 +335,17 @@ def group_alert_key(group: str) -> str:
 # --- configuration ------------------------------------------------------------------------
 
 
+# The values of the shipped config (config/feedback.yaml): its teams, policies, grades, the
+# channels the scoring model knows, and common sources. No owners, no campaigns.
+DEFAULT_METRIC_VALUES: dict[Dimension, tuple[str, ...]] = {
+    "source": ("webinar", "referral", "website", "event", "partner"),
+    "channel": ("referral", "partner", "event", "organic", "paid", "purchased_list"),
+    "team": ("emea-sales", "amer-sales", "enterprise"),
+    "policy": ("hot", "standard"),
+    "grade": ("A", "B", "C", "D"),
+}
+
+
 class FeedbackConfig(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
@@ -343,6 +354,11 @@ class FeedbackConfig(pydantic.BaseModel):
     window: str = "30d"
     alert_dimensions: list[Dimension] = Field(default_factory=lambda: [*DIMENSIONS])
     score_bands: list[int] = Field(default_factory=lambda: [60, 80, 100])
+    # Values with a Prometheus series of their own; the rest of a dimension is summed under
+    # `<dimension>:other` (score bands come from `score_bands`, so each has its own).
+    metric_values: dict[Dimension, list[str]] = Field(
+        default_factory=lambda: {d: list(v) for d, v in DEFAULT_METRIC_VALUES.items()}
+    )
 
     @field_validator("window")
     @classmethod
@@ -359,6 +375,27 @@ class FeedbackConfig(pydantic.BaseModel):
     @property
     def window_length(self) -> timedelta:
         return parse_window(self.window)
+
+
+def metric_groups(
+    figures: Mapping[str, RateFigure], known: Mapping[Dimension, list[str]]
+) -> dict[str, RateFigure]:
+    """The figures as Prometheus gets them: a group whose value the config does not list (a
+    campaign or a source named in an event) is summed into `<dimension>:other`, so no value
+    from an event becomes a label and the series stay bounded."""
+    kept: dict[str, RateFigure] = {}
+    other: dict[str, tuple[int, int]] = {}
+    for group, figure in figures.items():
+        dimension, _, value = group.partition(":")
+        listed = known.get(dimension, ()) if dimension in DIMENSIONS else ()
+        if not value or dimension == "score_band" or value in listed:
+            kept[group] = figure
+            continue
+        sent_back, decided = other.get(dimension, (0, 0))
+        other[dimension] = (sent_back + figure.numerator, decided + figure.denominator)
+    for dimension, (sent_back, decided) in other.items():
+        kept[f"{dimension}:other"] = rate_figure(sent_back, decided)
+    return kept
 
 
 class FeedbackConfigError(PydanticWordedConfigError):

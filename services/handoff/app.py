@@ -23,6 +23,7 @@ from services.handoff.domain import (
     ReasonRequired,
     Stage,
     StaleVersion,
+    UnknownOwner,
     allowed_actions,
 )
 from services.handoff.handlers import HandoffNotFound, decide, make_handlers, reassign
@@ -238,6 +239,8 @@ async def _act(
         ) from None
     except ReasonRequired as exc:
         raise invalid([FieldError(exc.field, exc.rule, str(exc))]) from None
+    except UnknownOwner as exc:
+        raise invalid([FieldError("owner", "unknown_owner", str(exc))]) from None
     except idempotency.KeyReused:
         reused = FieldError("Idempotency-Key", "reused", "this key was used for a different request")
         raise invalid([reused], status=422) from None
@@ -308,6 +311,7 @@ async def reassign_handoff(
     async def work(uow: UnitOfWork) -> Any:
         return await reassign(
             uow,
+            _config(request),
             handoff_id,
             to_owner=body.owner,
             actor=principal.owner or principal.name,

@@ -197,6 +197,28 @@ class HandoffConfig:
     def teams_of(self, owner: str) -> set[str]:
         return {team.name for team in self.routing.teams if owner in team.members or owner == team.manager}
 
+    def known_owners(self) -> frozenset[str]:
+        """Everyone and every queue the config names: a handoff may only be given to one of them."""
+        owners = {self.routing.fallback_queue, self.sla.default_owner}
+        for team in self.routing.teams:
+            owners.update([team.name, *team.members, *([team.manager] if team.manager else [])])
+        owners.update(rule.assign.owner for rule in self.routing.rules if rule.assign.owner)
+        owners.update(p.on_breach.reassign_to for p in self.sla.policies if p.on_breach.reassign_to)
+        return frozenset(owners)
+
+    def check_owner(self, owner: str) -> None:
+        """Refuse an owner the routing and SLA config do not know (a typo would hide a lead)."""
+        if owner not in self.known_owners():
+            raise UnknownOwner(owner)
+
+
+class UnknownOwner(Exception):
+    """A handoff was to go to an owner or queue the config does not name."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(f"{owner!r} is not a rep, manager, team or queue of the routing or SLA config")
+        self.owner = owner
+
 
 class StaleVersion(Exception):
     """The client acted on an older version of the handoff (If-Match)."""

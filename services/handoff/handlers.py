@@ -173,6 +173,7 @@ async def decide(
 
 async def reassign(
     uow: UnitOfWork,
+    config: HandoffConfig,
     handoff_id: str,
     *,
     to_owner: str,
@@ -180,7 +181,9 @@ async def reassign(
     reason: str | None,
     expected_version: int | None = None,
 ) -> Any:
-    """Give the handoff to another owner or queue; the history and `handoff.reassigned` say who and why."""
+    """Give the handoff to another owner or queue the config knows; the history and
+    `handoff.reassigned` say who and why."""
+    config.check_owner(to_owner)
     row = await store.get(uow.conn, handoff_id, lock=True)
     if row is None:
         raise HandoffNotFound(handoff_id)

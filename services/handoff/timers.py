@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import datetime
 
 from prometheus_client import Counter
@@ -42,30 +43,35 @@ async def fire_due_timers(uow: UnitOfWork, config: HandoffConfig, *, now: dateti
             team=handoff.team,
         )
         uow.emit(event, lead_id=handoff.lead_id, occurred_at=timer.due_at)
-        uow.once_before_commit("metrics:sla", count_fired)
+        uow.once_before_commit("metrics:sla", functools.partial(count_fired, config=config))
         await store.mark_timer(uow.conn, timer.timer_id, fired_at=now)
         fired += 1
         reassign_to = config.policy_named(handoff.policy).on_breach.reassign_to
         if timer.kind == "breach" and reassign_to:
             await reassign(
-                uow, handoff.handoff_id, to_owner=reassign_to, actor="leadflow", reason="sla_breached"
+                uow, config, handoff.handoff_id, to_owner=reassign_to, actor="leadflow", reason="sla_breached"
             )
     return fired
 
 
-async def count_fired(uow: UnitOfWork) -> None:
+async def count_fired(uow: UnitOfWork, *, config: HandoffConfig) -> None:
     """Count the warnings and breaches the transaction commits, by policy and team.
 
     Run as it commits, so timers of a round that fails before (and fire again
     later) are not counted twice; a failing commit itself would be. The team is
-    empty when a queue, not a team, owns the handoff.
+    empty when a queue, not a team, owns the handoff. Labels are names of the config, read
+    from the event: one the config no longer has (or never had) counts as `other`.
     """
+    policies = {p.name for p in config.sla.policies}
+    teams = {t.name for t in config.routing.teams} | {""}
     counters: dict[str, Counter] = {SlaWarning.event_type: SLA_WARNINGS, SlaBreached.event_type: SLA_BREACHES}
     for emitted in uow.emitted:
         counter = counters.get(emitted.envelope.type)
         if counter is not None:
             data = emitted.envelope.data
-            counter.labels(data["policy"], data.get("team") or "").inc()
+            policy, team = data["policy"], data.get("team") or ""
+            policy = policy if policy in policies else "other"
+            counter.labels(policy, team if team in teams else "other").inc()
 
 
 def make_timer_loop(config: HandoffConfig, *, poll_s: float) -> BackgroundLoop:

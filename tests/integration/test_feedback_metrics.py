@@ -109,7 +109,7 @@ async def test_groups_reasons_funnel_attribution_and_alerts(settings: Settings) 
         assert {a["alert_key"] for a in open_alerts} == set(by_key)
 
         async def exposed() -> str | None:  # what Prometheus scrapes, once the alert timer has run
-            text = (await feedback.client.get("/metrics")).text
+            text = (await feedback.client.get("/metrics", headers=ADMIN)).text
             return text if 'leadflow_alerts_open{metric="sla_breach"} 1.0' in text else None
 
         scraped = await eventually(exposed, timeout=10)

@@ -31,6 +31,7 @@ async def handed_off(settings: Settings, lifecycle, email: str | None = None) ->
 
 _seen: set[str] = set()
 AMER_SALES = {"maya.johnson", "carlos.rivera", "ethan.brooks"}
+ELSEWHERE = "lena.hoffmann"  # a rep of emea-sales (config/routing.yaml), not of the amer team
 
 
 async def test_stale_versions_get_412_and_retried_keys_replay_the_first_answer(settings: Settings) -> None:
@@ -86,7 +87,7 @@ async def test_a_rep_sees_and_acts_on_their_own_handoffs_only(settings: Settings
             settings, name="owner", scopes=[Scope.HANDOFFS_READ, Scope.HANDOFFS_WRITE], owner=owner
         )
         theirs, _ = await create_key(
-            settings, name="other", scopes=[Scope.HANDOFFS_READ, Scope.HANDOFFS_WRITE], owner="someone.else"
+            settings, name="other", scopes=[Scope.HANDOFFS_READ, Scope.HANDOFFS_WRITE], owner=ELSEWHERE
         )
         manager, _ = await create_key(
             settings, name="mgr", scopes=[Scope.HANDOFFS_READ, Scope.HANDOFFS_MANAGE], owner="boss"
@@ -104,14 +105,21 @@ async def test_a_rep_sees_and_acts_on_their_own_handoffs_only(settings: Settings
         assert [h["handoff_id"] for h in queue] == [handoff_id]
         assert queue[0]["explanation"] and queue[0]["lead"]["traits"]["title"] == "VP of Marketing"
 
-        moved = await handoff.client.post(
+        unknown = await handoff.client.post(
             f"/v1/handoffs/{handoff_id}/reassign",
             json={"owner": "someone.else", "reason": "vacation"},
             headers={"X-API-Key": manager},
         )
-        assert moved.status_code == 200 and moved.json()["owner"] == "someone.else"
+        assert unknown.status_code == 422
+        assert [(e["field"], e["rule"]) for e in unknown.json()["errors"]] == [("owner", "unknown_owner")]
+        moved = await handoff.client.post(
+            f"/v1/handoffs/{handoff_id}/reassign",
+            json={"owner": ELSEWHERE, "reason": "vacation"},
+            headers={"X-API-Key": manager},
+        )
+        assert moved.status_code == 200 and moved.json()["owner"] == ELSEWHERE
         [event] = await lifecycle.wait_for("handoff.reassigned")
-        assert (event.data["from_owner"], event.data["to_owner"]) == (owner, "someone.else")
+        assert (event.data["from_owner"], event.data["to_owner"]) == (owner, ELSEWHERE)
         assert (await handoff.client.get(f"/v1/handoffs/{handoff_id}", headers=as_owner)).status_code == 404
         assert (
             await handoff.client.post(f"/v1/handoffs/{handoff_id}/accept", headers=as_other)

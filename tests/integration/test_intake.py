@@ -129,7 +129,8 @@ async def test_health_readiness_and_metrics(settings: Settings) -> None:
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
         await intake.client.post("/v1/events", json={"type": "nope"}, headers=ADMIN)
-        metrics = (await intake.client.get("/metrics")).text
+        assert (await intake.client.get("/metrics")).status_code == 401
+        metrics = (await intake.client.get("/metrics", headers=ADMIN)).text
         assert "leadflow_http_requests_total" in metrics
 
 

@@ -10,10 +10,13 @@ import httpx
 
 from leadflow.admin.migrations import migrate_all
 from leadflow.devstack.ports import free_port
+from shared.api_keys import generate_key
 from shared.auth import Scope
 from shared.settings import Settings
 from tests.outage_drills import Answer, OwnPostgres, burst, summary
 from tests.support import ADMIN, eventually, good_fit_journey, running, unique_email
+
+NEVER_SEEN = {"X-API-Key": generate_key()[0]}  # shaped like a key, so only Postgres could tell
 
 CALLS, CONCURRENCY = 30, 6
 
@@ -102,7 +105,7 @@ async def test_intake_takes_events_without_postgres_from_keys_it_has_seen(
                     lambda: post_event(intake.client, known), calls=CALLS, concurrency=CONCURRENCY
                 )
                 unknown = await burst(
-                    lambda: post_event(intake.client, {"X-API-Key": "lf_never_seen_key"}),
+                    lambda: post_event(intake.client, NEVER_SEEN),
                     calls=6,
                     concurrency=3,
                 )
@@ -111,7 +114,7 @@ async def test_intake_takes_events_without_postgres_from_keys_it_has_seen(
                 assert_answered_as_an_outage(unknown)
             finally:
                 postgres.start_again()
-            assert (await post_event(intake.client, {"X-API-Key": "lf_never_seen_key"})).status_code in (
+            assert (await post_event(intake.client, NEVER_SEEN)).status_code in (
                 401,
                 503,
             )
@@ -126,7 +129,7 @@ async def post_event(client: httpx.AsyncClient, headers: dict[str, str]) -> http
 
 async def unknown_key_refused(client: httpx.AsyncClient) -> bool:
     started = time.monotonic()
-    answer = await post_event(client, {"X-API-Key": "lf_never_seen_key"})
+    answer = await post_event(client, NEVER_SEEN)
     return answer.status_code == 401 and time.monotonic() - started < 2.0
 
 
@@ -139,5 +142,5 @@ async def test_intake_starts_and_takes_events_while_postgres_is_unreachable(sett
         assert ready.status_code == 200, ready.json()
         assert ready.json()["checks"]["postgres"].startswith("degraded: unavailable")
         assert (await post_event(intake.client, ADMIN)).status_code == 202
-        unknown = await post_event(intake.client, {"X-API-Key": "lf_never_seen_key"})
+        unknown = await post_event(intake.client, NEVER_SEEN)
         assert unknown.status_code == 503 and unknown.headers["retry-after"]

@@ -36,7 +36,7 @@ EVERYONE_TO_ENTERPRISE = {"name": "everyone", "assign": {"team": "enterprise"}}
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=ADMIN)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -182,7 +182,7 @@ async def test_each_service_exposes_its_figures_after_a_lead_goes_through(
             > 0
         )
 
-        exposed = families((await feedback.client.get("/metrics")).text)
+        exposed = families((await feedback.client.get("/metrics", headers=ADMIN)).text)
         assert {"leadflow_return_rate", "leadflow_return_rate_decisions", "leadflow_alerts_open"} <= exposed
         assert await _caught_up(feedback.client, f"{prefix}leadflow-feedback", f"{prefix}lead.lifecycle")
 
@@ -191,3 +191,32 @@ async def _caught_up(client: httpx.AsyncClient, group: str, topic: str) -> Mappi
     """The group's lag on `topic` per partition, once every partition is reported at zero."""
     lag = lag_by_partition(await scrape(client), group, topic)
     return lag if lag and not any(lag.values()) else None
+
+
+async def test_metrics_need_the_metrics_read_scope_and_labels_hold_no_request_values(
+    settings: Settings,
+) -> None:
+    from leadflow.admin.keys import create_key
+    from shared.auth import Scope
+
+    async with running("intake", settings) as intake:
+        client = intake.client
+        reader, _ = await create_key(settings, name="prometheus", scopes=[Scope.METRICS_READ], owner=None)
+        writer, _ = await create_key(settings, name="forms", scopes=[Scope.EVENTS_WRITE], owner=None)
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/metrics", headers={"X-API-Key": writer})).status_code == 403
+        marker = f"zz{unique_email().split('@')[0]}"
+        assert (await client.post(f"/v1/keys/{marker}/revoke", headers=ADMIN)).status_code == 404
+        assert (await client.get(f"/{marker}")).status_code == 404
+        await client.request("BREW", f"/v1/keys/{marker}/revoke")
+        scraped = await client.get("/metrics", headers={"X-API-Key": reader})
+        assert scraped.status_code == 200
+    samples = {
+        (s.name, frozenset(s.labels.items()))
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    labels = {value for _, pairs in samples for _, value in pairs}
+    assert not any(marker in value for value in labels)  # neither raw paths nor ids
+    assert {"/v1/keys/{key_id}/revoke", "unmatched"} <= labels  # the route's template instead
+    assert "BREW" not in labels and "other" in labels  # methods outside HTTP's own: one bucket

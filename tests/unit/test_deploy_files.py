@@ -170,6 +170,14 @@ def test_prometheus_scrapes_every_service_where_compose_serves_it():
     assert services == set(SERVICES)  # the dashboard groups by this label
 
 
+def test_prometheus_sends_a_metrics_key_that_compose_mounts_and_git_ignores(compose):
+    job = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert job["authorization"]["type"] == "Bearer"  # /metrics needs the metrics:read scope
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in compose["services"]["prometheus"]["volumes"]}
+    key_file = mounts[job["authorization"]["credentials_file"]]
+    assert key_file.removeprefix("./") in (ROOT / ".gitignore").read_text().splitlines()
+
+
 def declared_metrics() -> dict[str, str]:
     """name -> type of every Prometheus metric the services declare."""
     pattern = re.compile(r'\b(Counter|Gauge|Histogram|Summary)\(\s*"(leadflow_\w+)"')

@@ -21,6 +21,7 @@ from services.handoff.domain import (
     ReasonRequired,
     Stage,
     StaleVersion,
+    UnknownOwner,
 )
 from services.handoff.visibility import Viewer, can_see, visible_owners
 from shared.events import HandoffReassigned, LeadRejected, SalAccepted, SqlQualified, SqoCreated
@@ -144,6 +145,16 @@ def test_a_handoff_reads_from_any_stored_row():
             self.lead = {"email": "ana@acme.com"}  # and more than the rules read
 
     assert Handoff.of(Row()) == MQL
+
+
+def test_owners_a_handoff_may_go_to_are_the_ones_the_config_names():
+    known = CONFIG.known_owners()
+    assert {"lena.hoffmann", "katrin.weber", "enterprise", "inbound-queue", "sales-managers"} <= known
+    CONFIG.check_owner("rachel.kim")  # a team manager
+    with pytest.raises(UnknownOwner, match=r"someone\.else"):
+        CONFIG.check_owner("someone.else")
+    with pytest.raises(UnknownOwner):
+        CONFIG.check_owner("Lena.Hoffmann")  # names are exact, as routing writes them
 
 
 def test_reassigning_says_from_whom_to_whom_and_to_the_same_owner_is_nothing():

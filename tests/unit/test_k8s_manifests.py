@@ -257,6 +257,7 @@ def test_each_service_asks_to_be_scraped_on_its_metrics_endpoint(rendered, servi
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(DEFAULTS[f"{service}_port"])
     assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["leadflow.dev/metrics-scope"] == "metrics:read"  # the scrape job sends such a key
 
 
 @pytest.mark.parametrize("service", SERVICES)
