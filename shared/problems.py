@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.field_errors import FieldError
 from shared.logging import get_logger
@@ -119,6 +120,19 @@ def _unreadable_body(exc: StarletteHTTPException) -> FieldError | None:
     return FieldError("body", "json_invalid", printable(str(cause))[:200] or type(cause).__name__)
 
 
+def _methods_of(request: Request) -> list[str]:
+    """Every method the request's path answers: Starlette's 405 names only one route's, and a
+    path such as `/v1/webhooks` is two routes (GET and POST)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = (
+            route.matches({**request.scope, "method": "GET"}) if hasattr(route, "matches") else (None, 0)
+        )
+        if match is not None and match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -131,10 +145,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         unreadable = _unreadable_body(exc)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_methods_of(request))
         problem = Problem(
             status=exc.status_code,
             title=str(exc.detail),
-            headers=dict(exc.headers or {}),
+            headers=headers,
             errors=[unreadable] if unreadable else [],
         )
         return problem_response(problem, request.url.path)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from shared.field_errors import FieldError
 
@@ -67,6 +67,16 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
+def _iso_8601(value: Any) -> Any:
+    """Text must be ISO 8601 (pydantic would also read `0.5` as a Unix time)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 instant, e.g. 2026-03-01T12:00:00Z") from None
+    return value
+
+
 def _instant_in_utc(value: datetime) -> datetime:
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     try:
@@ -75,7 +85,7 @@ def _instant_in_utc(value: datetime) -> datetime:
         raise ValueError("must be an instant between years 1 and 9999 in UTC") from None
 
 
-Instant = Annotated[datetime, AfterValidator(_instant_in_utc)]
+Instant = Annotated[datetime, BeforeValidator(_iso_8601), AfterValidator(_instant_in_utc)]
 """An instant as a client sends it, in UTC; one without an offset is taken as UTC."""
 
 
