@@ -38,7 +38,7 @@ from tests.support import ADMIN, eventually, service_ready, start_service
 
 SERVICES = ("intake", "scoring", "handoff", "feedback")
 ADMIN_KEY = ADMIN["Authorization"].removeprefix("Bearer ")
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 100
 DISABLED = (
     "positive_data_acceptance",
     "use_after_free",
