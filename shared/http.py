@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from shared.request_rules import (
 from shared.runtime import ServiceRuntime
 
 TRACE_HEADER = "X-Trace-Id"
+_TRACE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 log = get_logger(__name__)
 
 
@@ -165,7 +167,8 @@ class TraceAndMeasure:
             return
         header = TRACE_HEADER.lower().encode()
         given = next((value for name, value in scope["headers"] if name == header), None)
-        trace_id = given.decode("latin-1") if given else new_trace_id()
+        # A client's id is echoed in a header and every log line: only a plain token is taken.
+        trace_id = given.decode() if given and _TRACE_ID.fullmatch(given) else new_trace_id()
         started = time.perf_counter()
         status = 500
 

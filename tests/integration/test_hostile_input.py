@@ -168,6 +168,15 @@ async def test_instants_beyond_utc_are_refused(api: Services) -> None:
     refused(await handoff.get("/v1/handoffs", params={"cursor": cursor}, headers=ADMIN), "cursor", "cursor")
 
 
+async def test_a_trace_id_that_is_not_a_plain_token_is_replaced_not_echoed(api: Services) -> None:
+    scoring = api["scoring"].client
+    answer = await scoring.get("/v1/leads", headers={**ADMIN, "X-Trace-Id": "t\x00\r\nSet-Cookie: x"})
+    refused(answer, "x-trace-id", "no_nul")
+    assert "\x00" not in answer.headers["x-trace-id"] and len(answer.headers["x-trace-id"]) <= 128
+    kept = await scoring.get("/v1/leads", headers={**ADMIN, "X-Trace-Id": "req-42.a_b"})
+    assert kept.headers["x-trace-id"] == "req-42.a_b"
+
+
 async def test_a_chunked_body_over_the_limit_gets_413(api: Services) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"events": ['
