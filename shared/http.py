@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,18 +21,33 @@ from shared.auth import require
 from shared.logging import get_logger, new_trace_id, trace_context
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.openapi import complete_openapi
-from shared.problems import PROBLEM_JSON, Problem, install_problem_handlers
+from shared.problems import PROBLEM_JSON, FieldError, Problem, install_problem_handlers, invalid
 from shared.rate_limits import RateLimitHeaders, RateLimits
+from shared.request_rules import (
+    RULE_MESSAGES,
+    json_deeper_than,
+    json_violations,
+    may_break_content_rules,
+    printable,
+    text_rule,
+)
 from shared.runtime import ServiceRuntime
 
 TRACE_HEADER = "X-Trace-Id"
+_TRACE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # A label takes a method from this set, else `other`: the method is the client's to choose.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = get_logger(__name__)
 
 
-class BodySizeLimit:
-    """Refuse bodies over `max_bytes` with a 413 before they are read into memory."""
+class BodyLimits:
+    """Read the whole body first (it is at most `max_bytes`), then hand it to the app.
+
+    A body over `max_bytes` is refused with a 413 whether it declares its length or comes in
+    chunks, before the app reads any of it; a JSON body nested deeper than `MAX_JSON_DEPTH`
+    with a 422, before anything parses it. Reading ahead costs nothing: every route with a
+    body reads all of it anyway.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -40,24 +57,31 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, send)
             return
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            received += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                return  # the client went away before its body was complete: nobody to answer
+            chunk = message.get("body", b"")
+            received += len(chunk)
             if received > self.max_bytes:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(scope, send)
+                await self._refuse(scope, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if b"json" in headers.get(b"content-type", b"") and json_deeper_than(body):
+            error = FieldError("body", "max_depth", RULE_MESSAGES["max_depth"])
+            await _answer(scope, send, invalid([error]))
+            return
+        await self.app(scope, _replay(body, receive), send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         problem = Problem(
@@ -67,8 +91,70 @@ class BodySizeLimit:
             errors=[],
             extra={"max_bytes": self.max_bytes},
         )
-        response = JSONResponse(problem.body(scope.get("path")), status_code=413, media_type=PROBLEM_JSON)
-        await response(scope, _no_receive, send)
+        await _answer(scope, send, problem)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body read ahead, then whatever the client sends next."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _answer(scope: Scope, send: Send, problem: Problem) -> None:
+    response = JSONResponse(
+        problem.body(scope.get("path")), status_code=problem.status, media_type=PROBLEM_JSON
+    )
+    await response(scope, _no_receive, send)
+
+
+async def refuse_unstorable_values(request: Request) -> None:
+    """Refuse, as any field that breaks its schema, a value Postgres or orjson cannot take:
+    text with NUL or unpaired surrogates in a path, query or header value or anywhere in a
+    JSON body, and a JSON integer beyond int64 (`shared.request_rules`).
+
+    A dependency of every route, run before the route's own (the API key check among them)
+    and before its body is validated; the body is the one FastAPI already parsed, walked only
+    when a fast scan of its bytes finds something that could break a rule.
+    """
+    errors: list[dict[str, Any]] = []
+    located = [
+        *(("path", name, value) for name, value in request.path_params.items() if isinstance(value, str)),
+        *(("query", name, value) for name, value in request.query_params.multi_items()),
+        *(("header", name, value) for name, value in request.headers.items()),
+    ]
+    for location, name, text in located:
+        if (rule := text_rule(text)) is not None:
+            errors.append(_error((location, printable(name)), rule))
+    body = await _parsed_json_body(request)
+    if body is not None:
+        errors.extend(_error(("body", *where), rule) for where, rule in json_violations(body))
+    if errors:
+        raise RequestValidationError(errors, body=body)
+
+
+async def _parsed_json_body(request: Request) -> Any:
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None or "json" not in request.headers.get("content-type", ""):
+        return None
+    raw = await request.body()
+    if not raw or not may_break_content_rules(raw):
+        return None
+    try:
+        return await request.json()  # parsed once already, by FastAPI, for the route's body
+    except ValueError:
+        return None
+
+
+def _error(loc: tuple[str | int, ...], rule: str) -> dict[str, Any]:
+    return {"loc": loc, "type": rule, "msg": RULE_MESSAGES[rule]}
 
 
 class TraceAndMeasure:
@@ -88,7 +174,8 @@ class TraceAndMeasure:
             return
         header = TRACE_HEADER.lower().encode()
         given = next((value for name, value in scope["headers"] if name == header), None)
-        trace_id = given.decode("latin-1") if given else new_trace_id()
+        # A client's id is echoed in a header and every log line: only a plain token is taken.
+        trace_id = given.decode() if given and _TRACE_ID.fullmatch(given) else new_trace_id()
         started = time.perf_counter()
         status = 500
 
@@ -107,10 +194,6 @@ class TraceAndMeasure:
             method = scope["method"] if scope["method"] in _METHODS else "other"
             HTTP_REQUESTS.labels(method, path, str(status)).inc()
             HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:
@@ -133,13 +216,19 @@ def create_app(
         yield
         await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(refuse_unstorable_values)],
+    )
     app.state.runtime = runtime
     app.state.key_store = runtime.key_store
     app.state.rate_limits = RateLimits.of(runtime.settings)
     install_problem_handlers(app)
 
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(TraceAndMeasure)
 

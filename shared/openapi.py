@@ -1,9 +1,10 @@
 """The OpenAPI document of every service, completed with what every API route can answer.
 
 Routes declare their own outcomes (200, 404, 409, 412, ...). What the shared layers
-answer — 401 and 403 from the API key check, 413 from the body limit, 503 when Kafka
-or Postgres is unreachable, and 422 in problem+json rather than FastAPI's default —
-is added here once, so the document lists every response and error of every route.
+answer — 401 and 403 from the API key check, 400 for a body that cannot be parsed, 413
+from the body limit, 503 when Kafka or Postgres is unreachable, and 422 in problem+json
+rather than FastAPI's default, from any route (a header may break a text rule) — is
+added here once, so the document lists every response and error of every route.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ SHARED_ERRORS = {
     "503": "Kafka or Postgres is unreachable; retry after the `Retry-After` seconds.",
 }
 BODY_ERRORS = {"413": "The body is larger than the limit."}
+PARSED_BODY_ERRORS = {"400": "The body cannot be parsed: not UTF-8, or a number too long to read."}
+EVERY_ROUTE_ERRORS = {"422": "A field breaks a rule; `errors` names each field and rule."}
 DESCRIPTIONS = {
     "404": "Not found (or not yours: ids of other reps' handoffs are not revealed).",
     "409": "The request conflicts with the resource's current state.",
@@ -80,12 +83,17 @@ def add_shared_errors(document: dict[str, Any], *, api_prefix: str) -> None:
     components["securitySchemes"] = SECURITY_SCHEMES
     problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path, operations in document.get("paths", {}).items():
-        if not path.startswith(api_prefix):
-            continue
+        api = path.startswith(api_prefix)
         for method, operation in operations.items():
-            operation["security"] = [{"bearer": []}, {"apiKey": []}]
             responses = operation.setdefault("responses", {})
-            errors = SHARED_ERRORS | (BODY_ERRORS if method in {"post", "put", "patch"} else {})
+            errors = dict(EVERY_ROUTE_ERRORS)
+            if api:
+                operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                parsed = "requestBody" in operation
+                errors |= SHARED_ERRORS | (
+                    BODY_ERRORS if parsed or method in {"post", "put", "patch"} else {}
+                )
+                errors |= PARSED_BODY_ERRORS if parsed else {}
             for status, description in errors.items():
                 responses.setdefault(status, {"description": description})
             for status, response in responses.items():

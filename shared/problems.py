@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.field_errors import FieldError
 from shared.logging import get_logger
 from shared.outages import DependencyUnavailable, is_outage
+from shared.request_rules import printable
 
 __all__ = [
     "OUTAGES",
@@ -89,7 +91,7 @@ def invalid(errors: list[FieldError], title: str = "The request is invalid", sta
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [printable(str(p)) for p in loc]
     if parts and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:] or parts
     return ".".join(parts) or "body"
@@ -100,10 +102,35 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
         FieldError(
             field=_field_path(tuple(err.get("loc", ()))),
             rule=str(err.get("type")),
-            message=str(err.get("msg")),
+            message=printable(str(err.get("msg"))),
         )
         for err in exc.errors()
     ]
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> FieldError | None:
+    """What made FastAPI answer 400 to a body it could not parse (it raises from the cause)."""
+    if exc.status_code != 400 or exc.__cause__ is None:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeError):
+        return FieldError("body", "utf8", "JSON must be encoded as UTF-8")
+    if isinstance(cause, RecursionError):
+        return FieldError("body", "max_depth", "JSON nests too deep")
+    return FieldError("body", "json_invalid", printable(str(cause))[:200] or type(cause).__name__)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method the request's path answers: Starlette's 405 names only one route's, and a
+    path such as `/v1/webhooks` is two routes (GET and POST)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = (
+            route.matches({**request.scope, "method": "GET"}) if hasattr(route, "matches") else (None, 0)
+        )
+        if match is not None and match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -117,7 +144,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        problem = Problem(status=exc.status_code, title=str(exc.detail), headers=dict(exc.headers or {}))
+        unreadable = _unreadable_body(exc)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_methods_of(request))
+        problem = Problem(
+            status=exc.status_code,
+            title=str(exc.detail),
+            headers=headers,
+            errors=[unreadable] if unreadable else [],
+        )
         return problem_response(problem, request.url.path)
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

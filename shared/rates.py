@@ -9,7 +9,7 @@ from datetime import timedelta
 _Z_95 = 1.959963984540054
 _MAX_WINDOW = timedelta(days=3650)
 _WINDOW_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-_WINDOW_PATTERN = re.compile(r"(\d+)([hdw])")
+_WINDOW_PATTERN = re.compile(r"([0-9]+)([hdw])")
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,10 @@ def parse_window(text: str) -> timedelta:
     match = _WINDOW_PATTERN.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"window {text!r} is not a whole number followed by h, d or w (e.g. 24h, 30d, 2w)")
-    count, unit = int(match[1]), match[2]
-    if count == 0:
+    digits, unit = match[1].lstrip("0"), match[2]
+    if not digits:
         raise ValueError(f"window {text!r} must be longer than zero")
-    window = count * _WINDOW_UNITS[unit]
-    if window > _MAX_WINDOW:
+    # Compared before multiplying: 99999999999d is no timedelta at all (and 5000 digits no int).
+    if len(digits) > 7 or int(digits) > _MAX_WINDOW // _WINDOW_UNITS[unit]:
         raise ValueError(f"window {text!r} is longer than the maximum of 3650 days")
-    return window
+    return int(digits) * _WINDOW_UNITS[unit]

@@ -112,6 +112,11 @@ def database_url(admin_url: str, name: str) -> str:
 @pytest.fixture
 async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
     """Settings of an isolated leadflow: own topic prefix, own database, fast timers."""
+    yield await isolated_settings(kafka_bootstrap, postgres_admin_url, tmp_path / "data")
+
+
+async def isolated_settings(kafka_bootstrap: str, postgres_admin_url: str, data_dir: Path) -> Settings:
+    """What the `settings` fixture gives, for fixtures of a wider scope (a module's services)."""
     suffix = uuid.uuid4().hex[:10]
     await create_database(postgres_admin_url, f"t_{suffix}")
     s = Settings(
@@ -122,7 +127,7 @@ async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path
         topic_prefix=f"t{suffix}.",
         topic_partitions=3,
         config_dir=ROOT / "config",
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         consumer_poll_ms=50,
         outbox_idle_poll_ms=100,
         db_pool_size=5,
@@ -131,7 +136,7 @@ async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path
     )
     await ensure_topics(s)
     # A setting of feedback's own (FeedbackSettings), which its create() carries over.
-    yield s.model_copy(update={"alert_eval_interval_s": 1.0})
+    return s.model_copy(update={"alert_eval_interval_s": 1.0})
 
 
 @pytest.fixture(scope="session")

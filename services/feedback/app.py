@@ -13,10 +13,12 @@ from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
     DIMENSIONS,
+    MAX_SERIES_REACH,
     Dimension,
     FeedbackConfig,
     Window,
     parse_window,
+    series_reach,
 )
 from services.feedback.handlers import make_handlers
 from services.feedback.schemas import (
@@ -42,7 +44,9 @@ SUBSCRIPTIONS = [LEAD_LIFECYCLE, OPS_ALERTS]
 router = APIRouter(prefix="/v1", tags=["metrics"])
 Reader = Annotated[Principal, require(Scope.METRICS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
-WindowQuery = Annotated[str | None, Query(examples=["30d"], description="e.g. 7d, 30d, 90d, 12w, 48h")]
+WindowQuery = Annotated[
+    str | None, Query(max_length=12, examples=["30d"], description="e.g. 7d, 30d, 90d, 12w, 48h")
+]
 
 
 def _config(request: Request) -> FeedbackConfig:
@@ -78,13 +82,16 @@ async def get_return_rate_series(
     request: Request,
     _: Reader,
     window: WindowQuery = None,
-    step: Annotated[str, Query(examples=["1d"])] = "1d",
+    step: Annotated[str, Query(max_length=12, examples=["1d"])] = "1d",
     points: Annotated[int, Query(ge=1, le=400)] = 30,
 ) -> dict[str, Any]:
     """The rolling return rate over time: at each point, the rate over the window ending there."""
     config = _config(request)
     window = window or config.window
     length, step_length = _duration("window", window), _duration("step", step)
+    if series_reach(length=length, step=step_length, points=points) > MAX_SERIES_REACH:
+        reach = f"window + step × (points - 1) must not exceed {MAX_SERIES_REACH.days} days"
+        raise invalid([FieldError("points", "series_reach", reach)])
     async with _runtime(request).engine.connect() as conn:
         items = await reports.series(conn, end=utcnow(), length=length, step=step_length, points=points)
     return {"window": window, "step": step, "threshold": config.threshold, "items": items}

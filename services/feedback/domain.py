@@ -67,6 +67,14 @@ class Window:
         return self.start <= moment <= self.end
 
 
+MAX_SERIES_REACH = timedelta(days=36500)  # a hundred years: far past any data, and no overflow
+
+
+def series_reach(*, length: timedelta, step: timedelta, points: int) -> timedelta:
+    """How far back a series goes: its oldest point's window starts this long before the end."""
+    return length + step * (points - 1)
+
+
 def series_points(end: datetime, *, step: timedelta, points: int) -> list[datetime]:
     """The ends of `points` windows, `step` apart, the last one at `end`; oldest first."""
     if points < 1:

@@ -3,14 +3,14 @@ signed webhooks for sales tools."""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import idempotency, store, webhooks
@@ -39,9 +39,11 @@ from services.handoff.stage_gauges import make_gauge_loop
 from services.handoff.timers import make_timer_loop
 from services.handoff.visibility import Viewer, can_see, visible_owners
 from shared.auth import Principal, Scope, require
+from shared.cursors import decode_cursor, encode_cursor
 from shared.events import LEAD_LIFECYCLE
 from shared.http import create_app
 from shared.problems import FieldError, Problem, invalid
+from shared.request_rules import INT32_MAX, Instant
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, settings_as
 from shared.unit_of_work import UnitOfWork
@@ -60,6 +62,8 @@ IdempotencyKey = Annotated[
 ]
 PROBLEM = {"description": "Problem (application/problem+json)"}
 ERRORS: dict[int | str, dict[str, Any]] = {404: PROBLEM, 409: PROBLEM, 412: PROBLEM, 422: PROBLEM}
+_ETAG = re.compile(r'(?:W/)?"?([0-9]{1,10})"?')
+AFTER_HANDOFF: TypeAdapter[tuple[datetime, str]] = TypeAdapter(tuple[Instant, str])  # (deadline, handoff_id)
 
 
 # --- helpers: who sees what, versions, cursors -------------------------------------
@@ -122,12 +126,14 @@ def _etag(version: int) -> str:
 
 
 def _expected_version(if_match: str | None) -> int | None:
+    """The version an `If-Match` names: `"7"` as we send it (`W/"7"` and a bare 7 too), or
+    None for `*` or no header; anything else, or a version no handoff can have, is a 422."""
     if if_match is None or if_match.strip() == "*":
         return None
-    try:
-        return int(if_match.strip().removeprefix("W/").strip('"'))
-    except ValueError:
-        raise invalid([FieldError("If-Match", "etag", "not an ETag returned by this API")]) from None
+    match = _ETAG.fullmatch(if_match.strip())
+    if match is None or int(match[1]) > INT32_MAX:  # `version` is an Integer column
+        raise invalid([FieldError("If-Match", "etag", "not an ETag returned by this API")])
+    return int(match[1])
 
 
 async def _visible_row(conn: Any, handoff_id: str, principal: Principal, config: HandoffConfig) -> Any:
@@ -136,18 +142,6 @@ async def _visible_row(conn: Any, handoff_id: str, principal: Principal, config:
     if row is None or not can_see(_viewer(principal), config, row.owner):
         raise Problem(status=404, title="Handoff not found", detail=f"no handoff {handoff_id}")
     return row
-
-
-def _encode_cursor(due: datetime, handoff_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([due.isoformat(), handoff_id])).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        due, handoff_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(due), str(handoff_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise invalid([FieldError("cursor", "cursor", "not a cursor returned by this API")]) from None
 
 
 # --- queue and reads -------------------------------------------------------------------
@@ -159,7 +153,7 @@ async def list_handoffs(
     principal: Reader,
     status: Annotated[Stage | None, Query(description="Stage filter, e.g. `mql`.")] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,
-    due_before: Annotated[datetime | None, Query(description="Only those due before this instant.")] = None,
+    due_before: Annotated[Instant | None, Query(description="Only those due before this instant.")] = None,
     policy: Annotated[str | None, Query(max_length=100)] = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -171,13 +165,13 @@ async def list_handoffs(
         owner=owner,
         due_before=due_before,
         policy=policy,
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor, AFTER_HANDOFF) if cursor else None,
         limit=limit,
     )
     async with _reads(request).connect() as conn:
         rows = await store.queue(conn, query)
     last = rows[-1] if len(rows) == limit else None
-    next_cursor = _encode_cursor(last.qualify_by or last.decide_by, last.handoff_id) if last else None
+    next_cursor = encode_cursor(last.qualify_by or last.decide_by, last.handoff_id) if last else None
     return _json({"items": _public_rows(rows), "next_cursor": next_cursor})
 
 

@@ -59,7 +59,7 @@ def events_in(body: Any, *, batch: bool) -> int:
 
 
 class CountOversized:
-    """Counts a body refused for its size; the shared `BodySizeLimit` inside answers the 413."""
+    """Counts a body refused for its size; the shared `BodyLimits` inside answers the 413."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
+from pydantic import TypeAdapter
 
 from services.scoring import store
 from services.scoring.config_files import load_model
@@ -15,10 +13,12 @@ from services.scoring.handlers import make_handlers
 from services.scoring.model import ScoringModel
 from services.scoring.schemas import ActiveModel, LeadPage, LeadPublic, TimelineEntry
 from shared.auth import Principal, Scope, require
+from shared.cursors import decode_cursor, encode_cursor
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.http import create_app
 from shared.identities import normalize_email
-from shared.problems import FieldError, Problem, invalid
+from shared.problems import Problem
+from shared.request_rules import Int32
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, get_settings
 
@@ -28,6 +28,7 @@ router = APIRouter(prefix="/v1", tags=["leads"])
 Reader = Annotated[Principal, require(Scope.LEADS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
 Grade = Literal["A", "B", "C", "D"]
+AFTER_LEAD: TypeAdapter[tuple[int, str]] = TypeAdapter(tuple[Int32, str])  # a page ends at (score, lead_id)
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -51,7 +52,7 @@ async def list_leads(
     _: Reader,
     email: Annotated[str | None, Query(max_length=254, description="Case and spaces ignored.")] = None,
     stage: Annotated[str | None, Query(max_length=20, examples=["mql"])] = None,
-    min_score: Annotated[int | None, Query()] = None,
+    min_score: Annotated[Int32 | None, Query()] = None,
     grade: Annotated[list[Grade] | None, Query(description="Repeat for several grades.")] = None,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -62,14 +63,14 @@ async def list_leads(
         stage=stage,
         min_score=min_score,
         grades=tuple(grade or ()),
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor, AFTER_LEAD) if cursor else None,
         limit=limit,
     )
     async with _runtime(request).engine.connect() as conn:
         rows = await store.find_leads(conn, query)
     items = [LeadPublic.model_validate(dict(r._mapping)) for r in rows]
     last = items[-1] if len(items) == limit else None
-    return LeadPage(items=items, next_cursor=_encode_cursor(last.score, last.lead_id) if last else None)
+    return LeadPage(items=items, next_cursor=encode_cursor(last.score, last.lead_id) if last else None)
 
 
 @router.get("/leads/{lead_id}/timeline", response_model=list[TimelineEntry], responses={404: PROBLEM})
@@ -105,20 +106,6 @@ async def active_model(request: Request, _: Reader) -> ActiveModel:
     """The scoring model in force: its version and rules."""
     model: ScoringModel = request.app.state.model
     return ActiveModel(version=model.version, model=model.model_dump(mode="json"))
-
-
-def _encode_cursor(score: int, lead_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([score, lead_id])).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        score, lead_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if isinstance(score, int) and isinstance(lead_id, str):
-            return score, lead_id
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        pass
-    raise invalid([FieldError("cursor", "cursor", "not a cursor returned by this API")])
 
 
 def _not_found(lead_id: str) -> Problem:

@@ -36,6 +36,7 @@ PURE_MODULES = (
     "shared.config_errors",
     "shared.event_types",
     "shared.destinations",
+    "shared.request_rules",
 )
 
 # Neither imported by a pure module nor loaded, however indirectly, by importing one.

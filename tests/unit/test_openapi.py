@@ -35,8 +35,19 @@ def test_every_api_route_documents_the_errors_every_route_can_answer(service: st
     for method, path, operation in operations:
         statuses = set(operation["responses"])
         expected = {"401", "403", "422", "503"} | ({"413"} if method == "post" else set())
+        if "requestBody" in operation:  # a body FastAPI cannot parse (not UTF-8, a 5000-digit number)
+            expected |= {"400", "413"}
         assert expected <= statuses, f"{method.upper()} {path} lacks {sorted(expected - statuses)}"
         assert any(s.startswith("2") for s in statuses), f"{method.upper()} {path} has no success answer"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_route_documents_the_422_of_a_value_that_breaks_a_request_rule(service: str) -> None:
+    """Any header with a NUL is refused on any route, /healthz included (shared.request_rules)."""
+    for path, operations in document(service)["paths"].items():
+        for method, operation in operations.items():
+            assert "422" in operation["responses"], f"{method.upper()} {path}"
+            assert list(operation["responses"]["422"]["content"]) == [PROBLEM_JSON]
 
 
 @pytest.mark.parametrize("service", SERVICES)
