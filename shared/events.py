@@ -73,7 +73,7 @@ class LeadEventAccepted(EventData):
         """What the sender said, hashed: the same for a retry of the event (whenever it is received,
         whatever offset its `occurred_at` was written in), different for another body under the
         same `event_id`."""
-        body = self.model_dump(exclude={"received_at"})
+        body = {name: value for name, value in self.__dict__.items() if name != "received_at"}
         if self.occurred_at.tzinfo is not None:
             body["occurred_at"] = self.occurred_at.astimezone(UTC)
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -15,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from shared.field_errors import FieldError
@@ -44,6 +45,8 @@ def limit_problems(
     event: IntakeEvent, limits: EventLimits, *, now: datetime, at: str = ""
 ) -> list[FieldError]:
     """Every way the event could not be stored downstream; `at` prefixes field names."""
+    if _plainly_storable(event, limits, now=now):
+        return []
     errors: list[FieldError] = []
     if event.occurred_at < now - limits.max_age:
         days = limits.max_age / timedelta(days=1)
@@ -69,6 +72,37 @@ def limit_problems(
     errors += _entries(f"{at}traits", custom, limits, custom=True)
     errors += _entries(f"{at}properties", event.properties, limits, custom=True)
     return errors
+
+
+def _plainly_storable(event: IntakeEvent, limits: EventLimits, *, now: datetime) -> bool:
+    """The hot path: True when nothing is wrong, checked in few steps (one regex over all the
+    text); False sends the event to the field-by-field search that names each problem."""
+    custom = event.traits.__pydantic_extra__ or {}
+    properties = event.properties
+    if (
+        event.occurred_at < now - limits.max_age
+        or len(custom) > limits.max_custom_traits
+        or len(properties) > limits.max_properties
+        or max(map(len, chain(custom, properties)), default=0) > limits.max_key_chars
+    ):
+        return False
+    texts = [event.email or "", event.anonymous_id or "", *custom, *properties]
+    texts += [value for value in event.traits.__dict__.values() if type(value) is str]
+    for value in chain(custom.values(), properties.values()):
+        kind = type(value)
+        if kind is str:
+            if len(value) > limits.max_value_chars:
+                return False
+            texts.append(value)
+        elif kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif value is not None and kind is not bool:
+            return False
+    return _UNSTORABLE.search("".join(texts)) is None
 
 
 def size_problem(size: int, limits: EventLimits, *, at: str = "") -> FieldError | None:
