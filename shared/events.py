@@ -7,9 +7,11 @@ AsyncAPI documents are generated from.
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.envelope import Envelope, new_message_id, utcnow
@@ -34,6 +36,9 @@ class EventData(BaseModel):
 
 
 class Traits(BaseModel):
+    """The named traits, plus custom ones: scalars, bounded in number and size by intake
+    (services/intake/event_limits.py)."""
+
     model_config = ConfigDict(extra="allow")
 
     first_name: str | None = Field(default=None, max_length=200)
@@ -63,6 +68,21 @@ class LeadEventAccepted(EventData):
     anonymous_id: str | None = None
     traits: dict[str, Any] = Field(default_factory=dict)
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    def body_digest(self) -> str:
+        """What the sender said, hashed: the same for a retry of the event (whenever it is received,
+        whatever offset its `occurred_at` was written in), different for another body under the
+        same `event_id`."""
+        body = {name: value for name, value in self.__dict__.items() if name != "received_at"}
+        if self.occurred_at.tzinfo is not None:
+            body["occurred_at"] = self.occurred_at.astimezone(UTC)
+        return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    @property
+    def message_id(self) -> str:
+        """The envelope's id: a retry is one message (the inbox drops it), while a reused
+        `event_id` with another body gets through to scoring, which records the conflict."""
+        return f"evt:{self.event_id}:{self.body_digest()[:16]}"
 
 
 # --- lead.lifecycle: scoring ---------------------------------------------------

@@ -12,6 +12,7 @@ from sqlalchemy import MetaData
 
 from services.intake.config_files import load_tracking_plan
 from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan
+from services.intake.event_limits import EventLimits
 from services.intake.handlers import accept_events
 from services.intake.metrics import EVENT_PATHS, CountOversized, count_rejected, events_in
 from services.intake.settings import IntakeSettings
@@ -58,9 +59,11 @@ async def _accept(
     request: Request, runtime: ServiceRuntime, events: list[IntakeEvent], *, batch: bool
 ) -> JSONResponse:
     plan: TrackingPlan = request.app.state.tracking_plan
+    limits: EventLimits = request.app.state.event_limits
     ids = await accept_events(
         events,
         plan=plan,
+        limits=limits,
         producer=runtime.producer,
         topic=runtime.topics.events,
         source="intake",
@@ -100,6 +103,7 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
         routers=[router],
     )
     app.state.tracking_plan = load_tracking_plan(settings.config_file("tracking-plan.yaml"))
+    app.state.event_limits = settings.event_limits
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_middleware(CountOversized, max_bytes=settings.max_body_bytes)
     return app

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from shared.config_errors import PydanticWordedConfigError
 from shared.events import Traits
 from shared.field_errors import FieldError
-from shared.identities import normalize_email
+from shared.identities import normalize_anonymous_id, normalize_email
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -43,8 +43,9 @@ class IntakeEvent(BaseModel):
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)] | None = None
     anonymous_id: Identifier | None = None
     traits: Traits = Field(default_factory=Traits)
-    properties: dict[Annotated[str, StringConstraints(max_length=64)], PropertyValue] = Field(
-        default_factory=dict, max_length=100
+    properties: dict[str, PropertyValue] = Field(
+        default_factory=dict,
+        description="Scalars; count, key and value lengths bounded by intake's settings (100, 64, 2048).",
     )
 
 
@@ -75,11 +76,11 @@ class TrackingPlanError(PydanticWordedConfigError):
 
 
 def identity_of(event: IntakeEvent) -> str:
-    """The partition key: normalised email, else the anonymous id."""
+    """The partition key: normalised email, else the normalised anonymous id."""
     if event.email:
         return normalize_email(event.email)
     assert event.anonymous_id is not None  # guaranteed by check_against_plan
-    return event.anonymous_id
+    return normalize_anonymous_id(event.anonymous_id)
 
 
 def check_against_plan(

@@ -11,7 +11,14 @@ from services.scoring import store
 from services.scoring.config_files import load_model
 from services.scoring.handlers import make_handlers
 from services.scoring.model import ScoringModel
-from services.scoring.schemas import ActiveModel, LeadPage, LeadPublic, TimelineEntry
+from services.scoring.schemas import (
+    ActiveModel,
+    ConflictPage,
+    EventConflict,
+    LeadPage,
+    LeadPublic,
+    TimelineEntry,
+)
 from shared.auth import Principal, Scope, require
 from shared.cursors import decode_cursor, encode_cursor
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
@@ -25,7 +32,9 @@ from shared.settings import Settings, get_settings
 # The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
 SUBSCRIPTIONS = [LEAD_EVENTS, LEAD_LIFECYCLE]
 router = APIRouter(prefix="/v1", tags=["leads"])
+events_router = APIRouter(prefix="/v1", tags=["events"])
 Reader = Annotated[Principal, require(Scope.LEADS_READ)]
+Admin = Annotated[Principal, require(Scope.ADMIN)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
 Grade = Literal["A", "B", "C", "D"]
 AFTER_LEAD: TypeAdapter[tuple[int, str]] = TypeAdapter(tuple[Int32, str])  # a page ends at (score, lead_id)
@@ -108,6 +117,20 @@ async def active_model(request: Request, _: Reader) -> ActiveModel:
     return ActiveModel(version=model.version, model=model.model_dump(mode="json"))
 
 
+@events_router.get("/events/conflicts", response_model=ConflictPage, responses={422: PROBLEM})
+async def list_event_conflicts(
+    request: Request,
+    _: Admin,
+    before: Annotated[int | None, Query(ge=1, description="`next_before` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ConflictPage:
+    """Events that reused a stored event_id with another body, newest first (the first body is kept)."""
+    async with _runtime(request).engine.connect() as conn:
+        rows = await store.conflicts_page(conn, before=before, limit=limit)
+    items = [EventConflict.model_validate(dict(row._mapping)) for row in rows]
+    return ConflictPage(items=items, next_before=items[-1].seq if len(items) == limit else None)
+
+
 def _not_found(lead_id: str) -> Problem:
     return Problem(status=404, title="Lead not found", detail=f"no lead {lead_id}")
 
@@ -128,7 +151,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         ServiceRuntime(spec, settings),
         title="leadflow scoring",
         description="Lead profiles, scores, fit grades and their explanations.",
-        routers=[router],
+        routers=[router, events_router],
     )
     app.state.model = model
     return app

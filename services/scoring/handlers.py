@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
 from services.scoring.identity import IdentityPlan
 from services.scoring.lifecycle import Rescored
-from services.scoring.metrics import MQLS
+from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
 from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
+from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
 
 
 def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
@@ -36,25 +40,74 @@ async def record_events(
     uow: UnitOfWork, model: ScoringModel, items: list[tuple[Envelope, LeadEventAccepted]]
 ) -> None:
     """Attach each event to its lead (learning identity on the way), store the new ones,
-    and rescore every lead that got one: one pass over the database per batch."""
+    and rescore every lead that got one: one pass over the database per batch.
+
+    An event_id seen before (in the table or earlier in the batch) keeps its first body; one
+    that comes back with another body is recorded as a conflict rather than silently dropped."""
     lead_ids = await resolve_leads(uow, [event for _, event in items])
+    digests = [event.body_digest() for _, event in items]
+    first: dict[str, int] = {}
+    for index, (_, event) in enumerate(items):
+        first.setdefault(event.event_id, index)
     rows = [
+        {
+            "event_id": event_id,
+            "lead_id": lead_ids[index],
+            "type": items[index][1].type,
+            "occurred_at": items[index][1].occurred_at,
+            "properties": items[index][1].properties,
+            "body_digest": digests[index],
+        }
+        for event_id, index in first.items()
+    ]
+    new_ids = await store.add_events(uow.conn, rows)
+    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]] = {}
+    repeated: list[tuple[LeadEventAccepted, str, str]] = []
+    for index, ((envelope, event), lead_id) in enumerate(zip(items, lead_ids, strict=True)):
+        if first[event.event_id] == index and event.event_id in new_ids:
+            touched.setdefault(lead_id, []).append((envelope, event))
+        else:
+            repeated.append((event, lead_id, digests[index]))
+    if repeated:
+        await record_conflicts(uow, repeated)
+    if touched:
+        await rescore(uow, model, touched)
+
+
+async def record_conflicts(uow: UnitOfWork, repeated: list[tuple[LeadEventAccepted, str, str]]) -> None:
+    """Of events whose id was stored already, those with another body: a row each, a log line
+    without personal data (the event_id may be an email), and the counter once committed."""
+    stored = await store.stored_digests(uow.conn, {event.event_id for event, _, _ in repeated})
+    rows: list[dict[str, Any]] = [
         {
             "event_id": event.event_id,
             "lead_id": lead_id,
             "type": event.type,
             "occurred_at": event.occurred_at,
-            "properties": event.properties,
+            "stored_digest": stored_digest,
+            "received_digest": digest,
         }
-        for (_, event), lead_id in zip(items, lead_ids, strict=True)
+        for event, lead_id, digest in repeated
+        if (stored_digest := stored.get(event.event_id)) is not None and stored_digest != digest
     ]
-    new_ids = await store.add_events(uow.conn, list({row["event_id"]: row for row in rows}.values()))
-    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]] = {}
-    for (envelope, event), lead_id in zip(items, lead_ids, strict=True):
-        if event.event_id in new_ids:
-            touched.setdefault(lead_id, []).append((envelope, event))
-    if touched:
-        await rescore(uow, model, touched)
+    if not rows:
+        return  # redeliveries, or events stored before digests were
+    for row in rows:
+        log.warning(
+            "event_id_reused_with_another_body",
+            lead_id=row["lead_id"],
+            type=row["type"],
+            stored_digest=row["stored_digest"][:16],
+            received_digest=row["received_digest"][:16],
+        )
+    await store.record_conflicts(uow.conn, rows)
+    uow.once_before_commit("metrics:conflicts", count_conflicts)
+
+
+async def count_conflicts(uow: UnitOfWork) -> None:
+    """Count the conflicts the transaction commits, not those of a message rolled back to its
+    savepoint (`leadflow_events_conflicting_total`)."""
+    EVENTS_CONFLICTING.inc(await store.conflicts_recorded_now(uow.conn))
 
 
 async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> list[str]:

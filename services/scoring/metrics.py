@@ -5,3 +5,9 @@ from prometheus_client import Counter
 MQLS = Counter(
     "leadflow_mqls_total", "MQLs emitted (lead.mql_reached), counted as their transaction commits", ["grade"]
 )
+
+EVENTS_CONFLICTING = Counter(
+    "leadflow_events_conflicting_total",
+    "Events whose event_id was already stored with another body, counted as their transaction commits; "
+    "the first body is kept, each conflict is listed at GET /v1/events/conflicts",
+)

@@ -48,3 +48,23 @@ class TimelineEntry(BaseModel):
 class ActiveModel(BaseModel):
     version: str
     model: dict[str, Any]
+
+
+class EventConflict(BaseModel):
+    """An event that reused a stored event_id with another body; the stored (first) body was kept."""
+
+    seq: int
+    event_id: str
+    lead_id: str = Field(description="The lead the conflicting event was about.")
+    type: str
+    occurred_at: datetime
+    stored_digest: str = Field(description="SHA-256 of the body kept (see LeadEventAccepted.body_digest).")
+    received_digest: str = Field(description="SHA-256 of the body refused.")
+    seen_at: datetime
+
+
+class ConflictPage(BaseModel):
+    items: list[EventConflict]
+    next_before: int | None = Field(
+        description="Pass as `before` for the next (older) page; null on the last."
+    )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     and_,
     bindparam,
     case,
@@ -80,7 +81,24 @@ lead_events = Table(
     Column("type", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("properties", JSONB, nullable=False, server_default="{}"),
+    Column("body_digest", Text, nullable=True, comment="LeadEventAccepted.body_digest(); null before 0003"),
     Index("ix_lead_events_lead", "lead_id", "occurred_at"),
+    schema=SCHEMA,
+)
+
+# Events that came with an event_id already stored under another body: the first body is kept.
+event_conflicts = Table(
+    "event_conflicts",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("event_id", Text, nullable=False),
+    Column("lead_id", Text, nullable=False, comment="the lead the conflicting event was about"),
+    Column("type", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("stored_digest", Text, nullable=False),
+    Column("received_digest", Text, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("event_id", "received_digest", name="uq_event_conflicts_event_body"),
     schema=SCHEMA,
 )
 
@@ -179,7 +197,8 @@ async def merge_leads(conn: AsyncConnection, *, into: str, absorbed: str) -> Non
 
 
 async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
-    """Store events (event_id, lead_id, type, occurred_at, properties); returns the ids that were new."""
+    """Store events (event_id, lead_id, type, occurred_at, properties, body_digest); returns the
+    ids that were new."""
     if not rows:
         return set()
     # executemany of one cached statement: a multi-row VALUES would be compiled anew per batch
@@ -190,6 +209,34 @@ async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[s
         rows,
     )
     return {row.event_id for row in result}
+
+
+async def stored_digests(conn: AsyncConnection, event_ids: set[str]) -> dict[str, str | None]:
+    """The body digest each of these stored events was stored with (None: stored before digests)."""
+    query = select(lead_events.c.event_id, lead_events.c.body_digest).where(
+        lead_events.c.event_id.in_(sorted(event_ids))
+    )
+    return {row.event_id: row.body_digest for row in await conn.execute(query)}
+
+
+async def record_conflicts(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Remember conflicting events once each (event_id, received_digest)."""
+    if rows:
+        await conn.execute(insert(event_conflicts).on_conflict_do_nothing(), rows)
+
+
+async def conflicts_recorded_now(conn: AsyncConnection) -> int:
+    """Conflicts this transaction recorded and kept: `seen_at` is `now()`, its start time."""
+    query = select(func.count()).select_from(event_conflicts).where(event_conflicts.c.seen_at == func.now())
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def conflicts_page(conn: AsyncConnection, *, before: int | None, limit: int) -> Sequence[Row[Any]]:
+    """Conflicts, newest first, those older than `before` (a `seq`)."""
+    query = select(event_conflicts).order_by(event_conflicts.c.seq.desc()).limit(limit)
+    if before is not None:
+        query = query.where(event_conflicts.c.seq < before)
+    return (await conn.execute(query)).all()
 
 
 async def lead_by_id(conn: AsyncConnection, lead_id: str, *, lock: bool = False) -> Row[Any] | None:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("services", "shared", "leadflow")
 
 PURE_MODULES = (
+    "services.intake.event_limits",
     "services.scoring.model",
     "services.scoring.identity",
     "services.scoring.incremental_scorer",
