@@ -1,7 +1,7 @@
 """The OpenAPI document of every service, completed with what every API route can answer.
 
 Routes declare their own outcomes (200, 404, 409, 412, ...). What the shared layers
-answer — 401 and 403 from the API key check, 400 for a body that cannot be parsed, 413
+answer — 401 and 403 from the API key check, 429 from its rate limits, 400 for a body that cannot be parsed, 413
 from the body limit, 503 when Kafka or Postgres is unreachable, and 422 in problem+json
 rather than FastAPI's default, from any route (a header may break a text rule) — is
 added here once, so the document lists every response and error of every route.
@@ -45,6 +45,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 SHARED_ERRORS = {
     "401": "No API key, or an unknown or revoked one.",
     "403": "The key lacks the scope this call needs.",
+    "429": "Over the key's rate limit (or too many failed authentications from this address); "
+    "retry after the `Retry-After` seconds.",
     "503": "Kafka or Postgres is unreachable; retry after the `Retry-After` seconds.",
 }
 BODY_ERRORS = {"413": "The body is larger than the limit."}

@@ -34,7 +34,7 @@ def test_every_api_route_documents_the_errors_every_route_can_answer(service: st
     assert operations
     for method, path, operation in operations:
         statuses = set(operation["responses"])
-        expected = {"401", "403", "422", "503"} | ({"413"} if method == "post" else set())
+        expected = {"401", "403", "422", "429", "503"} | ({"413"} if method == "post" else set())
         if "requestBody" in operation:  # a body FastAPI cannot parse (not UTF-8, a 5000-digit number)
             expected |= {"400", "413"}
         assert expected <= statuses, f"{method.upper()} {path} lacks {sorted(expected - statuses)}"
