@@ -1,10 +1,11 @@
 """The OpenAPI document of every service, completed with what every API route can answer.
 
 Routes declare their own outcomes (200, 404, 409, 412, ...). What the shared layers
-answer — 401 and 403 from the API key check, 429 from its rate limits, 400 for a body that cannot be parsed, 413
-from the body limit, 503 when Kafka or Postgres is unreachable, and 422 in problem+json
-rather than FastAPI's default, from any route (a header may break a text rule) — is
-added here once, so the document lists every response and error of every route.
+answer — 401 and 403 from the API key check, 429 from its rate limits, 400 for a body
+that cannot be parsed, 413 from the body limit, 503 when Kafka or Postgres is
+unreachable, and 422 in problem+json rather than FastAPI's default, from any route (a
+header may break a text rule) — is added here once, so the document lists every
+response and error of every route.
 """
 
 from __future__ import annotations
