@@ -19,16 +19,13 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from shared.field_errors import FieldError
+from shared.request_rules import INT64_MAX, INT64_MIN, RULE_MESSAGES, printable, text_rule
 
 if TYPE_CHECKING:
     from services.intake.domain import IntakeEvent
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# One scan of all texts at once for the common case (nothing wrong); `text_rule` names the rule.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_WHY = {
-    "string_nul": "NUL (U+0000) cannot be stored",
-    "string_unicode": "a lone surrogate (U+D800 to U+DFFF) is not text",
-}
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ def limit_problems(
         )
     for name, value in (("email", event.email), ("anonymous_id", event.anonymous_id)):
         if value is not None and (rule := text_rule(value)):
-            errors.append(FieldError(f"{at}{name}", rule, _WHY[rule]))
+            errors.append(FieldError(f"{at}{name}", rule, RULE_MESSAGES[rule]))
     custom = event.traits.model_extra or {}
     if len(custom) > limits.max_custom_traits:
         errors.append(
@@ -116,14 +113,6 @@ def size_problem(size: int, limits: EventLimits, *, at: str = "") -> FieldError 
     )
 
 
-def text_rule(text: str) -> str | None:
-    """`string_nul` or `string_unicode` when Postgres would refuse the text, else None."""
-    found = _UNSTORABLE.search(text)
-    if found is None:
-        return None
-    return "string_nul" if found.group() == "\x00" else "string_unicode"
-
-
 def _entries(prefix: str, entries: dict[str, Any], limits: EventLimits, *, custom: bool) -> list[FieldError]:
     errors: list[FieldError] = []
     for key, value in entries.items():
@@ -137,7 +126,7 @@ def _entries(prefix: str, entries: dict[str, Any], limits: EventLimits, *, custo
 
 def _key_problem(key: str, limits: EventLimits) -> tuple[str, str] | None:
     if rule := text_rule(key):
-        return rule, f"the key: {_WHY[rule]}"
+        return rule, f"the key: {RULE_MESSAGES[rule]}"
     if len(key) > limits.max_key_chars:
         return "key_too_long", f"a key has at most {limits.max_key_chars} characters"
     return None
@@ -148,14 +137,14 @@ def _value_problem(value: Any, limits: EventLimits, *, custom: bool) -> tuple[st
         return None
     if isinstance(value, str):
         if rule := text_rule(value):
-            return rule, _WHY[rule]
+            return rule, RULE_MESSAGES[rule]
         if custom and len(value) > limits.max_value_chars:
             return "string_too_long", f"a value has at most {limits.max_value_chars} characters"
         return None
     if isinstance(value, int):
         if INT64_MIN <= value <= INT64_MAX:
             return None
-        return "int_64bit", "an integer must fit in 64 bits (-2^63 to 2^63-1)"
+        return "int64", "an integer must fit in 64 bits (-2^63 to 2^63-1)"
     if isinstance(value, float):
         return None if math.isfinite(value) else ("finite_number", "NaN and infinity cannot be stored")
     return "not_scalar", "a custom trait is a string, number, boolean or null (no lists or objects)"
@@ -163,5 +152,5 @@ def _value_problem(value: Any, limits: EventLimits, *, custom: bool) -> tuple[st
 
 def _shown(key: str, limits: EventLimits) -> str:
     """A key as a field name: unstorable characters escaped, a long key cut."""
-    shown = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", key)
+    shown = printable(key)
     return shown if len(shown) <= limits.max_key_chars else shown[: limits.max_key_chars] + "…"

@@ -21,7 +21,15 @@ from services.intake.handlers import to_envelope
 from shared.envelope import utcnow
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.support import eventually, good_fit_journey, producer, service_ready, start_service, unique_email
+from tests.support import (
+    ADMIN,
+    eventually,
+    good_fit_journey,
+    producer,
+    service_ready,
+    start_service,
+    unique_email,
+)
 
 KILLED_WITHIN_S = 12.0  # session timeout (6 s) + a heartbeat + the rejoin, with room for a loaded machine
 _LAG = re.compile(r'leadflow_consumer_lag\{[^}]*partition="(\d+)",topic="([^"]+)"\}')
@@ -45,7 +53,7 @@ async def scoring_instances(
 async def owned_partitions(url: str, topic: str) -> set[int]:
     """The partitions of `topic` an instance reports lag for: the ones it owns."""
     async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{url}/metrics")).text
+        text = (await client.get(f"{url}/metrics", headers=ADMIN)).text
     return {int(p) for p, t in _LAG.findall(text) if t == topic}
 
 

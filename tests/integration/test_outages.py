@@ -13,6 +13,7 @@ from services.intake.app import create as create_intake
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import to_envelope
 from services.scoring.app import create as create_scoring
+from shared.api_keys import generate_key
 from shared.envelope import utcnow
 from shared.settings import Settings
 from shared.topics import Topics
@@ -50,7 +51,8 @@ async def test_scoring_without_postgres_answers_503(settings: Settings) -> None:
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["postgres"].startswith("unavailable")
-            leads = await client.get("/v1/leads", headers={"X-API-Key": "lf_some_key"})
+            # A key shaped like one, so only Postgres could tell whether it exists.
+            leads = await client.get("/v1/leads", headers={"X-API-Key": generate_key()[0]})
             assert leads.status_code == 503
             assert leads.json()["title"] == "Temporarily unavailable"
     finally:
