@@ -122,7 +122,7 @@ class ServiceRuntime:
             self._spawn("inbox-pruning", self._prune_inbox)
         if self.spec.subscriptions:
             self.consumer = ConsumerRunner(
-                group_id=f"{self.settings.topic_prefix}leadflow-{self.spec.name}",
+                group_id=self.topics.group(self.spec.name),
                 topics=[self.topics.name(t) for t in self.spec.subscriptions],
                 handlers=self.spec.handlers,
                 batch_handlers=self.spec.batch_handlers,
