@@ -40,17 +40,7 @@ def report(
 ) -> str:
     lf, raw = latencies["leadflow"], latencies["broker"]
     lines = [
-        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; broker: {broker}; command: `make bench`.",
-        "",
-        "| figure | leadflow | ceiling (same run) | ratio |",
-        "| --- | ---: | --- | ---: |",
-    ]
-    for f in figures:
-        lines.append(
-            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
-        )
-    lines += [
+        figures_report(figures, broker=broker, command="make bench"),
         "",
         f"| end-to-end latency, intake POST → `lead.mql_reached` ({len(lf)} leads at {LATENCY_RATE:.0f}/s) "
         "| p50 | p99 |",
@@ -70,6 +60,22 @@ def report(
         f"| {backtest.backtest_s:.1f} s |",
         f"| ceiling: streaming the same history out of Postgres | {backtest.read_s:.1f} s |",
     ]
+    return "\n".join(lines)
+
+
+def figures_report(figures: list[Figure], *, broker: str, command: str) -> str:
+    """The run's line and the throughput figures beside their ceilings."""
+    lines = [
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; broker: {broker}; command: `{command}`.",
+        "",
+        "| figure | leadflow | ceiling (same run) | ratio |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
-"""The two runs: the whole bench (every phase in order, on one broker and one Postgres), and the
-handoff part alone (`--only handoff`, about a minute)."""
+"""The runs: the whole bench (every phase in order, on one broker and one Postgres), and a part
+alone: handoff (`--only handoff`, about a minute) or intake (`--only intake`, about 40 s)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,52 @@ async def run_handoff(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> 
             stop_process(empty)
         broker.stop()
         postgres.stop()
+
+
+async def run_intake(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> tuple[list[Figure], str]:
+    """`python -m bench --only intake`: intake's two figures beside their ceilings, measured as in
+    the whole bench (empty endpoint, then intake; raw produce, then the batch endpoint)."""
+    broker = start_bench_broker(work, broker_kind)
+    postgres = start_postgres(work / "pg")
+    empty: subprocess.Popen[bytes] | None = None
+    try:
+        settings, env = await prepare(broker, postgres)
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
+        await ensure_raw_topic(settings)
+        print("ceiling: raw aiokafka produce …", flush=True)
+        produce = await raw_produce(
+            settings.kafka_bootstrap, RAW_TOPIC, orjson.dumps(event("raw@northwind.example", 1)) * 2
+        )
+        print("ceiling: empty FastAPI endpoint …", flush=True)
+        empty_port = free_port()
+        empty = await serve_empty_app(work, empty_port)
+        single_body = orjson.dumps(event("one@northwind.example", 1))
+        empty_rps = await hammer(
+            f"http://127.0.0.1:{empty_port}/empty", lambda i: single_body, HTTP_REQUESTS, headers
+        )
+        stop_process(empty)
+        empty = None
+        print("intake: single and batch endpoints …", flush=True)
+        single, batch_rps = await intake_throughput(settings, env, headers)
+        return intake_figures(single, empty_rps, batch_rps, produce), broker.description
+    finally:
+        if empty is not None:
+            stop_process(empty)
+        broker.stop()
+        postgres.stop()
+
+
+def intake_figures(single: float, empty: float, batch_rps: float, produce: float) -> list[Figure]:
+    return [
+        Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
+        Figure(
+            "intake, batch endpoint (100/batch)",
+            batch_rps * BATCH_SIZE,
+            "events/s",
+            "raw aiokafka produce",
+            produce,
+        ),
+    ]
 
 
 async def run(
@@ -113,14 +159,7 @@ async def run(
         backtest = await backtest_timing(settings, db_dsn)
 
         figures = [
-            Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
-            Figure(
-                "intake, batch endpoint (100/batch)",
-                batch_rps * BATCH_SIZE,
-                "events/s",
-                "raw aiokafka produce",
-                produce,
-            ),
+            *intake_figures(single, empty, batch_rps, produce),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
         latency = {"leadflow": latencies, "broker": baseline}
