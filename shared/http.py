@@ -22,7 +22,7 @@ from shared.logging import get_logger, new_trace_id, trace_context
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.openapi import complete_openapi
 from shared.problems import PROBLEM_JSON, FieldError, Problem, install_problem_handlers, invalid
-from shared.rate_limits import RateLimitHeaders, RateLimits
+from shared.rate_limits import RateLimits, remembered_headers
 from shared.request_rules import (
     RULE_MESSAGES,
     json_deeper_than,
@@ -34,56 +34,116 @@ from shared.request_rules import (
 from shared.runtime import ServiceRuntime
 
 TRACE_HEADER = "X-Trace-Id"
+_TRACE_KEY = TRACE_HEADER.lower().encode()
 _TRACE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # A label takes a method from this set, else `other`: the method is the client's to choose.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = get_logger(__name__)
 
 
-class BodyLimits:
-    """Read the whole body first (it is at most `max_bytes`), then hand it to the app.
+class Platform:
+    """What every request goes through before its route, as one plain ASGI layer:
 
-    A body over `max_bytes` is refused with a 413 whether it declares its length or comes in
-    chunks, before the app reads any of it; a JSON body nested deeper than `MAX_JSON_DEPTH`
-    with a 422, before anything parses it. Reading ahead costs nothing: every route with a
-    body reads all of it anyway.
+    - a trace id (the client's `X-Trace-Id` when it is a plain token, else a new one), in the
+      log context while the request runs and on its answer;
+    - the `RateLimit-*` headers its quota check left (`shared.rate_limits`), on its answer;
+    - the body limits: the whole body is read first (it is at most `max_bytes`), then handed
+      to the app. A body over `max_bytes` is refused with a 413 whether it declares its length
+      or comes in chunks, before the app reads any of it (`on_too_large` is told, for a
+      service's own count); a JSON body nested deeper than `MAX_JSON_DEPTH` with a 422, before
+      anything parses it. Reading ahead costs nothing: every route with a body reads all of it;
+    - the request counted and timed by route, whatever answered it.
+
+    One layer rather than one per concern, and plain ASGI rather than `@app.middleware("http")`
+    (Starlette's BaseHTTPMiddleware runs the app in a task with streams between): each layer
+    wraps `send` and costs a few percent of a small request's CPU.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, on_too_large: Callable[[Scope], None] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_too_large = on_too_large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, send)
-            return
+        given = declared = content_type = None
+        for name, value in scope["headers"]:
+            if name == _TRACE_KEY:
+                given = value if given is None else given  # the first one, as a header lookup
+            elif name == b"content-length":
+                declared = value
+            elif name == b"content-type":
+                content_type = value
+        # A client's id is echoed in a header and every log line: only a plain token is taken.
+        trace_id = given.decode() if given and _TRACE_ID.fullmatch(given) else new_trace_id()
+        trace_header = (_TRACE_KEY, trace_id.encode("latin-1"))
+        state = scope.setdefault("state", {})
+        started = time.perf_counter()
+        status = 500
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers", [])
+                limits = remembered_headers(state)
+                if limits:
+                    present = {name.lower() for name, _ in headers}
+                    headers = [*headers, *(h for h in limits if h[0] not in present)]
+                message["headers"] = [*headers, trace_header]
+            await send(message)
+
+        try:
+            with trace_context(trace_id):
+                if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+                    await self._refuse(scope, answer)
+                    return
+                body = await self._read_body(receive)
+                if body is None:
+                    await self._refuse(scope, answer)
+                    return
+                if content_type and b"json" in content_type and json_deeper_than(body):
+                    error = FieldError("body", "max_depth", RULE_MESSAGES["max_depth"])
+                    await _answer(scope, answer, invalid([error]))
+                    return
+                await self.app(scope, _replay(body, receive), answer)
+        except _ClientGone:
+            pass  # the client went away before its body was complete: nobody to answer
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the route's template
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            HTTP_REQUESTS.labels(method, path, str(status)).inc()
+            HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None when it grows past `max_bytes`."""
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone
+        if not message.get("more_body", False):  # the usual case: all of it at once
+            body: bytes = message.get("body", b"")
+            return body if len(body) <= self.max_bytes else None
         chunks: list[bytes] = []
         received = 0
         while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before its body was complete: nobody to answer
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
-                await self._refuse(scope, send)
-                return
+                return None
             chunks.append(chunk)
             if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if b"json" in headers.get(b"content-type", b"") and json_deeper_than(body):
-            error = FieldError("body", "max_depth", RULE_MESSAGES["max_depth"])
-            await _answer(scope, send, invalid([error]))
-            return
-        await self.app(scope, _replay(body, receive), send)
+                return b"".join(chunks)
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _ClientGone
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
+        if self.on_too_large is not None:
+            self.on_too_large(scope)
         problem = Problem(
             status=413,
             title="Request body too large",
@@ -92,6 +152,10 @@ class BodyLimits:
             extra={"max_bytes": self.max_bytes},
         )
         await _answer(scope, send, problem)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete."""
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -157,45 +221,6 @@ def _error(loc: tuple[str | int, ...], rule: str) -> dict[str, Any]:
     return {"loc": loc, "type": rule, "msg": RULE_MESSAGES[rule]}
 
 
-class TraceAndMeasure:
-    """Give every request a trace id (the client's `X-Trace-Id`, else a new one), answer with
-    it, and count and time the request by route.
-
-    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs the
-    app in a task with streams between, which cost about 6% of an API request's CPU.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        header = TRACE_HEADER.lower().encode()
-        given = next((value for name, value in scope["headers"] if name == header), None)
-        # A client's id is echoed in a header and every log line: only a plain token is taken.
-        trace_id = given.decode() if given and _TRACE_ID.fullmatch(given) else new_trace_id()
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_trace(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (header, trace_id.encode("latin-1"))]
-            await send(message)
-
-        try:
-            with trace_context(trace_id):
-                await self.app(scope, receive, send_with_trace)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")  # the route's template
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            HTTP_REQUESTS.labels(method, path, str(status)).inc()
-            HTTP_LATENCY.labels(method, path).observe(time.perf_counter() - started)
-
-
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
@@ -207,6 +232,7 @@ def create_app(
     description: str,
     routers: list[APIRouter],
     on_startup: Callable[[ServiceRuntime], Awaitable[None]] | None = None,
+    on_too_large: Callable[[Scope], None] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -228,9 +254,7 @@ def create_app(
     app.state.rate_limits = RateLimits.of(runtime.settings)
     install_problem_handlers(app)
 
-    app.add_middleware(BodyLimits, max_bytes=runtime.settings.max_body_bytes)
-    app.add_middleware(RateLimitHeaders)
-    app.add_middleware(TraceAndMeasure)
+    app.add_middleware(Platform, max_bytes=runtime.settings.max_body_bytes, on_too_large=on_too_large)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:

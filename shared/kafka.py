@@ -20,7 +20,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         bootstrap_servers=settings.kafka_bootstrap,
         acks="all",
         enable_idempotence=settings.kafka_idempotent_producer,
-        linger_ms=2,
+        linger_ms=0,
         max_request_size=4 * 1024 * 1024,
         request_timeout_ms=15_000,
         client_id=f"leadflow-{settings.env}",

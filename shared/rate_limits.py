@@ -29,7 +29,6 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 from limits.storage import storage_from_string
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import Problem
 from shared.settings import Settings
@@ -119,29 +118,15 @@ class RateLimits:
 
 
 def remember_headers(state: object, quota: Quota) -> None:
-    """Have `RateLimitHeaders` put the quota's headers on the request's answer."""
+    """Have the answer to the request carry the quota's headers (see `remembered_headers`)."""
     setattr(state, _STATE_KEY, quota.headers())
 
 
-class RateLimitHeaders:
-    """Adds the `RateLimit-*` headers a request's quota check left on its state to the answer
-    (routes answer with their own Response objects, which dependencies cannot add headers to)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-
-        async def send_with_headers(message: Message) -> None:
-            headers = state.get(_STATE_KEY)
-            if message["type"] == "http.response.start" and headers:
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n.lower().encode(), v.encode()) for n, v in headers.items()]
-                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in present)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def remembered_headers(state: dict[str, object]) -> list[tuple[bytes, bytes]]:
+    """The `RateLimit-*` headers a quota check left on a request's ASGI state, for its answer
+    (routes answer with their own Response objects, which dependencies cannot add headers to);
+    `shared.http` adds them to every answer."""
+    headers = state.get(_STATE_KEY)
+    if not isinstance(headers, dict):
+        return []
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]

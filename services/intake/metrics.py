@@ -16,7 +16,6 @@ from collections import Counter
 from typing import Any
 
 import prometheus_client
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.field_errors import FieldError
 
@@ -58,30 +57,6 @@ def events_in(body: Any, *, batch: bool) -> int:
     return 1
 
 
-class CountOversized:
-    """Counts a body refused for its size; the shared `BodyLimits` inside answers the 413."""
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in EVENT_PATHS:
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        counted = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
-        if counted:
-            INTAKE_EVENTS.labels("rejected", "too_large").inc()
-        received = 0
-
-        async def measured_receive() -> Message:  # a body sent without a length, in chunks
-            nonlocal received, counted
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes and not counted:
-                counted = True
-                INTAKE_EVENTS.labels("rejected", "too_large").inc()
-            return message
-
-        await self.app(scope, measured_receive, send)
+def count_too_large() -> None:
+    """A body refused for its size (the shared body limit answers the 413): one refused event."""
+    INTAKE_EVENTS.labels("rejected", "too_large").inc()
