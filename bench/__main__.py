@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.report import figures_report, handoff_report, report, statement_report
+from bench.report import figures_report, handoff_report, report, served_report, statement_report
 from bench.runs import run, run_handoff, run_intake
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
@@ -22,8 +22,9 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         return
     if only == "intake":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            figures, used = asyncio.run(run_intake(Path(tmp), broker))
-        print(f"\n{figures_report(figures, broker=used, command='python -m bench --only intake')}\n")
+            figures, costs, used = asyncio.run(run_intake(Path(tmp), broker))
+        table = figures_report(figures, broker=used, command="python -m bench --only intake")
+        print(f"\n{table}\n\n{served_report(costs)}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
 import orjson
+import psutil
 
 from bench.http_load import hammer
 from bench.lead_events import event
@@ -18,10 +22,29 @@ BATCHES = 60
 PREFIX = "bench-intake."
 
 
+@dataclass(frozen=True)
+class Served:
+    """Requests/s of a server under `hammer`, with its CPU per request and the machine's load:
+    a machine busy with other work lowers the rate more than the CPU a request costs."""
+
+    rps: float
+    cpu_ms: float  # the serving process's CPU per request (its background loops included)
+    machine_busy: float  # percent of all cores, over the same time
+
+
+async def served(pid: int, requests: int, load: Awaitable[float]) -> Served:
+    server = psutil.Process(pid)
+    psutil.cpu_percent()  # starts the machine-wide count
+    cpu = sum(server.cpu_times()[:2])
+    rps = await load
+    cpu = sum(server.cpu_times()[:2]) - cpu
+    return Served(rps, 1000 * cpu / requests, psutil.cpu_percent())
+
+
 async def intake_throughput(
     settings: Settings, env: dict[str, str], headers: dict[str, str]
-) -> tuple[float, float]:
-    """(single-event requests/s, batch requests/s) of one intake process.
+) -> tuple[Served, float]:
+    """(single-event requests, batch requests/s) of one intake process.
 
     Its own topics, so the events it publishes are not a backlog for the scoring phases.
     """
@@ -32,7 +55,11 @@ async def intake_throughput(
         intake_url = f"http://127.0.0.1:{intake_only['LEADFLOW_INTAKE_PORT']}"
         await wait_ready(intake_url)
         bodies = [orjson.dumps(event(f"single{i}@northwind.example", i % 50)) for i in range(HTTP_REQUESTS)]
-        single = await hammer(f"{intake_url}/v1/events", lambda i: bodies[i], HTTP_REQUESTS, headers)
+        single = await served(
+            process.pid,
+            HTTP_REQUESTS,
+            hammer(f"{intake_url}/v1/events", lambda i: bodies[i], HTTP_REQUESTS, headers),
+        )
         batch_bodies = [
             orjson.dumps(
                 {"events": [event(f"b{b}.{i}@northwind.example", i % 50) for i in range(BATCH_SIZE)]}

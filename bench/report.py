@@ -13,6 +13,7 @@ from bench.backtest import BacktestTiming
 from bench.end_to_end import LATENCY_RATE
 from bench.feedback import API_REQUESTS, HANDOFFS, FeedbackTiming
 from bench.handoff import HANDOFF_RATE, HANDOFF_REQUESTS, HandoffPhase
+from bench.intake import Served
 from bench.quantiles import percentile
 
 
@@ -76,6 +77,17 @@ def figures_report(figures: list[Figure], *, broker: str, command: str) -> str:
         lines.append(
             f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def served_report(served: dict[str, Served]) -> str:
+    """What each server's requests cost it, beside how busy the machine was meanwhile."""
+    lines = [
+        "| same run, same load | requests/s | server CPU per request | machine busy |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, s in served.items():
+        lines.append(f"| {name} | {s.rps:,.0f} | {s.cpu_ms:.3f} ms | {s.machine_busy:.0f}% |")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from bench.feedback import HANDOFFS as FEEDBACK_HANDOFFS
 from bench.feedback import FeedbackTiming, feedback_timing
 from bench.handoff import HANDOFF_RATE, HandoffPhase, handoff_latency
 from bench.http_load import hammer
-from bench.intake import BATCH_SIZE, HTTP_REQUESTS, intake_throughput
+from bench.intake import BATCH_SIZE, HTTP_REQUESTS, Served, intake_throughput, served
 from bench.lead_events import event
 from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
@@ -54,7 +54,9 @@ async def run_handoff(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> 
         postgres.stop()
 
 
-async def run_intake(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> tuple[list[Figure], str]:
+async def run_intake(
+    work: Path, broker_kind: BrokerKind | Literal["auto"]
+) -> tuple[list[Figure], dict[str, Served], str]:
     """`python -m bench --only intake`: intake's two figures beside their ceilings, measured as in
     the whole bench (empty endpoint, then intake; raw produce, then the batch endpoint)."""
     broker = start_bench_broker(work, broker_kind)
@@ -72,14 +74,20 @@ async def run_intake(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> t
         empty_port = free_port()
         empty = await serve_empty_app(work, empty_port)
         single_body = orjson.dumps(event("one@northwind.example", 1))
-        empty_rps = await hammer(
+        empty_load = hammer(
             f"http://127.0.0.1:{empty_port}/empty", lambda i: single_body, HTTP_REQUESTS, headers
         )
+        empty_served = await served(empty.pid, HTTP_REQUESTS, empty_load)
         stop_process(empty)
         empty = None
         print("intake: single and batch endpoints …", flush=True)
         single, batch_rps = await intake_throughput(settings, env, headers)
-        return intake_figures(single, empty_rps, batch_rps, produce), broker.description
+        figures = intake_figures(single.rps, empty_served.rps, batch_rps, produce)
+        return (
+            figures,
+            {"empty FastAPI endpoint": empty_served, "intake, single-event endpoint": single},
+            broker.description,
+        )
     finally:
         if empty is not None:
             stop_process(empty)
@@ -129,6 +137,7 @@ async def run(
 
         print("intake: single and batch endpoints …", flush=True)
         single, batch_rps = await intake_throughput(settings, env, headers)
+        single_rps = single.rps
 
         print(f"scoring: draining {SCORING_LEADS * EVENTS_PER_LEAD} events …", flush=True)
         db_dsn = libpq_dsn(settings)
@@ -159,7 +168,7 @@ async def run(
         backtest = await backtest_timing(settings, db_dsn)
 
         figures = [
-            *intake_figures(single, empty, batch_rps, produce),
+            *intake_figures(single_rps, empty, batch_rps, produce),
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
         latency = {"leadflow": latencies, "broker": baseline}

@@ -189,11 +189,13 @@ async def refuse_unstorable_values(request: Request) -> None:
     when a fast scan of its bytes finds something that could break a rule.
     """
     errors: list[dict[str, Any]] = []
-    located = [
-        *(("path", name, value) for name, value in request.path_params.items() if isinstance(value, str)),
-        *(("query", name, value) for name, value in request.query_params.multi_items()),
-        *(("header", name, value) for name, value in request.headers.items()),
-    ]
+    scope = request.scope
+    located = [("path", name, value) for name, value in request.path_params.items() if isinstance(value, str)]
+    if scope.get("query_string"):
+        located += [("query", name, value) for name, value in request.query_params.multi_items()]
+    # Header text is latin-1, which has no surrogates: only a NUL byte can break a rule there.
+    if any(b"\x00" in name or b"\x00" in value for name, value in scope["headers"]):
+        located += [("header", name, value) for name, value in request.headers.items()]
     for location, name, text in located:
         if (rule := text_rule(text)) is not None:
             errors.append(_error((location, printable(name)), rule))

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import sys
-import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,7 +30,8 @@ _trace_id: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 
 def new_trace_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (a uuid4's spelling, without building a UUID on every request)."""
+    return secrets.token_hex(16)
 
 
 def current_trace_id() -> str | None:

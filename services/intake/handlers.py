@@ -120,17 +120,28 @@ def envelope_record(
     spelling of `to_envelope(...).to_bytes()`, one payload model and one dump fewer."""
     data = accepted_event(event, received_at=received_at)
     identity = identity_of(event)
+    occurred_at = _INSTANT.dump_python(event.occurred_at, mode="json")
     envelope = {
         "id": data.message_id,
         "type": LeadEventAccepted.event_type.value,
         "schema_version": LeadEventAccepted.schema_version,
-        "occurred_at": _INSTANT.dump_python(event.occurred_at, mode="json"),
+        "occurred_at": occurred_at,
         "produced_at": _INSTANT.dump_python(utcnow(), mode="json"),
         "source": source,
         "lead_id": None,
         "identity": identity,
         "trace_id": current_trace_id() or new_trace_id(),
-        "data": data.model_dump(mode="json"),
+        # `data.model_dump(mode="json")`, spelled out: traits and properties hold JSON scalars only
+        "data": {
+            "event_id": data.event_id,
+            "type": data.type,
+            "occurred_at": occurred_at,
+            "received_at": _INSTANT.dump_python(received_at, mode="json"),
+            "email": data.email,
+            "anonymous_id": data.anonymous_id,
+            "traits": data.traits,
+            "properties": data.properties,
+        },
     }
     return identity.encode(), data.event_id, envelope
 
