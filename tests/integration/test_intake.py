@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import orjson
+
 from shared.envelope import Envelope
 from shared.settings import Settings
 from tests.support import ADMIN, good_fit_journey, now_minus, running, tap, unique_email
@@ -43,6 +45,30 @@ async def test_batch_is_published_whole(settings: Settings) -> None:
         assert response.status_code == 202
         assert response.json()["accepted"] == 4
         await events.wait_for("lead.event", count=4)
+
+
+async def test_the_fast_path_and_the_declared_route_publish_the_same_event(settings: Settings) -> None:
+    """A plain JSON body takes intake's fast path; a `+json` one the declared FastAPI route.
+    Both answer alike and publish the same message (same id: the same event, sent twice)."""
+    async with (
+        running("intake", settings) as intake,
+        tap(settings, settings.topic_prefix + "lead.events") as events,
+    ):
+        event = good_fit_journey(unique_email())[0]
+        answers = [
+            await intake.client.post(
+                "/v1/events", content=orjson.dumps(event), headers={**ADMIN, "content-type": kind}
+            )
+            for kind in ("application/json", "application/vnd.leadflow+json")
+        ]
+        assert [a.status_code for a in answers] == [202, 202]
+        assert answers[0].content == answers[1].content == orjson.dumps(
+            {"accepted": 1, "event_ids": [event["event_id"]]}
+        )
+        assert all(a.headers["content-type"] == "application/json" for a in answers)
+        fast, declared = await events.wait_for("lead.event", count=2)
+        assert fast.id == declared.id and fast.data == {**declared.data, "received_at": fast.data["received_at"]}
+        assert events.records[0].key == events.records[1].key
 
 
 async def test_bad_events_get_problem_details_naming_field_and_rule(settings: Settings) -> None:
