@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -35,6 +36,7 @@ from shared.settings import Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork, unit_of_work
 from tests.conftest import session_broker
+from tests.support import eventually, running
 
 MODEL = load_model("config/scoring-model.yaml")
 START = utcnow()  # when the events happen; the clock is then moved to START + 400 days
@@ -313,3 +315,22 @@ async def test_dead_letter_topics_are_created_with_the_dead_letter_retention(set
     horizons = await redelivery_horizons(settings.kafka_bootstrap, [dlq])
     segment = horizons[dlq] - timedelta(days=30) - timedelta(days=1)  # retention + segment + margin
     assert timedelta(0) <= segment <= timedelta(days=7)
+
+
+async def test_a_running_service_prunes_by_itself_every_interval_and_counts_what_went(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    history = handoff_store.history
+    entry = {"handoff_id": "h1", "actor": "rep", "action": "accept", "to_stage": "sal", "note": None}
+    await add(engine, history, [{**entry, "at": utcnow() - timedelta(days=1000)}, {**entry, "at": utcnow()}])
+    counted = {"kind": DataKind.HANDOFF_HISTORY.value}
+    before = REGISTRY.get_sample_value("leadflow_retention_pruned_total", counted) or 0.0
+
+    async with running("handoff", settings.model_copy(update={"retention_interval_s": 0.2})):
+        await eventually(lambda: _one_left(engine))
+
+    assert REGISTRY.get_sample_value("leadflow_retention_pruned_total", counted) == before + 1
+
+
+async def _one_left(engine: AsyncEngine) -> bool:
+    return await count(engine, handoff_store.history) == 1
