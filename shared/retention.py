@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import BindParameter, Table, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import make_engine
@@ -157,9 +157,10 @@ async def _count_due(conn: AsyncConnection, target: PruneTarget, cutoff: datetim
     )
 
 
-def _bound(statement: str, target: PruneTarget) -> Any:
+def _bound(statement: str, target: PruneTarget) -> TextClause:
     """The statement with list parameters expanded (`t.type NOT IN :kept`)."""
-    expanding = [bindparam(name, expanding=True) for name, v in target.params.items() if isinstance(v, list)]
+    lists = [name for name, value in target.params.items() if isinstance(value, list)]
+    expanding: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in lists]
     return text(statement).bindparams(*expanding)
 
 

@@ -36,6 +36,7 @@ from shared.unit_of_work import UnitOfWork, unit_of_work
 log = get_logger(__name__)
 
 _STOP_GRACE_S = 5.0
+_FIRST_PRUNE_S = 60.0
 BackgroundLoop = Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]]
 
 
@@ -195,13 +196,16 @@ class ServiceRuntime:
                 delay = min(delay * 2, 10.0)
 
     async def _prune_periodically(self, stop: asyncio.Event) -> None:
-        """Every LEADFLOW_RETENTION_INTERVAL_S, prune what is past its retention; the first run
-        waits one interval, so instances starting together do not all begin with it."""
+        """Prune what is past its retention a minute after start-up (not an interval later, so
+        instances restarted more often than hourly still prune), then every
+        LEADFLOW_RETENTION_INTERVAL_S."""
+        wait = min(_FIRST_PRUNE_S, self.settings.retention_interval_s)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.retention_interval_s)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
             if not stop.is_set():
                 await self.prune(now=utcnow())
+            wait = self.settings.retention_interval_s
 
     async def prune(self, *, now: datetime, dry_run: bool = False) -> list[Pruned]:
         """Prune this service's tables as of `now` (the retention job's one run)."""
