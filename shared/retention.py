@@ -15,6 +15,7 @@ two instances can never delete the same row.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -94,6 +95,7 @@ class Pruned:
     cutoff: datetime | None
     rows: int = 0
     note: str = ""  # why nothing was done: kept forever, another instance is pruning
+    longest_batch_s: float = 0.0  # the longest a batch held its row locks
 
 
 async def prune(
@@ -110,18 +112,20 @@ async def prune(
     if dry_run:
         async with engine.connect() as conn:
             return Pruned(target, cutoff, await _count_due(conn, target, cutoff))
-    pruned = 0
+    pruned, longest = 0, 0.0
     while True:
+        started = time.perf_counter()
         async with engine.begin() as conn:
-            await conn.execute(
-                text(f"SET LOCAL statement_timeout = {int(limits.statement_timeout_s * 1000)}")
-            )
+            timeout_ms = int(limits.statement_timeout_s * 1000)
+            await conn.execute(text(f"SET LOCAL statement_timeout = {timeout_ms}"))
             if not await _try_lock(conn, target):
-                return Pruned(target, cutoff, pruned, note="" if pruned else "another instance is pruning")
+                note = "" if pruned else "another instance is pruning"
+                return Pruned(target, cutoff, pruned, note=note, longest_batch_s=longest)
             deleted = await _delete_batch(conn, target, cutoff, limits.batch_rows)
         pruned += deleted
+        longest = max(longest, time.perf_counter() - started)
         if not another_batch(deleted, batch_rows=limits.batch_rows, pruned=pruned, max_rows=limits.max_rows):
-            return Pruned(target, cutoff, pruned)
+            return Pruned(target, cutoff, pruned, longest_batch_s=longest)
 
 
 async def _try_lock(conn: AsyncConnection, target: PruneTarget) -> bool:
@@ -129,7 +133,7 @@ async def _try_lock(conn: AsyncConnection, target: PruneTarget) -> bool:
     return bool((await conn.execute(statement, {"class": _LOCK_CLASS, "name": target.lock})).scalar_one())
 
 
-def _due_rows(target: PruneTarget) -> str:
+def due_rows(target: PruneTarget) -> str:
     """The rows of the target due before `:cutoff`, as SQL over `t`."""
     quoted = f'"{target.schema}"."{target.table.name}"'
     where = f't."{target.age}" < :cutoff' + (f" AND ({target.condition})" if target.condition else "")
@@ -142,22 +146,24 @@ async def _delete_batch(conn: AsyncConnection, target: PruneTarget, cutoff: date
     quoted = f'"{target.schema}"."{target.table.name}"'
     statement = f"""
         DELETE FROM {quoted}
-        WHERE ctid = ANY(ARRAY(SELECT t.ctid {_due_rows(target)} LIMIT :batch FOR UPDATE OF t SKIP LOCKED))
+        WHERE ctid = ANY(ARRAY(SELECT t.ctid {due_rows(target)} LIMIT :batch FOR UPDATE OF t SKIP LOCKED))
     """
     result = await conn.execute(
-        _bound(statement, target), {"cutoff": cutoff, "batch": batch_rows, **target.params}
+        bound_statement(statement, target), {"cutoff": cutoff, "batch": batch_rows, **target.params}
     )
     return int(result.rowcount or 0)
 
 
 async def _count_due(conn: AsyncConnection, target: PruneTarget, cutoff: datetime) -> int:
-    statement = f"SELECT count(*) {_due_rows(target)}"
+    statement = f"SELECT count(*) {due_rows(target)}"
     return int(
-        (await conn.execute(_bound(statement, target), {"cutoff": cutoff, **target.params})).scalar_one()
+        (
+            await conn.execute(bound_statement(statement, target), {"cutoff": cutoff, **target.params})
+        ).scalar_one()
     )
 
 
-def _bound(statement: str, target: PruneTarget) -> TextClause:
+def bound_statement(statement: str, target: PruneTarget) -> TextClause:
     """The statement with list parameters expanded (`t.type NOT IN :kept`)."""
     lists = [name for name, value in target.params.items() if isinstance(value, list)]
     expanding: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in lists]
