@@ -29,6 +29,7 @@ class DataKind(StrEnum):
     DEAD_LETTERS = "dead_letters"  # <topic>.dlq on Kafka (retention.ms at creation)
     INBOX = "inbox"  # <schema>.inbox: message ids already processed
     EVENT_CONFLICTS = "event_conflicts"  # scoring.event_conflicts: reused event ids
+    IDEMPOTENCY_KEYS = "idempotency_keys"  # handoff.idempotency_keys: first answers to replay
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,9 @@ class Settings(BaseSettings):
     retention_event_conflicts_days: float = Field(
         default=90.0, ge=0, description="scoring's records of reused event ids"
     )
+    retention_idempotency_keys_days: float = Field(
+        default=7.0, ge=0, description="handoff's Idempotency-Keys and the answers a retry gets"
+    )
     retention_interval_s: float = Field(default=3600.0, gt=0, description="how often each service prunes")
     retention_batch_rows: int = Field(default=5000, ge=1, description="rows one DELETE statement removes")
     retention_max_rows_per_run: int = Field(
@@ -305,6 +308,7 @@ class Settings(BaseSettings):
             "dead_letters": self.retention_dead_letters_days,
             "inbox": self.inbox_retention_days,
             "event_conflicts": self.retention_event_conflicts_days,
+            "idempotency_keys": self.retention_idempotency_keys_days,
         }
 
 

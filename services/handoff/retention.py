@@ -13,4 +13,5 @@ from shared.retention_policy import DataKind
 TARGETS = [
     PruneTarget(DataKind.HANDOFF_HISTORY, store.history, age="at"),
     webhook_deliveries_target(store.webhooks),
+    PruneTarget(DataKind.IDEMPOTENCY_KEYS, store.idempotency_keys, age="created_at"),
 ]

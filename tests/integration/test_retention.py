@@ -161,7 +161,7 @@ def delivery(n: int, status: str, days: int) -> dict[str, Any]:
     }
 
 
-async def test_history_deliveries_conflicts_and_inbox_past_their_retention_go_and_the_rest_stays(
+async def test_history_deliveries_conflicts_keys_and_inbox_past_their_retention_go_and_the_rest_stays(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     history = handoff_store.history
@@ -216,6 +216,16 @@ async def test_history_deliveries_conflicts_and_inbox_past_their_retention_go_an
         ],
     )
 
+    key = {"principal": "rep", "fingerprint": "f", "status": 200, "body": {}}
+    await add(
+        engine,
+        handoff_store.idempotency_keys,
+        [
+            {**key, "key": "old", "created_at": LATER - timedelta(days=8)},
+            {**key, "key": "new", "created_at": LATER},
+        ],
+    )
+
     done = await run_by_hand(settings, ["scoring", "handoff", "feedback"], dry_run=False, now=LATER)
 
     assert await rows(engine, select(history.c.to_stage)) == [{"to_stage": "sql"}]
@@ -225,6 +235,7 @@ async def test_history_deliveries_conflicts_and_inbox_past_their_retention_go_an
     assert await rows(engine, select(inbox.c.message_id)) == [{"message_id": "recent"}]
     assert (went(done, DataKind.HANDOFF_HISTORY), went(done, DataKind.WEBHOOK_DELIVERIES)) == (1, 2)
     assert (went(done, DataKind.EVENT_CONFLICTS), went(done, DataKind.INBOX)) == (1, 1)
+    assert await rows(engine, select(handoff_store.idempotency_keys.c.key)) == [{"key": "new"}]
 
 
 async def test_the_inbox_keeps_ids_a_topic_could_still_redeliver_whatever_its_own_retention(

@@ -61,6 +61,7 @@ def test_the_shipped_defaults_are_the_documented_ones_and_cover_every_kind_but_n
         "dead_letters": 30,
         "inbox": 14,
         "event_conflicts": 90,
+        "idempotency_keys": 7,
     }
     assert set(days) == {kind.value for kind in DataKind}
 
@@ -117,4 +118,4 @@ def test_feedback_prunes_none_of_the_tables_its_figures_are_computed_from() -> N
 
 def test_handoff_prunes_history_entries_but_never_the_handoffs() -> None:
     tables = {t.table.name for t in handoff_retention.TARGETS}
-    assert tables == {"handoff_history", "webhook_deliveries"}
+    assert tables == {"handoff_history", "webhook_deliveries", "idempotency_keys"}
