@@ -22,6 +22,7 @@ from services.feedback import store as feedback_store
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import Window
 from services.handoff import store as handoff_store
+from services.scoring import retention as scoring_retention
 from services.scoring import store as scoring_store
 from services.scoring.config_files import load_model
 from services.scoring.handlers import record_events
@@ -255,23 +256,34 @@ async def test_the_inbox_keeps_ids_a_topic_could_still_redeliver_whatever_its_ow
 async def test_two_instances_pruning_at_once_delete_each_row_once_and_do_not_deadlock(
     engine: AsyncEngine, settings: Settings
 ) -> None:
-    inbox = feedback_store.inbox
-    old = LATER - timedelta(days=100)
+    old = LATER - timedelta(days=500)
+    leads = [{"lead_id": f"l{n}"} for n in range(2_000)]
+    await add(engine, scoring_store.leads, leads)
+    events = [
+        {"event_id": f"e{n}", "lead_id": f"l{n % 2_000}", "type": "page_view", "occurred_at": old}
+        for n in range(8_000)
+    ]
+    await add(engine, scoring_store.lead_events, events)
+    inbox = scoring_store.inbox
     await add(
-        engine, inbox, [{"message_id": f"m{n}", "topic": "t", "processed_at": old} for n in range(12_000)]
+        engine, inbox, [{"message_id": f"m{n}", "topic": "t", "processed_at": old} for n in range(8_000)]
     )
     await add(engine, inbox, [{"message_id": "young", "topic": "t", "processed_at": LATER}])
     small_batches = settings.model_copy(update={"retention_batch_rows": 500})
+    targets = [*scoring_retention.targets(MODEL), inbox_target(inbox)]
 
     async def instance() -> list[Pruned]:
-        return await prune_service(
-            small_batches, service="feedback", targets=[inbox_target(inbox)], topics=[], now=LATER
-        )
+        return await prune_service(small_batches, service="scoring", targets=targets, topics=[], now=LATER)
 
     first, second = await asyncio.wait_for(asyncio.gather(instance(), instance()), timeout=60)
 
-    assert first[0].rows + second[0].rows == 12_000
+    by_kind = {kind: 0 for kind in DataKind}
+    for pruned in (*first, *second):
+        by_kind[pruned.target.kind] += pruned.rows
+    assert (by_kind[DataKind.RAW_EVENTS], by_kind[DataKind.INBOX]) == (8_000, 8_000)
+    assert await count(engine, scoring_store.lead_events) == 0
     assert await rows(engine, select(inbox.c.message_id)) == [{"message_id": "young"}]
+    assert await count(engine, scoring_store.leads) == 2_000  # the leads themselves stay
 
 
 async def test_pruning_feedback_moves_none_of_its_figures(engine: AsyncEngine, settings: Settings) -> None:
