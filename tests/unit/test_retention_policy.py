@@ -119,3 +119,13 @@ def test_feedback_prunes_none_of_the_tables_its_figures_are_computed_from() -> N
 def test_handoff_prunes_history_entries_but_never_the_handoffs() -> None:
     tables = {t.table.name for t in handoff_retention.TARGETS}
     assert tables == {"handoff_history", "webhook_deliveries", "idempotency_keys"}
+
+
+def test_the_command_refuses_a_service_that_keeps_no_tables_before_touching_anything() -> None:
+    from typer.testing import CliRunner
+
+    from leadflow.commands import app
+
+    result = CliRunner().invoke(app, ["retention", "run", "--service", "intake", "--dry-run"])
+    assert result.exit_code == 2
+    assert "intake keeps no tables" in result.output
