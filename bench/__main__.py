@@ -1,4 +1,4 @@
-"""`python -m bench [--only handoff|intake]`, what `make bench` runs."""
+"""`python -m bench [--only handoff|intake|retention]`, what `make bench` runs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "retention":
+        from bench.retention import retention_report, retention_timings
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -43,8 +49,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "intake"],
-        help="run one part alone: handoff (the handoff API latency), intake (its throughput figures)",
+        choices=["handoff", "intake", "retention"],
+        help="run one part alone: handoff (the handoff API latency), intake (its throughput figures), "
+        "retention (pruning, Postgres only)",
     )
     parser.add_argument(
         "--broker",
