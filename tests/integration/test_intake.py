@@ -62,8 +62,10 @@ async def test_the_fast_path_and_the_declared_route_publish_the_same_event(setti
             for kind in ("application/json", "application/vnd.leadflow+json")
         ]
         assert [a.status_code for a in answers] == [202, 202]
-        assert answers[0].content == answers[1].content == orjson.dumps(
-            {"accepted": 1, "event_ids": [event["event_id"]]}
+        assert (
+            answers[0].content
+            == answers[1].content
+            == orjson.dumps({"accepted": 1, "event_ids": [event["event_id"]]})
         )
         assert all(a.headers["content-type"] == "application/json" for a in answers)
         fast, declared = await events.wait_for("lead.event", count=2)
