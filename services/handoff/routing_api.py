@@ -86,7 +86,8 @@ async def claim(
             type=CLAIMED_ELSEWHERE,
             extra={"rule": exc.rule},
         ) from None
-    answer = dict(changed._mapping, allowed_actions=[a.value for a in allowed_actions(Stage(changed.stage))])
+    answer = {str(name): value for name, value in changed._mapping.items()}  # plain str keys for orjson
+    answer["allowed_actions"] = [a.value for a in allowed_actions(Stage(changed.stage))]
     headers = {"ETag": f'"{changed.version}"'}
     return Response(orjson.dumps(answer), media_type="application/json", headers=headers)
 
