@@ -8,9 +8,8 @@ import asyncio
 import shutil
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -46,7 +45,9 @@ def signed(secret: str, body: bytes, signature: str) -> bool:
     return verify(secret, body, signature, now=int(time.time()))
 
 
-def mql(*, account: AccountContext | None = None, country: str = "US", at: Any = None) -> Envelope:
+def mql(
+    *, account: AccountContext | None = None, country: str = "US", at: datetime | None = None
+) -> Envelope:
     """A lead's `lead.mql_reached` as scoring publishes it, with the account scoring matched."""
     lead_id = str(uuid.uuid4())
     data = MqlReached(
@@ -100,6 +101,15 @@ async def test_the_account_owner_gets_the_handoff_with_the_account_and_their_bac
             assert delivered["data"]["account"]["owner"] == "sophie.laurent"
             assert delivered["data"]["account"]["matched_by"] == "domain"
 
+        # A lead with a gmail address whom scoring matched to the account by name and country
+        # (issue 15's end-to-end story): the same owner, and the handoff says how it was matched.
+        by_name = ACME.model_copy(update={"matched_by": "name_close+country", "confidence": 0.86})
+        gmail = mql(account=by_name, country="DE")
+        await publish(settings, [gmail], topic="lead.lifecycle")
+        [matched] = await lifecycle.wait_for("handoff.created", lambda e: e.lead_id == gmail.lead_id)
+        assert (matched.data["owner"], matched.data["routing_reason"]) == ("sophie.laurent", "account_owner")
+        assert matched.data["account"]["matched_by"] == "name_close+country"
+
         # sophie sets herself out of office with her own key, naming a backup.
         sophie, _ = await create_key(
             settings,
@@ -138,7 +148,7 @@ async def test_the_account_owner_gets_the_handoff_with_the_account_and_their_bac
         ).json()
         assert (history[0]["reason"], history[0]["note"]) == ("ooo_backup", covered.data["routing_note"])
         reps = {r["rep"]: r for r in (await handoff.client.get("/v1/reps", headers=ADMIN)).json()}
-        assert reps["sophie.laurent"]["away_now"] is True and reps["sophie.laurent"]["open_handoffs"] == 1
+        assert reps["sophie.laurent"]["away_now"] is True and reps["sophie.laurent"]["open_handoffs"] == 2
 
 
 # --- two handoff instances ------------------------------------------------------------------------
