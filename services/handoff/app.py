@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.handoff import idempotency, routing_api, store, webhooks
+from services.handoff import idempotency, retention, routing_api, store, webhooks
 from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.domain import (
     Action,
@@ -348,6 +348,7 @@ def create(settings: Settings | None = None) -> FastAPI:
                 poll_s=settings.webhook_poll_s,
             ),
         ],
+        retention=retention.TARGETS,
     )
     app = create_app(
         ServiceRuntime(spec, settings),
