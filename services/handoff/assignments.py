@@ -36,7 +36,8 @@ async def assign(
 ) -> RouteDecision:
     """Route by the rules on what the store says now; apply the decision only if that still holds
     (the team's cursor unmoved, room under the owner's cap), else read again and route anew."""
-    reps = sorted(config.routing.rep_names())
+    # Only capped reps' counts matter to the router: none capped, no count to read.
+    reps = sorted(r for r in config.routing.rep_names() if config.routing.capacity_of(r) is not None)
     for _ in range(MAX_ROUTING_ATTEMPTS):
         state = await store.routing_state(uow.conn, reps, now=now)
         decision = route(config.routing, lead, state)

@@ -420,6 +420,8 @@ async def apply_route(conn: AsyncConnection, decision: RouteDecision) -> bool:
     rep's lock, which every decision that could add to it holds until it commits, so the
     count cannot go stale before this transaction's handoff is in.
     """
+    if decision.turn is None and decision.capacity is None:
+        return True  # a queue or an uncapped named owner: nothing another instance could take
     savepoint = await conn.begin_nested()
     if decision.turn is not None and not await _move_cursor(conn, decision.turn):
         await savepoint.rollback()
