@@ -74,8 +74,7 @@ async def claim(
     try:
         async with request.app.state.runtime.unit_of_work() as uow:
             row = await store.get(uow.conn, handoff_id)
-            in_sight = row is not None and (row.owner == rep or can_see(viewer, config, row.owner))
-            if row is None or (not in_sight and config.routing.is_queue(row.owner)):
+            if row is None or not _may_claim(viewer, config, row, rep):
                 raise Problem(status=404, title="Handoff not found", detail=f"no handoff {handoff_id}")
             changed = await claim_handoff(uow, config, handoff_id, rep=rep, row=row)
     except ClaimRefused as exc:
@@ -90,6 +89,16 @@ async def claim(
     answer["allowed_actions"] = [a.value for a in allowed_actions(Stage(changed.stage))]
     headers = {"ETag": f'"{changed.version}"'}
     return Response(orjson.dumps(answer), media_type="application/json", headers=headers)
+
+
+def _may_claim(viewer: Viewer, config: HandoffConfig, row: Any, rep: str) -> bool:
+    """Whether the caller sees the handoff, or saw it in its team's queue before another rep took
+    it (so the late claim is a 409, not a 404); anyone else's handoff does not exist for them."""
+    return (
+        row.owner == rep
+        or can_see(viewer, config, row.owner)
+        or (row.team is not None and can_see(viewer, config, row.team))
+    )
 
 
 @router.get("/reps", response_model=list[RepPublic])

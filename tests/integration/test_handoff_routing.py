@@ -127,6 +127,19 @@ async def test_the_account_owner_gets_the_handoff_with_the_account_and_their_bac
         assert [(e["field"], e["rule"]) for e in refused.json()["errors"]] == [
             ("out_of_office.0.end", "after_start")
         ]
+        # Least privilege: a rep's key claims for its own rep only, and only from queues it sees.
+        claim_url = f"/v1/handoffs/{created.data['handoff_id']}/claim"
+        for_another = await handoff.client.post(claim_url, json={"rep": "david.chen"}, headers=as_sophie)
+        assert for_another.status_code == 403
+        julien, _ = await create_key(
+            settings, name="julien", scopes=[Scope.HANDOFFS_READ, Scope.HANDOFFS_WRITE], owner="julien.moreau"
+        )
+        out_of_sight = await handoff.client.post(claim_url, headers={"X-API-Key": julien})
+        assert out_of_sight.status_code == 404  # sophie's, never in a queue julien sees: ids do not leak
+        read_only, _ = await create_key(
+            settings, name="ro", scopes=[Scope.HANDOFFS_READ], owner="julien.moreau"
+        )
+        assert (await handoff.client.post(claim_url, headers={"X-API-Key": read_only})).status_code == 403
         someone_else = await handoff.client.put(
             "/v1/reps/david.chen/availability", json={"out_of_office": [window]}, headers=as_sophie
         )
