@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
+from services.intake import tracking_api
 from services.intake.config_files import load_tracking_plan
 from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan
 from services.intake.event_limits import EventLimits
-from services.intake import tracking_api
 from services.intake.handlers import accept_events
 from services.intake.metrics import EVENT_PATHS, CountOversized, count_rejected, events_in
 from services.intake.settings import IntakeSettings

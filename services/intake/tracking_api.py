@@ -58,6 +58,24 @@ def install(app: FastAPI, settings: IntakeSettings) -> None:
 
 
 async def _accept(request: Request, route_type: MessageType | None) -> JSONResponse:
+    try:
+        return await _accept_messages(request, route_type)
+    except Problem as problem:
+        raise _worded_for_sdks(problem) from None
+
+
+def _worded_for_sdks(problem: Problem) -> Problem:
+    """Problem+json that Segment's and RudderStack's SDKs can also read: they report a failed
+    call by its `code` and `message` (RudderStack's fails on a body without them)."""
+    code = problem.errors[0].rule if problem.errors else _CODES.get(problem.status, "error")
+    problem.extra = {"code": code, "message": problem.detail or problem.title, **problem.extra}
+    return problem
+
+
+_CODES = {401: "unauthorized", 403: "forbidden", 429: "rate_limited", 503: "unavailable"}
+
+
+async def _accept_messages(request: Request, route_type: MessageType | None) -> JSONResponse:
     runtime: ServiceRuntime = request.app.state.runtime
     if not runtime.started.is_set():
         raise Problem(status=503, title="Not ready", detail="intake is still connecting to Kafka",
@@ -81,7 +99,7 @@ async def _accept(request: Request, route_type: MessageType | None) -> JSONRespo
         outlets=Outlets(runtime.producer, runtime.topics, runtime.settings.produce_timeout_s),
     )
     answer = TrackingAccepted(accepted=accepted, failed=failed)
-    return JSONResponse(answer.model_dump(), status_code=202)
+    return JSONResponse(answer.model_dump())  # 200 as Segment's API: RudderStack's SDK takes only that
 
 
 async def _body(request: Request, *, limit: int) -> bytes:
@@ -130,13 +148,11 @@ def _messages(body: dict[str, Any], *, batch: bool) -> list[Any]:
 
 
 def _refusal(status: int, field: str, rule: str, message: str) -> Problem:
-    """A problem+json answer the SDKs can also read (`code`, `message`, as Segment's API words it)."""
     return Problem(
         status=status,
         title="The request is refused",
         detail=message,
         errors=[FieldError(field, rule, message)],
-        extra={"code": rule, "message": message},
     )
 
 
@@ -153,7 +169,7 @@ router.add_api_route(
     "/batch",
     _route(None),
     methods=["POST"],
-    status_code=202,
+    status_code=200,
     response_model=TrackingAccepted,
     responses=_RESPONSES,
     summary="Segment's batch call: up to 500 KB of messages, each mapped or listed as failed.",
@@ -165,7 +181,7 @@ for _path, _type in ROUTE_TYPES.items():
         f"/{_path}",
         _route(_type),
         methods=["POST"],
-        status_code=202,
+        status_code=200,
         response_model=TrackingAccepted,
         responses=_RESPONSES,
         summary=f"Segment's {_type} call (one message, at most 32 KB).",
