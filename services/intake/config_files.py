@@ -3,11 +3,11 @@ edge where intake reads files."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from services.intake.domain import TrackingPlan, TrackingPlanError
-from services.intake.tracking_mapping import TrackMapping, TrackMappingError
-from shared.config_errors import ConfigProblem
+from services.intake.tracking_mapping import TrackMapping, TrackMappingError, unknown_types
 from shared.yaml_config import load_config
 
 
@@ -18,8 +18,6 @@ def load_tracking_plan(path: str | Path) -> TrackingPlan:
 
 def load_tracking_mapping(path: str | Path, plan: TrackingPlan) -> TrackMapping:
     """Read the track-name mapping; a name mapped to a type the plan lacks refuses to load."""
-    mapping = load_config(path, TrackMapping, TrackMappingError)
-    if unknown := mapping.unknown_types(plan):
-        problems = [ConfigProblem(1, f"events.{name}", "not a type of the tracking plan") for name in unknown]
-        raise TrackMappingError(str(path), problems)
-    return mapping
+    return load_config(
+        path, TrackMapping, TrackMappingError, check=functools.partial(unknown_types, plan=plan)
+    )

@@ -49,8 +49,14 @@ class TrackMapping(BaseModel):
         """The type a name is mapped to, however it is spaced or cased; else None."""
         return self._by_name.get(snake_case(name))
 
-    def unknown_types(self, plan: TrackingPlan) -> list[str]:
-        return [name for name, type_ in self.events.items() if type_ not in plan.types]
+
+def unknown_types(mapping: TrackMapping, *, plan: TrackingPlan) -> list[tuple[tuple[str | int, ...], str]]:
+    """The names mapped to a type the tracking plan lacks, where each one is in the file."""
+    return [
+        (("events", name), f"{type_!r} is not a type of the tracking plan")
+        for name, type_ in mapping.events.items()
+        if type_ not in plan.types
+    ]
 
 
 class TrackMappingError(PydanticWordedConfigError):

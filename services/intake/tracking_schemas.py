@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 MessageType = Literal["identify", "track", "page", "screen", "group", "alias"]
 # The path of each single-message route, and analytics.js's one-letter paths (`/v1/t`, ...).
@@ -49,7 +49,7 @@ def _utc(value: Any) -> Any:
 
 
 Id = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=512)]
-Instant = Annotated[datetime, BeforeValidator(_utc)]
+Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
 _INSTANT: TypeAdapter[datetime] = TypeAdapter(Instant)
