@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.report import handoff_report, report, statement_report
-from bench.runs import run, run_handoff
+from bench.report import figures_table, handoff_report, report, statement_report
+from bench.runs import run, run_handoff, run_tracking
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -19,6 +19,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
+        return
+    if only == "tracking":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
+        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
@@ -36,7 +41,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description="Measure throughput and latency against ceilings from the same run.",
     )
     parser.add_argument(
-        "--only", choices=["handoff"], help="run one part alone: handoff (the handoff API latency)"
+        "--only",
+        choices=["handoff", "tracking"],
+        help="run one part alone: handoff (the handoff API latency), tracking (/v1/batch beside /v1/events/batch)",
     )
     parser.add_argument(
         "--broker",
