@@ -43,7 +43,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         choices=["handoff", "tracking"],
-        help="run one part alone: handoff (the handoff API latency), tracking (/v1/batch beside /v1/events/batch)",
+        help="run one part alone: handoff (the handoff API latency), "
+        "tracking (/v1/batch beside /v1/events/batch)",
     )
     parser.add_argument(
         "--broker",

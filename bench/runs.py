@@ -27,8 +27,8 @@ from bench.intake import BATCH_SIZE, HTTP_REQUESTS, intake_throughput
 from bench.lead_events import event
 from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
-from bench.tracking import tracking_throughput
 from bench.stack import libpq_dsn, prepare, serve, start_bench_broker, wait_ready, with_statement_stats
+from bench.tracking import tracking_throughput
 from leadflow.devstack.broker import BrokerKind
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import start_postgres

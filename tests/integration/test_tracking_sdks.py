@@ -286,4 +286,3 @@ async def _preflight_allowed(
 ) -> httpx.Response | None:
     answer = await client.options(f"{intake}/v1/t", headers={**headers, "Origin": origin})
     return answer if answer.status_code == 204 else None
-
