@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from services.intake.browser_cors import BrowserCors, BrowserOrigins
 from services.intake.config_files import load_tracking_mapping
@@ -43,6 +44,7 @@ TRACKING_PATHS = frozenset({"/v1/batch", "/v1/b", *(f"/v1/{name}" for name in RO
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Unknown write key (Problem)"},
     413: {"description": "Over Segment's limits: 500 KB a batch, 32 KB a message (Problem)"},
+    415: {"description": "A Content-Encoding other than gzip (Problem)"},
     422: {"description": "Not a Tracking API body (Problem)"},
 }
 
@@ -163,8 +165,24 @@ def _route(route_type: MessageType | None):  # type: ignore[no-untyped-def]
     return route
 
 
-_BATCH_BODY = {"content": {"application/json": {"schema": TrackingBatch.model_json_schema()}}}
-_MESSAGE_BODY = {"content": {"application/json": {"schema": TrackingMessage.model_json_schema()}}}
+def _documented(model: type[BaseModel], *, required: list[str]) -> dict[str, Any]:
+    """The body as documented: the fields and what they mean, but no types, since a message that
+    does not fit is accepted and listed as a failed event rather than refused."""
+    schema = model.model_json_schema()
+    fields = {
+        name: {"description": spec.get("description", spec.get("title", name))}
+        for name, spec in schema["properties"].items()
+    }
+    body = {"type": "object", "description": model.__doc__, "properties": fields, "required": required}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+
+
+_BATCH_BODY = _documented(TrackingBatch, required=["batch"])
+_BATCH_BODY["requestBody"]["content"]["application/json"]["schema"]["properties"]["batch"] = {
+    "type": "array",
+    "description": "The messages, each shaped as the single calls' bodies.",
+}
+_MESSAGE_BODY = _documented(TrackingMessage, required=[])
 router.add_api_route(
     "/batch",
     _route(None),
@@ -173,7 +191,7 @@ router.add_api_route(
     response_model=TrackingAccepted,
     responses=_RESPONSES,
     summary="Segment's batch call: up to 500 KB of messages, each mapped or listed as failed.",
-    openapi_extra={"requestBody": {"required": True, **_BATCH_BODY}},
+    openapi_extra=_BATCH_BODY,
 )
 router.add_api_route("/b", _route(None), methods=["POST"], include_in_schema=False)
 for _path, _type in ROUTE_TYPES.items():
@@ -185,6 +203,6 @@ for _path, _type in ROUTE_TYPES.items():
         response_model=TrackingAccepted,
         responses=_RESPONSES,
         summary=f"Segment's {_type} call (one message, at most 32 KB).",
-        openapi_extra={"requestBody": {"required": True, **_MESSAGE_BODY}},
+        openapi_extra=_MESSAGE_BODY,
         include_in_schema=len(_path) > 1,  # analytics.js's one-letter paths are aliases
     )

@@ -70,22 +70,30 @@ class TrackingMessage(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    type: MessageType
+    type: MessageType = Field(description="identify, track, page, screen, group or alias (set by the path)")
     messageId: Id | None = Field(default=None, description="The idempotency key (intake's `event_id`).")
-    userId: Id | None = None
-    anonymousId: Id | None = None
+    userId: Id | None = Field(default=None, description="The person's id (an email is taken as the email).")
+    anonymousId: Id | None = Field(default=None, description="The browser's id; links anonymous history.")
     event: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="track: the event's name, mapped to a tracking-plan type."
     )
-    name: Annotated[str, Field(max_length=200)] | None = None
+    name: Annotated[str, Field(max_length=200)] | None = Field(default=None, description="page/screen name")
     previousId: Id | None = Field(default=None, description="alias: the id the person had before.")
-    groupId: Id | None = None
-    timestamp: Instant | None = None
-    originalTimestamp: Instant | None = None
-    sentAt: Instant | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
-    traits: dict[str, Any] = Field(default_factory=dict)
-    context: dict[str, Any] = Field(default_factory=dict)
+    groupId: Id | None = Field(default=None, description="group: the company's id.")
+    timestamp: Instant | None = Field(default=None, description="When it happened, by the client's clock.")
+    originalTimestamp: Instant | None = Field(default=None, description="Used when `timestamp` is absent.")
+    sentAt: Instant | None = Field(
+        default=None, description="When sent, by the same clock (skew correction)."
+    )
+    properties: dict[str, Any] = Field(
+        default_factory=dict, description="track/page: the event's properties."
+    )
+    traits: dict[str, Any] = Field(
+        default_factory=dict, description="identify/group: the person's or company's."
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict, description="`page`, `campaign` (UTM) and `traits` are read from it."
+    )
 
 
 class TrackingBatch(BaseModel):
