@@ -22,8 +22,8 @@ from shared.kafka import ensure_topics
 from shared.settings import Settings
 
 BATCH_SIZE = 100
-BATCHES = 60
-ROUNDS = 2  # each endpoint twice, alternating, so neither gets a warmer process
+BATCHES = 100
+ROUNDS = 3  # each endpoint three times, alternating: neither gets a warmer process or a quieter minute
 PREFIX = "bench-tracking."
 
 

@@ -23,7 +23,7 @@ from shared.logging import get_logger
 from shared.outages import is_outage
 from shared.problems import PROBLEM_JSON, Problem
 
-ALLOWED_HEADERS = "authorization, content-type, x-api-key, x-retry-count, x-trace-id"
+ALLOWED_HEADERS = "anonymousid, authorization, content-type, x-api-key, x-retry-count, x-trace-id"
 EXPOSED_HEADERS = "retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, x-trace-id"
 log = get_logger(__name__)
 
