@@ -204,6 +204,9 @@ async def test_a_mixed_batch_processes_the_good_and_lists_the_rest_as_failed_eve
     assert email not in orjson.dumps(groups).decode()
     missing = next(g for g in groups if g["event"] == "Demo Requested")
     assert (missing["reason"], missing["field"]) == ("required_by_tracking_plan", "properties.form_id")
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{stack.intake}/metrics", headers=ADMIN)).text
+    assert 'leadflow_intake_tracking_failed_total{reason="unmapped_event"}' in metrics
 
 
 async def _events_count_is(stack: Stack, email: str, count: int) -> bool:
