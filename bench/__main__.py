@@ -15,6 +15,12 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "retention":
+        from bench.retention import retention_report, retention_timings
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -42,8 +48,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "tracking"],
-        help="run one part alone: handoff (the handoff API latency), "
+        choices=["handoff", "retention", "tracking"],
+        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
         "tracking (/v1/batch beside /v1/events/batch)",
     )
     parser.add_argument(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.feedback import alert_webhooks, dashboard, failed_events, reports, store
+from services.feedback import alert_webhooks, dashboard, failed_events, reports, retention, store
 from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
@@ -179,6 +179,7 @@ def create(settings: Settings | None = None) -> FastAPI:
                 poll_s=settings.webhook_poll_s,
             ),
         ],
+        retention=retention.TARGETS,
     )
     app = create_app(
         ServiceRuntime(spec, settings),
