@@ -31,6 +31,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 REDACTED = "[redacted]"
+# Property names whose values are a person's, whatever they hold (a sample never shows them).
+_PERSONAL = {"email", "name", "first_name", "last_name", "full_name", "phone", "title", "ip", "address"}
 
 
 class TrackMapping(BaseModel):
@@ -286,7 +288,10 @@ def redact(raw: Any) -> dict[str, Any]:
     if isinstance(raw.get("traits"), dict):
         sample["traits"] = {_plain(k): REDACTED for k in list(raw["traits"])[:50]}
     if isinstance(raw.get("properties"), dict):
-        sample["properties"] = {_plain(k): _plain(v) for k, v in list(raw["properties"].items())[:50]}
+        sample["properties"] = {
+            _plain(k): REDACTED if snake_case(str(k)) in _PERSONAL else _plain(v)
+            for k, v in list(raw["properties"].items())[:50]
+        }
     context = raw.get("context")
     if isinstance(context, dict):
         sample["context"] = {

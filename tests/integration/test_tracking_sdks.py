@@ -289,3 +289,19 @@ async def _preflight_allowed(
 ) -> httpx.Response | None:
     answer = await client.options(f"{intake}/v1/t", headers={**headers, "Origin": origin})
     return answer if answer.status_code == 204 else None
+
+
+async def test_the_readme_lines_point_each_sdks_default_client_at_intake(stack: Stack) -> None:
+    import rudderstack.analytics as rudder_analytics
+    import segment.analytics as analytics
+
+    analytics.write_key = stack.write_key
+    analytics.host = stack.intake
+    rudder_analytics.write_key = stack.write_key
+    rudder_analytics.dataPlaneUrl = stack.intake
+    emails = [f"readme.{sdk}.{uuid.uuid4().hex[:6]}@northwind-software.example" for sdk in ("s", "r")]
+    for module, email in zip((analytics, rudder_analytics), emails, strict=True):
+        module.track(email, "Signed Up", {})
+        await asyncio.to_thread(module.flush)
+    for email in emails:
+        assert await eventually(lambda email=email: lead_of(stack, email))
