@@ -80,8 +80,8 @@ _CODES = {401: "unauthorized", 403: "forbidden", 429: "rate_limited", 503: "unav
 async def _accept_messages(request: Request, route_type: MessageType | None) -> JSONResponse:
     runtime: ServiceRuntime = request.app.state.runtime
     if not runtime.started.is_set():
-        raise Problem(status=503, title="Not ready", detail="intake is still connecting to Kafka",
-                      headers={"Retry-After": "1"})  # fmt: skip
+        detail = "intake is still connecting to Kafka"
+        raise Problem(status=503, title="Not ready", detail=detail, headers={"Retry-After": "1"})
     header_key = presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if header_key:
         await admit(request, header_key, Scope.EVENTS_WRITE)
