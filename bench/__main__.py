@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.report import handoff_report, report, statement_report
-from bench.runs import run, run_handoff
+from bench.report import figures_table, handoff_report, report, statement_report
+from bench.runs import run, run_handoff, run_tracking
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -25,6 +25,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
+        return
+    if only == "tracking":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
+        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
@@ -43,8 +48,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "retention"],
-        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only)",
+        choices=["handoff", "retention", "tracking"],
+        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
+        "tracking (/v1/batch beside /v1/events/batch)",
     )
     parser.add_argument(
         "--broker",
