@@ -1,4 +1,4 @@
-"""`python -m bench [--only handoff|intake|retention]`, what `make bench` runs."""
+"""`python -m bench [--only handoff|intake|retention|tracking]`, what `make bench` runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.report import figures_report, handoff_report, report, served_report, statement_report
-from bench.runs import run, run_handoff, run_intake
+from bench.report import (
+    figures_report,
+    figures_table,
+    handoff_report,
+    report,
+    served_report,
+    statement_report,
+)
+from bench.runs import run, run_handoff, run_intake, run_tracking
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -32,6 +39,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         table = figures_report(figures, broker=used, command="python -m bench --only intake")
         print(f"\n{table}\n\n{served_report(costs)}\n")
         return
+    if only == "tracking":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
+        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
+        return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
     text = report(figures, latencies, handoff, feedback, backtest, broker=used)
@@ -49,9 +61,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "intake", "retention"],
+        choices=["handoff", "intake", "retention", "tracking"],
         help="run one part alone: handoff (the handoff API latency), intake (its throughput figures), "
-        "retention (pruning, Postgres only)",
+        "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch)",
     )
     parser.add_argument(
         "--broker",

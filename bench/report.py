@@ -30,6 +30,15 @@ class Figure:
         return self.value / self.ceiling if self.ceiling else 0.0
 
 
+def figures_table(figures: list[Figure]) -> str:
+    lines = ["| figure | leadflow | ceiling (same run) | ratio |", "| --- | ---: | --- | ---: |"]
+    for f in figures:
+        lines.append(
+            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def report(
     figures: list[Figure],
     latencies: dict[str, list[float]],
@@ -41,7 +50,10 @@ def report(
 ) -> str:
     lf, raw = latencies["leadflow"], latencies["broker"]
     lines = [
-        figures_report(figures, broker=broker, command="make bench"),
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; broker: {broker}; command: `make bench`.",
+        "",
+        figures_table(figures),
         "",
         f"| end-to-end latency, intake POST → `lead.mql_reached` ({len(lf)} leads at {LATENCY_RATE:.0f}/s) "
         "| p50 | p99 |",
@@ -66,18 +78,11 @@ def report(
 
 def figures_report(figures: list[Figure], *, broker: str, command: str) -> str:
     """The run's line and the throughput figures beside their ceilings."""
-    lines = [
+    return (
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; broker: {broker}; command: `{command}`.",
-        "",
-        "| figure | leadflow | ceiling (same run) | ratio |",
-        "| --- | ---: | --- | ---: |",
-    ]
-    for f in figures:
-        lines.append(
-            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
-        )
-    return "\n".join(lines)
+        f"Python {platform.python_version()}; broker: {broker}; command: `{command}`.\n\n"
+        + figures_table(figures)
+    )
 
 
 def served_report(served: dict[str, Served]) -> str:

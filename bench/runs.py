@@ -1,5 +1,6 @@
 """The runs: the whole bench (every phase in order, on one broker and one Postgres), and a part
-alone: handoff (`--only handoff`, about a minute) or intake (`--only intake`, about 40 s)."""
+alone: handoff (`--only handoff`, about a minute), intake (`--only intake`, about 40 s) or the
+Tracking API's (`--only tracking`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from bench.lead_events import event
 from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
 from bench.stack import libpq_dsn, prepare, serve, start_bench_broker, wait_ready, with_statement_stats
+from bench.tracking import tracking_throughput
 from leadflow.devstack.broker import BrokerKind
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import start_postgres
@@ -95,6 +97,21 @@ async def run_intake(
         postgres.stop()
 
 
+async def run_tracking(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> tuple[Figure, str]:
+    """`python -m bench --only tracking`: /v1/batch beside /v1/events/batch (under a minute)."""
+    broker = start_bench_broker(work, broker_kind)
+    postgres = start_postgres(work / "pg")
+    try:
+        settings, env = await prepare(broker, postgres)
+        print("tracking: /v1/batch beside /v1/events/batch …", flush=True)
+        return tracking_figure(
+            *await tracking_throughput(settings, env, settings.admin_key)
+        ), broker.description
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
 def intake_figures(single: float, empty: float, batch_rps: float, produce: float) -> list[Figure]:
     return [
         Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
@@ -106,6 +123,16 @@ def intake_figures(single: float, empty: float, batch_rps: float, produce: float
             produce,
         ),
     ]
+
+
+def tracking_figure(own_batch: float, tracking_batch: float) -> Figure:
+    return Figure(
+        "intake, Tracking API /v1/batch (100/batch)",
+        tracking_batch,
+        "events/s",
+        "intake /v1/events/batch, same process",
+        own_batch,
+    )
 
 
 async def run(
@@ -139,6 +166,9 @@ async def run(
         single, batch_rps = await intake_throughput(settings, env, headers)
         single_rps = single.rps
 
+        print("tracking: /v1/batch beside /v1/events/batch …", flush=True)
+        tracking = tracking_figure(*await tracking_throughput(settings, env, settings.admin_key))
+
         print(f"scoring: draining {SCORING_LEADS * EVENTS_PER_LEAD} events …", flush=True)
         db_dsn = libpq_dsn(settings)
         scoring_rate = await scoring_throughput(settings, db_dsn, env)
@@ -169,6 +199,7 @@ async def run(
 
         figures = [
             *intake_figures(single_rps, empty, batch_rps, produce),
+            tracking,
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
         latency = {"leadflow": latencies, "broker": baseline}

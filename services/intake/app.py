@@ -15,6 +15,7 @@ from sqlalchemy import MetaData
 from starlette.responses import Response
 from starlette.types import Scope as AsgiScope
 
+from services.intake import tracking_api
 from services.intake.config_files import load_tracking_plan
 from services.intake.domain import EventBatch, IntakeEvent
 from services.intake.handlers import IntakeRuntime, accept
@@ -144,12 +145,13 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
         runtime,
         title="leadflow intake",
         description="Accepts website and form events, validated against the tracking plan.",
-        routers=[router],
+        routers=[router, tracking_api.router],
         on_too_large=_count_too_large,
     )
     app.state.tracking_plan = plan
     app.state.event_limits = runtime.event_limits
     app.add_exception_handler(RequestValidationError, _malformed)
+    tracking_api.install(app, settings)
     return app
 
 

@@ -54,16 +54,37 @@ async def accept(
     """Validate every event (the tracking plan, what downstream can store), publish all of them
     and wait for the broker's acks; returns their event ids. All or nothing: any invalid event
     refuses the request with a 422 naming `events.<i>.<field>` (`batch`) or `<field>`."""
-    limits = runtime.event_limits
+    return await accept_events(
+        events,
+        plan=runtime.tracking_plan,
+        limits=runtime.event_limits,
+        producer=runtime.producer,
+        topic=runtime.topics.events,
+        source=source,
+        batch=batch,
+        deadline_s=runtime.settings.produce_timeout_s,
+    )
+
+
+async def accept_events(
+    events: list[IntakeEvent],
+    *,
+    plan: TrackingPlan,
+    limits: EventLimits,
+    producer: AIOKafkaProducer,
+    topic: str,
+    source: str,
+    batch: bool,
+    deadline_s: float,
+) -> list[str]:
+    """`accept` with its parts named, for a caller that holds them rather than the runtime
+    (the Tracking API's `tracking_handlers`): the same validation, records and publish."""
     now = utcnow()
-    validate(events, runtime.tracking_plan, limits, now=now, batch=batch)
+    validate(events, plan, limits, now=now, batch=batch)
     records = [envelope_record(event, received_at=now, source=source) for event in events]
     values = serialize_records([record for _, _, record in records], limits, batch=batch)
     keys = [key for key, _, _ in records]
-    deadline_s = runtime.settings.produce_timeout_s
-    await publish(
-        runtime.producer, runtime.topics.events, list(zip(keys, values, strict=True)), deadline_s=deadline_s
-    )
+    await publish(producer, topic, list(zip(keys, values, strict=True)), deadline_s=deadline_s)
     count_accepted(len(records))
     return [event_id for _, event_id, _ in records]
 
