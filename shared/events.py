@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -201,6 +202,28 @@ class LeadDisqualified(HandoffTransition):
     event_type: ClassVar[EventType] = EventType.LEAD_DISQUALIFIED
 
 
+class OpportunityWon(HandoffTransition):
+    """The opportunity closed won, as the CRM reported it (SQO → won)."""
+
+    event_type: ClassVar[EventType] = EventType.OPPORTUNITY_WON
+    amount: Decimal = Field(ge=0, description="The deal's value, in `currency`.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. `EUR`.")
+
+
+class OpportunityLost(HandoffTransition):
+    """The opportunity closed lost (SQO → lost); `reason` says why."""
+
+    event_type: ClassVar[EventType] = EventType.OPPORTUNITY_LOST
+
+
+class HandoffReopened(HandoffTransition):
+    """A manager undid a return or a disqualification: the handoff is an MQL again, with a new
+    decision deadline. `in_time` is always true (reopening has no deadline)."""
+
+    event_type: ClassVar[EventType] = EventType.HANDOFF_REOPENED
+    decide_by: datetime
+
+
 class HandoffReassigned(EventData):
     event_type: ClassVar[EventType] = EventType.HANDOFF_REASSIGNED
     topic: ClassVar[str] = LEAD_LIFECYCLE
@@ -280,6 +303,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SqlQualified,
         SqoCreated,
         LeadDisqualified,
+        OpportunityWon,
+        OpportunityLost,
+        HandoffReopened,
         HandoffReassigned,
         SlaWarning,
         SlaBreached,

@@ -88,6 +88,10 @@ async def funnel(conn: AsyncConnection, *, end: datetime, kind: CohortKind, coun
                 "sqo": f.sqo,
                 "returned": f.returned,
                 "disqualified": f.disqualified,
+                "won": f.won,
+                "lost": f.lost,
+                "win_rate": f.win_rate,
+                "time_to_close": asdict(f.time_to_close),
                 "conversion": f.conversion,
                 "stage_seconds": {stage: asdict(time) for stage, time in f.stage_seconds.items()},
                 "sla": {

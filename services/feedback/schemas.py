@@ -83,6 +83,12 @@ class CohortFunnel(BaseModel):
     sqo: int
     returned: int
     disqualified: int
+    won: int
+    lost: int
+    win_rate: float | None = Field(
+        description="Won ÷ (won + lost): opportunities still open are not counted."
+    )
+    time_to_close: StageTime = Field(description="From reaching MQL to the opportunity won.")
     conversion: dict[str, float | None]
     stage_seconds: dict[str, StageTime]
     sla: SlaFigures

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from shared.events import (
     HandoffCreated,
     HandoffReassigned,
+    HandoffReopened,
     LeadDisqualified,
     LeadRejected,
     LeadReturned,
+    OpportunityLost,
+    OpportunityWon,
     SalAccepted,
     ScoreContribution,
     SlaBreached,
@@ -37,6 +41,9 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
         SqlQualified,
         SqoCreated,
         LeadDisqualified,
+        OpportunityWon,
+        OpportunityLost,
+        HandoffReopened,
         HandoffReassigned,
         SlaWarning,
         SlaBreached,
@@ -92,3 +99,28 @@ class HistoryEntry(BaseModel):
     to_stage: str
     reason: str | None
     note: str | None
+
+
+class OutcomeBody(BaseModel):
+    """What the CRM reports when an opportunity closes."""
+
+    outcome: Literal["won", "lost"]
+    reason: str | None = Field(default=None, max_length=200, description="Required when lost: why.")
+    note: str | None = Field(default=None, max_length=2000)
+    amount: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=15,
+        decimal_places=2,
+        description="Required when won: the deal's value.",
+    )
+    currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$", description="Required when won: ISO 4217 code, e.g. `EUR`."
+    )
+
+
+class ReopenBody(BaseModel):
+    reason: str | None = Field(
+        default=None, max_length=200, description="Required: why the decision is undone."
+    )
+    note: str | None = Field(default=None, max_length=2000)

@@ -372,3 +372,38 @@ async def next_turn(conn: AsyncConnection, team: str) -> int:
         ).returning(routing_turns.c.turn)
     )
     return int(result.scalar_one()) - 1
+
+
+# --- reopening ---------------------------------------------------------------------------
+
+
+async def has_later_cycle(conn: AsyncConnection, *, lead_id: str, cycle: int) -> bool:
+    """Whether the lead has a handoff of a cycle after `cycle` (it requalified since)."""
+    statement = select(handoffs.c.handoff_id).where(handoffs.c.lead_id == lead_id, handoffs.c.cycle > cycle)
+    return (await conn.execute(statement.limit(1))).first() is not None
+
+
+async def rearm_timers(
+    conn: AsyncConnection, handoff_id: str, *, stage: str, warn_at: datetime, deadline: datetime
+) -> None:
+    """The stage's warning and breach timers, due again (a reopened handoff's new deadline).
+
+    A stage's timers exist once per handoff; reopening sets them due anew rather than adding
+    a second pair, so each still fires once per deadline."""
+    rows = [
+        {"handoff_id": handoff_id, "kind": kind, "stage": stage, "due_at": due, "deadline": deadline}
+        for kind, due in (("warning", warn_at), ("breach", deadline))
+    ]
+    statement = insert(sla_timers)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            constraint="uq_sla_timers_once",
+            set_={
+                "due_at": statement.excluded.due_at,
+                "deadline": statement.excluded.deadline,
+                "fired_at": None,
+                "cancelled_at": None,
+            },
+        ),
+        rows,
+    )

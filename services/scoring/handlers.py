@@ -172,17 +172,25 @@ async def count_mqls(uow: UnitOfWork) -> None:
 
 
 async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTransition) -> None:
-    """Track the lead's stage from sales decisions; a rejection or return recycles it to nurture."""
+    """Track the lead's stage from sales decisions; a rejection or return recycles it to nurture,
+    a reopen takes it back."""
     if envelope.lead_id is None:
         return
+    await store.record_decision(uow.conn, envelope, event)  # every decision: what training learns from
     lead = await store.lead_by_id(uow.conn, envelope.lead_id, lock=True)
     if lead is None:
         return
-    change = lifecycle.after_sales_decision(
-        envelope.type, lead_cycle=lead.cycle, decided_cycle=event.cycle, at=envelope.occurred_at
+    change = lifecycle.follow(
+        envelope.type,
+        lead_stage=lead.stage,
+        lead_cycle=lead.cycle,
+        decided_cycle=event.cycle,
+        at=envelope.occurred_at,
     )
     if change is None:
         return
+    if change.clears_outcome:
+        await store.clear_outcome(uow.conn, lead_id=lead.lead_id, cycle=event.cycle)
     if change.outcome is not None:
         await store.record_outcome(
             uow.conn, lead_id=lead.lead_id, cycle=lead.cycle, outcome=change.outcome, at=envelope.occurred_at

@@ -31,6 +31,7 @@ PURE_MODULES = (
     "services.handoff.sla",
     "services.handoff.routing",
     "services.handoff.business_hours",
+    "services.handoff.return_reasons",
     "shared.traits",
     "shared.field_errors",
     "shared.identities",
