@@ -130,6 +130,12 @@ class MqlReached(EventData):
     channel: str | None = None
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
+    exploration: bool = Field(
+        default=False, description="Handed off to explore: a near miss of the MQL rule, drawn by chance."
+    )
+    propensity: float | None = Field(
+        default=None, gt=0, le=1, description="An exploration handoff's chance of being drawn."
+    )
 
 
 # --- lead.lifecycle: handoff ---------------------------------------------------
@@ -154,6 +160,8 @@ class HandoffCreated(EventData):
     explanation: list[ScoreContribution] = Field(
         default_factory=list, description="The scoring rules that made the lead an MQL."
     )
+    exploration: bool = Field(default=False, description="An exploration handoff (not by the MQL rule).")
+    propensity: float | None = Field(default=None, gt=0, le=1, description="Its chance of being drawn.")
 
 
 class HandoffTransition(EventData):

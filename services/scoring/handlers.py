@@ -19,7 +19,7 @@ from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
@@ -33,6 +33,7 @@ def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[s
         await record_events(uow, model, items)
 
     handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in lifecycle.FOLLOWED}
+    handlers[HandoffCreated.event_type] = record_handoff
     return handlers, {LeadEventAccepted.event_type: on_lead_events}
 
 
@@ -176,7 +177,9 @@ async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTr
     a reopen takes it back."""
     if envelope.lead_id is None:
         return
-    await store.record_decision(uow.conn, envelope, event)  # every decision: what training learns from
+    await store.record_decision(  # every decision: what training learns from
+        uow.conn, envelope, cycle=event.cycle, handoff_id=event.handoff_id, reason=event.reason
+    )
     lead = await store.lead_by_id(uow.conn, envelope.lead_id, lock=True)
     if lead is None:
         return
@@ -196,3 +199,18 @@ async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTr
             uow.conn, lead_id=lead.lead_id, cycle=lead.cycle, outcome=change.outcome, at=envelope.occurred_at
         )
     await store.update_lead(uow.conn, lead.lead_id, **change.values)
+
+
+async def record_handoff(uow: UnitOfWork, envelope: Envelope, event: HandoffCreated) -> None:
+    """Remember when the lead was handed off, and whether to explore: training's examples
+    start there (their features are taken as of the MQL moment)."""
+    if envelope.lead_id is not None:
+        await store.record_decision(
+            uow.conn,
+            envelope,
+            cycle=event.cycle,
+            handoff_id=event.handoff_id,
+            at=event.mql_at or envelope.occurred_at,
+            exploration=event.exploration,
+            propensity=event.propensity,
+        )

@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -39,7 +40,6 @@ from services.scoring.backtest import LeadHistory
 from services.scoring.domain import LeadEvent
 from services.scoring.lifecycle import Rescored
 from shared.envelope import Envelope
-from shared.events import HandoffTransition
 from shared.outbox import inbox_table, outbox_table
 
 SCHEMA = "scoring"
@@ -151,6 +151,26 @@ sales_decisions = Table(
     Column("exploration", Boolean, nullable=False, server_default="false"),
     Column("propensity", Float, nullable=True, comment="chance an exploration handoff was drawn"),
     Index("ix_sales_decisions_lead", "lead_id", "cycle", "at"),
+    schema=SCHEMA,
+)
+
+# Trained predictive models (`leadflow model train`), one of them active (`leadflow model activate`).
+predictive_models = Table(
+    "predictive_models",
+    metadata,
+    Column("version", Text, primary_key=True),
+    Column("digest", Text, nullable=False, comment="sha256 of the trees, features and calibration"),
+    Column("trained_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("window_from", DateTime(timezone=True), nullable=False),
+    Column("window_to", DateTime(timezone=True), nullable=False),
+    Column("holdout_from", DateTime(timezone=True), nullable=False),
+    Column("features", JSONB, nullable=False),
+    Column("calibration", JSONB, nullable=False),
+    Column("metrics", JSONB, nullable=False, comment="the holdout report: model and rule score"),
+    Column("booster", Text, nullable=False, comment="LightGBM model text"),
+    Column("active", Boolean, nullable=False, server_default="false"),
+    Column("activated_at", DateTime(timezone=True), nullable=True),
+    Index("uq_predictive_models_one_active", "active", unique=True, postgresql_where=text("active")),
     schema=SCHEMA,
 )
 
@@ -362,16 +382,28 @@ async def record_outcome(
     )
 
 
-async def record_decision(conn: AsyncConnection, envelope: Envelope, event: HandoffTransition) -> None:
-    """Keep a sales decision for training; a redelivered one is kept once."""
+async def record_decision(
+    conn: AsyncConnection,
+    envelope: Envelope,
+    *,
+    cycle: int,
+    handoff_id: str,
+    reason: str | None = None,
+    at: datetime | None = None,
+    exploration: bool = False,
+    propensity: float | None = None,
+) -> None:
+    """Keep a handoff or a sales decision on it for training; a redelivered one is kept once."""
     statement = insert(sales_decisions).values(
         message_id=envelope.id,
         lead_id=envelope.lead_id,
-        cycle=event.cycle,
-        handoff_id=event.handoff_id,
+        cycle=cycle,
+        handoff_id=handoff_id,
         event_type=envelope.type,
-        reason=event.reason,
-        at=envelope.occurred_at,
+        reason=reason,
+        at=at or envelope.occurred_at,
+        exploration=exploration,
+        propensity=propensity,
     )
     await conn.execute(statement.on_conflict_do_nothing(index_elements=["message_id"]))
 

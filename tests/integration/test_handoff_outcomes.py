@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from leadflow.admin.keys import create_key
+from services.scoring.store import sales_decisions
 from shared.auth import Scope
 from shared.settings import Settings
 from tests.integration.test_handoff_api import handed_off
@@ -136,6 +139,24 @@ async def test_a_manager_reopens_a_returned_lead_and_scoring_takes_it_back_from_
         # Reopened, it is an ordinary MQL again: sales can accept it.
         assert (await handoff.client.post(f"{url}/accept", headers=ADMIN)).status_code == 200
         assert await eventually(lambda: _is(stage_of(scoring, lead_id), ("sal", 1)))
+
+        # Scoring kept the handoff and every decision on it, in order: what training learns from.
+        async def decisions() -> list[str] | None:
+            async with scoring.runtime.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(sales_decisions.c.event_type)
+                    .where(sales_decisions.c.lead_id == lead_id)
+                    .order_by(sales_decisions.c.at)
+                )
+                kinds = [row.event_type for row in rows]
+            return kinds if len(kinds) == 4 else None
+
+        assert await eventually(decisions) == [
+            "handoff.created",
+            "lead.rejected",
+            "handoff.reopened",
+            "lead.sal_accepted",
+        ]
 
 
 async def _is(answer: Any, expected: tuple[str, int]) -> bool:
