@@ -15,6 +15,13 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "training":
+        from bench.training import training_report, training_timing
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            training = asyncio.run(training_timing(Path(tmp), broker))
+        print(f"\n{training_report(training)}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -36,7 +43,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description="Measure throughput and latency against ceilings from the same run.",
     )
     parser.add_argument(
-        "--only", choices=["handoff"], help="run one part alone: handoff (the handoff API latency)"
+        "--only",
+        choices=["handoff", "training"],
+        help="run one part alone: handoff (the handoff API latency), training (model train on 1M events)",
     )
     parser.add_argument(
         "--broker",

@@ -98,6 +98,26 @@ class ScoreContribution(BaseModel):
     detail: str
 
 
+class LikelihoodFactor(BaseModel):
+    """One of the features that moved a lead's likelihood most, in likelihood points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str = Field(description="e.g. `section:pricing`, `fit:title.vp`, `channel=referral`.")
+    value: float | None = Field(description="The lead's value of it (null: unknown).")
+    points: float = Field(description="Likelihood points it adds (negative: takes away).")
+
+
+class Likelihood(BaseModel):
+    """The active predictive model's estimate that sales will take the lead on (0–100)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int = Field(ge=0, le=100)
+    model_version: str
+    factors: list[LikelihoodFactor] = Field(default_factory=list, description="Top factors, largest first.")
+
+
 class LeadScored(EventData):
     event_type: ClassVar[EventType] = EventType.LEAD_SCORED
     topic: ClassVar[str] = LEAD_LIFECYCLE
@@ -109,6 +129,7 @@ class LeadScored(EventData):
     model_version: str
     disqualified: str | None = None
     explanation: list[ScoreContribution]
+    likelihood: Likelihood | None = Field(default=None, description="Set once a predictive model is active.")
 
 
 class MqlReached(EventData):
@@ -130,6 +151,7 @@ class MqlReached(EventData):
     channel: str | None = None
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
+    likelihood: Likelihood | None = None
     exploration: bool = Field(
         default=False, description="Handed off to explore: a near miss of the MQL rule, drawn by chance."
     )
@@ -160,6 +182,7 @@ class HandoffCreated(EventData):
     explanation: list[ScoreContribution] = Field(
         default_factory=list, description="The scoring rules that made the lead an MQL."
     )
+    likelihood: Likelihood | None = None
     exploration: bool = Field(default=False, description="An exploration handoff (not by the MQL rule).")
     propensity: float | None = Field(default=None, gt=0, le=1, description="Its chance of being drawn.")
 

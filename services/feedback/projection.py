@@ -96,6 +96,7 @@ def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any
         "score": event.score,
         "handed_off_at": envelope.occurred_at,
         "mql_at": event.mql_at or envelope.occurred_at,
+        "exploration": event.exploration,
     }
 
 

@@ -42,6 +42,16 @@ async def overall(conn: AsyncConnection, config: FeedbackConfig, window: Window)
     }
 
 
+async def exploration(conn: AsyncConnection, window: Window) -> dict[str, Any]:
+    """What exploration handoffs found: their own return rate, apart from the MQL rule's."""
+    counts = await store.exploration_counts(conn, window)
+    return {
+        **counts,
+        "return_rate": asdict(rate_figure(counts["sent_back"], counts["decided"])),
+        "taken_on_rate": ratio(counts["taken_on"], counts["decided"]),
+    }
+
+
 async def series(
     conn: AsyncConnection, *, end: datetime, length: timedelta, step: timedelta, points: int
 ) -> list[dict[str, Any]]:

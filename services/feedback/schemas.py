@@ -18,6 +18,18 @@ class Rate(BaseModel):
     ci_high: float | None
 
 
+class Exploration(BaseModel):
+    """Exploration handoffs (near misses handed off to learn from), apart from the return rate."""
+
+    window: str
+    handoffs: int = Field(description="Exploration handoffs made in the window.")
+    decided: int = Field(description="Of those first decided in the window: how many.")
+    sent_back: int
+    taken_on: int = Field(description="Qualified (SQL) or further: good leads the MQL rule missed.")
+    return_rate: Rate
+    taken_on_rate: float | None
+
+
 class ReasonShare(BaseModel):
     reason: str
     count: int

@@ -67,7 +67,10 @@ async def open_handoff(
     """Open the lead's handoff for this cycle: routed to an owner, with its SLA deadline and timers."""
     if await store.handoff_of(uow.conn, lead_id=lead_id, cycle=mql.cycle) is not None:
         return  # a redelivered MQL: routing must not take another turn
-    policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
+    if mql.exploration:  # a near miss handed off to learn from: its own, calmer SLA
+        policy = config.sla.exploration
+    else:
+        policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
     owner = await assign(uow, config, traits=mql.traits, policy=policy.name)
     due = sla.decide_by(policy, handed_off_at, calendar=config.calendar_of_team(owner.team))
     handoff_id = str(uuid.uuid4())
@@ -87,6 +90,8 @@ async def open_handoff(
         lead={"email": mql.email, "traits": mql.traits},
         channel=mql.channel,
         campaign=mql.campaign,
+        likelihood=mql.likelihood.model_dump(mode="json") if mql.likelihood else None,
+        exploration=mql.exploration,
     )
     if not inserted:
         return
@@ -108,6 +113,9 @@ async def open_handoff(
         source=mql.source,
         mql_at=mql_at,
         explanation=mql.explanation,
+        likelihood=mql.likelihood,
+        exploration=mql.exploration,
+        propensity=mql.propensity,
     )
     uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 

@@ -15,6 +15,7 @@ from shared.events import (
     LeadDisqualified,
     LeadRejected,
     LeadReturned,
+    Likelihood,
     OpportunityLost,
     OpportunityWon,
     SalAccepted,
@@ -71,6 +72,13 @@ class HandoffPublic(BaseModel):
     allowed_actions: list[str]
     created_at: datetime
     updated_at: datetime
+    likelihood: Likelihood | None = Field(
+        default=None,
+        description="The predictive model's likelihood (0–100) and its top factors, at MQL time.",
+    )
+    exploration: bool = Field(
+        default=False, description="Handed off to explore: a near miss of the MQL rule, not an MQL by it."
+    )
 
 
 class HandoffPage(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -60,6 +61,8 @@ handoffs = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("team", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("likelihood", JSONB, nullable=True, comment="the predictive model's likelihood and top factors"),
+    Column("exploration", Boolean, nullable=False, server_default="false"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("lead_id", "cycle", name="uq_handoffs_lead_cycle"),
     Index("ix_handoffs_stage_decide_by", "stage", "decide_by"),

@@ -14,6 +14,7 @@ from typing import Any
 from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
 from services.scoring.identity import IdentityPlan
+from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
@@ -26,11 +27,13 @@ from shared.unit_of_work import UnitOfWork
 log = get_logger(__name__)
 
 
-def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
+def make_handlers(
+    model: ScoringModel, learned: LearnedScoring | None = None
+) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
     """Per-message handlers (lifecycle) and the batch handler of lead events."""
 
     async def on_lead_events(uow: UnitOfWork, items: list[tuple[Envelope, LeadEventAccepted]]) -> None:
-        await record_events(uow, model, items)
+        await record_events(uow, model, items, learned)
 
     handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in lifecycle.FOLLOWED}
     handlers[HandoffCreated.event_type] = record_handoff
@@ -38,7 +41,10 @@ def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[s
 
 
 async def record_events(
-    uow: UnitOfWork, model: ScoringModel, items: list[tuple[Envelope, LeadEventAccepted]]
+    uow: UnitOfWork,
+    model: ScoringModel,
+    items: list[tuple[Envelope, LeadEventAccepted]],
+    learned: LearnedScoring | None = None,
 ) -> None:
     """Attach each event to its lead (learning identity on the way), store the new ones,
     and rescore every lead that got one: one pass over the database per batch.
@@ -72,7 +78,7 @@ async def record_events(
     if repeated:
         await record_conflicts(uow, repeated)
     if touched:
-        await rescore(uow, model, touched)
+        await rescore(uow, model, touched, learned)
 
 
 async def record_conflicts(uow: UnitOfWork, repeated: list[tuple[LeadEventAccepted, str, str]]) -> None:
@@ -133,7 +139,10 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
 
 
 async def rescore(
-    uow: UnitOfWork, model: ScoringModel, touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]]
+    uow: UnitOfWork,
+    model: ScoringModel,
+    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
+    learned: LearnedScoring | None = None,
 ) -> None:
     """Recompute each touched lead's score from its whole history; emit what changed."""
     lead_ids = sorted(touched)
@@ -147,6 +156,8 @@ async def rescore(
             traits.update(event.traits)
         history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
         rescored = lifecycle.rescore(model, lead, traits, history)
+        if learned is not None:  # the likelihood, and the learned MQL rule and exploration
+            rescored = learned.apply(rescored)
         announce(uow, rescored, trace_id=items[-1][0].trace_id)
         evaluated.append(rescored)
     await store.save_rescored(uow.conn, evaluated, cause="event")

@@ -10,9 +10,10 @@ training divides by.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
-from services.scoring.domain import LeadScore, meets_mql_rule
-from services.scoring.learning_config import ExplorationSettings, LikelihoodSettings
+from services.scoring.domain import LeadScore, may_requalify, meets_mql_rule
+from services.scoring.learning_config import ExplorationSettings, LearningConfig, LikelihoodSettings
 from services.scoring.model import GRADES, ScoringModel
 
 
@@ -68,3 +69,25 @@ def explores(
     if settings.share <= 0 or not near_miss(model, score, likelihood, settings):
         return None
     return settings.share if exploration_draw(lead_id, cycle) < settings.share else None
+
+
+def learned_handoff(
+    model: ScoringModel,
+    learning: LearningConfig,
+    score: LeadScore,
+    likelihood: int | None,
+    *,
+    stage: str,
+    recycled_at: datetime | None,
+    at: datetime,
+    lead_id: str,
+    cycle: int,
+) -> tuple[bool, float | None]:
+    """Whether a lead becomes an MQL now, under the MQL rule joined with the likelihood, and
+    if it does only to explore, the chance it was drawn with: (qualifies, propensity)."""
+    if stage != "nurture" or not may_requalify(model, recycled_at=recycled_at, at=at):
+        return False, None
+    if meets_learned_mql_rule(model, score, likelihood, learning.likelihood):
+        return True, None
+    propensity = explores(model, score, likelihood, learning.exploration, lead_id=lead_id, cycle=cycle)
+    return propensity is not None, propensity

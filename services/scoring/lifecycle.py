@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from services.scoring.domain import LeadEvent, LeadScore, may_requalify, meets_mql_rule, score_lead
 from services.scoring.model import ScoringModel
 from shared.event_types import EventType
-from shared.events import EventData, LeadScored, MqlReached, ScoreContribution
+from shared.events import EventData, LeadScored, Likelihood, MqlReached, ScoreContribution
 
 NURTURE, MQL = "nurture", "mql"
 RECENT_EVENTS_CARRIED = 20  # how many of its latest events an MQL shows the rep
@@ -86,6 +86,9 @@ class Rescored:
     result: LeadScore
     explanation: list[ScoreContribution]
     qualifies: bool
+    # What the active predictive model says (services/scoring/learned_scoring.py sets both).
+    likelihood: Likelihood | None = None
+    propensity: float | None = None  # set: an exploration handoff, drawn with this chance
 
     @property
     def stage(self) -> str:
@@ -115,7 +118,7 @@ class Rescored:
         """`lead.scored` (if asked and the score changed), then `lead.mql_reached` (if it qualified)."""
         events: list[EventData] = []
         if scored and self.score_changed:
-            events.append(scored_event(self.result, self.stage, self.explanation))
+            events.append(scored_event(self.result, self.stage, self.explanation, self.likelihood))
         if self.qualifies:
             events.append(self.mql_event())
         return events
@@ -135,6 +138,9 @@ class Rescored:
             channel=touch.channel,
             campaign=touch.campaign,
             source=touch.source,
+            likelihood=self.likelihood,
+            exploration=self.propensity is not None,
+            propensity=self.propensity,
         )
 
 
@@ -157,7 +163,9 @@ def stopped_qualifying(model: ScoringModel, rescored: Rescored) -> bool:
     return rescored.lead.stage == MQL and not meets_mql_rule(model, rescored.result)
 
 
-def scored_event(result: LeadScore, stage: str, explanation: list[ScoreContribution]) -> LeadScored:
+def scored_event(
+    result: LeadScore, stage: str, explanation: list[ScoreContribution], likelihood: Likelihood | None = None
+) -> LeadScored:
     return LeadScored(
         score=result.score,
         fit_points=result.fit_points,
@@ -166,6 +174,7 @@ def scored_event(result: LeadScore, stage: str, explanation: list[ScoreContribut
         model_version=result.model_version,
         disqualified=result.disqualified,
         explanation=explanation,
+        likelihood=likelihood,
     )
 
 

@@ -8,8 +8,8 @@ without that contribution, so the factors read in the same unit as the likelihoo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import lightgbm
@@ -17,20 +17,7 @@ import numpy as np
 
 from services.scoring.model_metrics import Floats, Platt
 from services.scoring.training import matrix
-
-
-@dataclass(frozen=True)
-class Factor:
-    feature: str  # e.g. `section:pricing`, `fit:title.vp`, `channel=referral`
-    value: float
-    points: float  # likelihood points it adds (negative: takes away)
-
-
-@dataclass(frozen=True)
-class Likelihood:
-    value: int  # 0–100
-    factors: tuple[Factor, ...]
-    model_version: str
+from shared.events import Likelihood, LikelihoodFactor
 
 
 class Predictor:
@@ -57,9 +44,15 @@ class Predictor:
         without = self.calibration(margin - per_feature)
         points = (p - without) * 100.0
         order = np.argsort(-np.abs(points))[:top]
-        factors = tuple(
-            Factor(self.features[i], float(x[0, i]), round(float(points[i]), 1))
+        factors = [
+            LikelihoodFactor(
+                feature=self.features[i], value=_finite(x[0, i]), points=round(float(points[i]), 1)
+            )
             for i in order
             if abs(points[i]) >= 0.05
-        )
-        return Likelihood(round(p * 100), factors, self.version)
+        ]
+        return Likelihood(value=round(p * 100), model_version=self.version, factors=factors)
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
