@@ -32,7 +32,7 @@ from services.scoring.model import ScoringModel
 from shared.event_types import EventType
 
 KINDS = ("silent_buyer", "researcher", "form_buyer", "browser")
-GOOD_CHANCE = {"silent_buyer": 0.85, "researcher": 0.1, "form_buyer": 0.8, "browser": 0.2}
+GOOD_CHANCE = {"silent_buyer": 0.97, "researcher": 0.05, "form_buyer": 0.95, "browser": 0.1}
 MIX = (0.3, 0.3, 0.15, 0.25)
 TRAITS = {
     "title": "VP of Marketing",

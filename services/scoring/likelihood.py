@@ -32,12 +32,20 @@ class Predictor:
     def probabilities(self, rows: Sequence[Mapping[str, float]]) -> Floats:
         if not rows:
             return np.zeros(0)
-        raw = np.asarray(self._booster.predict(matrix(rows, self.features), raw_score=True), dtype=np.float64)
+        raw = np.asarray(
+            self._booster.predict(matrix(rows, self.features), raw_score=True, num_threads=1),
+            dtype=np.float64,
+        )
         return self.calibration(raw)
 
     def likelihood(self, features: Mapping[str, float], *, top: int = 3) -> Likelihood:
         x = matrix([features], self.features)
-        contributions = np.asarray(self._booster.predict(x, pred_contrib=True), dtype=np.float64)[0]
+        if top == 0:  # the value alone: no contributions to compute
+            value = float(self.probabilities([features])[0])
+            return Likelihood(value=round(value * 100), model_version=self.version)
+        contributions = np.asarray(
+            self._booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64
+        )[0]
         margin = float(np.sum(contributions))
         p = float(self.calibration(np.array([margin]))[0])
         per_feature = contributions[:-1]  # the last column is the bias

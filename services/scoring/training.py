@@ -39,6 +39,7 @@ class Example:
     features: dict[str, float]
     label: Label
     rule_score: int
+    grade: str = "D"
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _margins(
     booster: Any, examples: Sequence[Example], features: Sequence[str]
 ) -> tuple[Floats, Floats, Floats]:
     x = matrix([e.features for e in examples], features)
-    raw = np.asarray(booster.predict(x, raw_score=True), dtype=np.float64)
+    raw = np.asarray(booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
     return raw, _labels(examples), _weights(examples)
 
 
@@ -181,5 +182,5 @@ def examples_of(
         seen = [e for e in events if e.occurred_at <= label.as_of]
         scored = score_lead(model, email=email, traits=traits, events=seen, at=label.as_of)
         features = lead_features(model, traits=traits, events=seen, at=label.as_of, rule_score=scored)
-        examples.append(Example(features, label, scored.score))
+        examples.append(Example(features, label, scored.score, scored.grade))
     return examples
