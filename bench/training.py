@@ -132,9 +132,9 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
         try:
             started = time.perf_counter()
             async with engine.connect() as conn:
-                decided = await model_store.decisions_by_lead(conn, since=utcnow() - timedelta(days=365))
+                since = utcnow() - timedelta(days=365)
                 read = sum(
-                    [len(lead.events) async for lead in model_store.stream_decided_leads(conn, list(decided))]
+                    [len(lead.events) async for lead in model_store.stream_decided_leads(conn, since=since)]
                 )
             read_s = time.perf_counter() - started
         finally:

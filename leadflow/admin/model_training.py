@@ -37,14 +37,14 @@ async def train_model(
             decided = await model_store.decisions_by_lead(conn, since=since)
             examples: list[Example] = []
             leads = events = 0
-            async for lead in model_store.stream_decided_leads(conn, list(decided)):
+            async for lead in model_store.stream_decided_leads(conn, since=since):
                 leads, events = leads + 1, events + len(lead.events)
                 examples += examples_of(
                     model,
                     email=lead.email,
                     traits=lead.traits,
                     events=lead.events,
-                    cycles=decided[lead.lead_id],
+                    cycles=decided.get(lead.lead_id, {}),
                     rules=learning.labels,
                 )
         trained = train(examples, learning.training)

@@ -11,6 +11,7 @@ name or title text ends up in a feature or in a model artifact. Absent features 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -48,7 +49,7 @@ def lead_features(
     }
     for contribution in rule_score.contributions:
         if contribution.kind == "fit":
-            features[f"fit:{contribution.rule}"] = 1.0
+            features[sys.intern(f"fit:{contribution.rule}")] = 1.0
     _profile(features, traits, seen)
     _engagement(features, model, seen, at)
     return features
@@ -61,9 +62,9 @@ def _profile(features: dict[str, float], traits: Mapping[str, Any], events: Sequ
     for name in CATEGORICAL_TRAITS:
         value = traits.get(name)
         if isinstance(value, str) and value.strip():
-            features[f"{name}={value.strip().lower()[:40]}"] = 1.0
+            features[sys.intern(f"{name}={value.strip().lower()[:40]}")] = 1.0
     if channel := first_channel(traits, events):
-        features[f"channel={channel}"] = 1.0
+        features[sys.intern(f"channel={channel}")] = 1.0
 
 
 def first_channel(traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> str | None:
@@ -101,7 +102,7 @@ def _engagement(
     for key, last in last_of.items():
         prefix = "rule_days_since:" if key.startswith("rule:") else "days_since:"
         name = key.removeprefix("rule:")
-        features[f"{prefix}{name}"] = max(0.0, (at - last).total_seconds() / _SECONDS_PER_DAY)
+        features[sys.intern(f"{prefix}{name}")] = max(0.0, (at - last).total_seconds() / _SECONDS_PER_DAY)
     features["active_days"] = float(len(days))
 
 
@@ -118,4 +119,5 @@ def page_section(url: object) -> str | None:
 
 
 def _add(features: dict[str, float], name: str, amount: float) -> None:
+    name = sys.intern(name)  # the same few hundred names on every example: held once
     features[name] = features.get(name, 0.0) + amount

@@ -43,41 +43,29 @@ async def decisions_by_lead(conn: AsyncConnection, *, since: datetime) -> Decisi
     return by_lead
 
 
-async def stream_decided_leads(conn: AsyncConnection, lead_ids: Sequence[str]) -> AsyncIterator[DecidedLead]:
-    """The leads named, each with its whole history, one at a time (streamed, never all held)."""
-    ids = sorted(lead_ids)
-    for start in range(0, len(ids), 1000):  # bounded IN lists, in lead order
-        chunk = ids[start : start + 1000]
-        query = (
-            select(
-                lead_events.c.lead_id, lead_events.c.type, lead_events.c.occurred_at, lead_events.c.properties
-            )
-            .where(lead_events.c.lead_id.in_(chunk))
-            .order_by(lead_events.c.lead_id, lead_events.c.occurred_at)
-            .execution_options(yield_per=10_000)
-        )
-        profiles = {
-            row.lead_id: row
-            for row in await conn.execute(
-                select(leads.c.lead_id, leads.c.email, leads.c.traits).where(leads.c.lead_id.in_(chunk))
-            )
-        }
-        current: str | None = None
-        events: list[LeadEvent] = []
-        result = await conn.stream(query)
-        async for partition in result.partitions():
-            for lead_id, kind, occurred_at, properties in partition:
-                if lead_id != current:
-                    if current is not None and current in profiles:
-                        yield _decided(profiles[current], events)
-                    current, events = lead_id, []
-                events.append(LeadEvent(kind, occurred_at, properties))
-        if current is not None and current in profiles:
-            yield _decided(profiles[current], events)
-
-
-def _decided(profile: Any, events: list[LeadEvent]) -> DecidedLead:
-    return DecidedLead(profile.lead_id, profile.email, dict(profile.traits or {}), events)
+async def stream_decided_leads(conn: AsyncConnection, *, since: datetime) -> AsyncIterator[DecidedLead]:
+    """Every lead with a decision since `since`, with its whole history, one at a time: one
+    ordered scan, streamed (a server-side cursor), never all held."""
+    decided = select(sales_decisions.c.lead_id).where(sales_decisions.c.at >= since).distinct()
+    e = lead_events.c
+    query = (
+        select(e.lead_id, e.type, e.occurred_at, e.properties, leads.c.email, leads.c.traits)
+        .join(leads, leads.c.lead_id == e.lead_id)
+        .where(e.lead_id.in_(decided))
+        .order_by(e.lead_id, e.occurred_at)
+        .execution_options(yield_per=10_000)
+    )
+    current: DecidedLead | None = None
+    result = await conn.stream(query)
+    async for partition in result.partitions():
+        for lead_id, kind, occurred_at, properties, email, traits in partition:
+            if current is None or lead_id != current.lead_id:
+                if current is not None:
+                    yield current
+                current = DecidedLead(lead_id, email, dict(traits or {}), [])
+            current.events.append(LeadEvent(kind, occurred_at, properties))
+    if current is not None:
+        yield current
 
 
 async def save_model(conn: AsyncConnection, trained: Trained) -> None:
