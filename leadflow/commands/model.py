@@ -116,3 +116,35 @@ def model_activate(
         typer.echo(f"no stored model {version!r}", err=True)
         raise typer.Exit(1)
     typer.echo(f"model {version} is active")
+
+
+@app.command("recommend")
+def model_recommend(
+    target_return_rate: Annotated[float, typer.Option(min=0.001, max=0.999, help="e.g. 0.10")] = 0.10,
+    since: Annotated[str, typer.Option(help="decided history to project over, e.g. 90d")] = "90d",
+) -> None:
+    """The MQL setting of most volume whose projected return rate stays under the target (upper bound)."""
+    from rich.console import Console
+
+    from leadflow.admin.model_training import recommend_setting
+    from services.scoring.config_files import load_learning_config, load_model
+    from services.scoring.recommend_report import render_recommendation
+    from shared.envelope import utcnow
+    from shared.rates import parse_window
+
+    settings = get_settings()
+    try:
+        window = parse_window(since)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    model = load_model(settings.config_file("scoring-model.yaml"))
+    learning = load_learning_config(settings.config_file("learning.yaml"))
+    recommendation = asyncio.run(
+        recommend_setting(
+            settings, model=model, learning=learning, since=utcnow() - window, target=target_return_rate
+        )
+    )
+    Console().print(render_recommendation(recommendation))
+    if recommendation.best is None:
+        raise typer.Exit(1)

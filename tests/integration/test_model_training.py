@@ -10,11 +10,12 @@ import pytest
 from rich.console import Console
 
 from leadflow.admin.migrations import migrate_all
-from leadflow.admin.model_training import activate_model, train_model
+from leadflow.admin.model_training import activate_model, recommend_setting, train_model
 from services.scoring import model_store
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.learning_config import ExplorationSettings
 from services.scoring.training import NotEnoughExamples
+from services.scoring.recommend_report import render_recommendation
 from services.scoring.training_report import render_training
 from shared.db import make_engine
 from shared.settings import Settings
@@ -77,3 +78,14 @@ async def test_training_stores_a_versioned_model_with_its_report_and_activation_
         trained.version,
     ):
         assert figure in report
+
+    # With the model active, recommend projects each setting over the same decided history.
+    recommendation = await recommend_setting(
+        settings, model=model, learning=learning, since=START - timedelta(days=1), target=0.10
+    )
+    assert recommendation.best is not None and recommendation.best.meets(0.10)
+    assert recommendation.best.setting.min_likelihood is not None
+    console = Console(record=True, width=160)
+    console.print(render_recommendation(recommendation))
+    answer = console.export_text()
+    assert "recommended" in answer and "config/learning.yaml: likelihood.min_likelihood" in answer

@@ -35,6 +35,8 @@ PURE_MODULES = (
     "services.scoring.training",
     "services.scoring.training_report",
     "services.scoring.likelihood",
+    "services.scoring.recommend",
+    "services.scoring.recommend_report",
     "services.handoff.visibility",
     "services.handoff.sla",
     "services.handoff.routing",
