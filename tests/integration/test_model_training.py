@@ -14,8 +14,8 @@ from leadflow.admin.model_training import activate_model, recommend_setting, tra
 from services.scoring import model_store
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.learning_config import ExplorationSettings
-from services.scoring.training import NotEnoughExamples
 from services.scoring.recommend_report import render_recommendation
+from services.scoring.training import NotEnoughExamples
 from services.scoring.training_report import render_training
 from shared.db import make_engine
 from shared.settings import Settings
