@@ -22,6 +22,12 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
             training = asyncio.run(training_timing(Path(tmp), broker))
         print(f"\n{training_report(training)}\n")
         return
+    if only == "retention":
+        from bench.retention import retention_report, retention_timings
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -44,8 +50,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "training"],
-        help="run one part alone: handoff (the handoff API latency), training (model train on 1M events)",
+        choices=["handoff", "retention", "training"],
+        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
+        "training (model train on 1M events)",
     )
     parser.add_argument(
         "--broker",

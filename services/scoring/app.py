@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
-from services.scoring import store
+from services.scoring import retention, store
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.handlers import make_handlers
 from services.scoring.learned_scoring import LearnedScoring
@@ -150,6 +150,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         handlers=handlers,
         batch_handlers=batch_handlers,
         loops=[learned.model_loop(poll_s=settings.predictive_model_poll_s)],
+        retention=retention.targets(model),
     )
     app = create_app(
         ServiceRuntime(spec, settings),
