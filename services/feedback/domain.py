@@ -371,7 +371,7 @@ DEFAULT_METRIC_VALUES: dict[Dimension, tuple[str, ...]] = {
     "source": ("webinar", "referral", "website", "event", "partner"),
     "channel": ("referral", "partner", "event", "organic", "paid", "purchased_list"),
     "team": ("emea-sales", "amer-sales", "enterprise"),
-    "policy": ("hot", "standard"),
+    "policy": ("hot", "standard", "exploration"),
     "grade": ("A", "B", "C", "D"),
 }
 
