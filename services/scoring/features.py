@@ -10,10 +10,11 @@ name or title text ends up in a feature or in a model artifact. Absent features 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,7 +50,7 @@ def lead_features(
     }
     for contribution in rule_score.contributions:
         if contribution.kind == "fit":
-            features[sys.intern(f"fit:{contribution.rule}")] = 1.0
+            features[_named("fit:", contribution.rule)] = 1.0
     _profile(features, traits, seen)
     _engagement(features, model, seen, at)
     return features
@@ -85,25 +86,40 @@ def _engagement(
 ) -> None:
     last_of: dict[str, datetime] = {}
     days: set[object] = set()
+    recent_from = at - timedelta(days=RECENT_DAYS)
     for event in events:
-        age_days = max(0.0, (at - event.occurred_at).total_seconds() / _SECONDS_PER_DAY)
         days.add(event.occurred_at.date())
         keys = [event.event_type]
-        if rule := next((r for r in model.engagement if _engagement_match(r, event)), None):
-            keys.append(f"rule:{rule.id}")
+        if rule_id := _first_rule(model, event):
+            keys.append(rule_id)
         if event.event_type == "page_view" and (section := page_section(event.properties.get("url"))):
-            _add(features, f"section:{section}", 1.0)
+            name = _named("section:", section)
+            features[name] = features.get(name, 0.0) + 1.0
+        recent = event.occurred_at >= recent_from
         for key in keys:
-            _add(features, f"count:{key}", 1.0)
-            if age_days <= RECENT_DAYS:
-                _add(features, f"recent:{key}", 1.0)
+            count, lately = _named("count:", key), _named("recent:", key)
+            features[count] = features.get(count, 0.0) + 1.0
+            if recent:
+                features[lately] = features.get(lately, 0.0) + 1.0
             if key not in last_of or event.occurred_at > last_of[key]:
                 last_of[key] = event.occurred_at
     for key, last in last_of.items():
         prefix = "rule_days_since:" if key.startswith("rule:") else "days_since:"
-        name = key.removeprefix("rule:")
-        features[sys.intern(f"{prefix}{name}")] = max(0.0, (at - last).total_seconds() / _SECONDS_PER_DAY)
+        features[_named(prefix, key.removeprefix("rule:"))] = max(
+            0.0, (at - last).total_seconds() / _SECONDS_PER_DAY
+        )
     features["active_days"] = float(len(days))
+
+
+def _first_rule(model: ScoringModel, event: LeadEvent) -> str | None:
+    rule = next((r for r in model.engagement if _engagement_match(r, event)), None)
+    return _named("rule:", rule.id) if rule else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _named(prefix: str, key: str) -> str:
+    """A feature's name, built and interned once: the same few hundred names on every example."""
+    return sys.intern(prefix + key)
 
 
 def page_section(url: object) -> str | None:
@@ -116,8 +132,3 @@ def page_section(url: object) -> str | None:
         return None
     segment = path.strip("/").split("/", 1)[0].lower()
     return segment[:40] if segment else "home"
-
-
-def _add(features: dict[str, float], name: str, amount: float) -> None:
-    name = sys.intern(name)  # the same few hundred names on every example: held once
-    features[name] = features.get(name, 0.0) + amount
