@@ -26,6 +26,7 @@ from services.feedback.schemas import (
     AlertPublic,
     Exploration,
     Funnel,
+    ModelProjection,
     ReturnRate,
     ReturnRateGroups,
     ReturnRateSeries,
@@ -85,6 +86,16 @@ async def get_exploration(request: Request, _: Reader, window: WindowQuery = Non
     span = Window.ending(utcnow(), _duration("window", window))
     async with _runtime(request).engine.connect() as conn:
         figures = await reports.exploration(conn, span)
+    return {"window": window, **figures}
+
+
+@router.get("/metrics/model-projection", response_model=ModelProjection, responses={422: PROBLEM})
+async def get_model_projection(request: Request, _: Reader, window: WindowQuery = None) -> dict[str, Any]:
+    """The predictive model's projected return rate beside the actual one, on the same MQLs."""
+    window = window or _config(request).window
+    span = Window.ending(utcnow(), _duration("window", window))
+    async with _runtime(request).engine.connect() as conn:
+        figures = await reports.model_projection(conn, span)
     return {"window": window, **figures}
 
 

@@ -97,6 +97,7 @@ def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any
         "handed_off_at": envelope.occurred_at,
         "mql_at": event.mql_at or envelope.occurred_at,
         "exploration": event.exploration,
+        "likelihood": event.likelihood.value if event.likelihood else None,
     }
 
 

@@ -52,6 +52,16 @@ async def exploration(conn: AsyncConnection, window: Window) -> dict[str, Any]:
     }
 
 
+async def model_projection(conn: AsyncConnection, window: Window) -> dict[str, Any]:
+    """The predictive model's projected return rate against the actual one, on the same MQLs."""
+    decided, projected, sent_back = await store.model_projection_counts(conn, window)
+    return {
+        "decided": decided,
+        "projected_rate": projected / decided if decided else None,
+        "actual": asdict(rate_figure(sent_back, decided)),
+    }
+
+
 async def series(
     conn: AsyncConnection, *, end: datetime, length: timedelta, step: timedelta, points: int
 ) -> list[dict[str, Any]]:

@@ -30,6 +30,17 @@ class Exploration(BaseModel):
     taken_on_rate: float | None
 
 
+class ModelProjection(BaseModel):
+    """The predictive model's projected return rate against the actual one, over the MQLs
+    decided in the window that were scored by a model (handoffs made before any model was
+    active are not counted)."""
+
+    window: str
+    decided: int
+    projected_rate: float | None = Field(description="Mean of (100 − likelihood) / 100 at handoff.")
+    actual: Rate
+
+
 class ReasonShare(BaseModel):
     reason: str
     count: int

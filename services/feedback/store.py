@@ -75,6 +75,7 @@ handoff_facts = Table(
     Column("currency", Text, nullable=True),
     Column("lost_reason", Text, nullable=True),
     Column("exploration", Boolean, nullable=True, comment="handed off to explore, not by the MQL rule"),
+    Column("likelihood", Integer, nullable=True, comment="the predictive model's likelihood at handoff"),
     Index("ix_handoff_facts_decided_at", "decided_at"),
     Index("ix_handoff_facts_mql_at", "mql_at"),
     schema=SCHEMA,
@@ -398,6 +399,19 @@ async def exploration_counts(conn: AsyncConnection, window: Window) -> dict[str,
         "sent_back": int(row[1]),
         "taken_on": int(row[2]),
     }
+
+
+async def model_projection_counts(conn: AsyncConnection, window: Window) -> tuple[int, float, int]:
+    """Of the MQLs first decided in the window that carried a likelihood: (decided, projected
+    sent back, actually sent back). Projected: the sum of (100 - likelihood) / 100."""
+    f = handoff_facts
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(100 - f.c.likelihood), 0),
+        func.count().filter(f.c.sent_back.is_not(None)),
+    ).where(_decided_in(window), f.c.likelihood.is_not(None))
+    decided, projected, sent_back = (await conn.execute(query)).one()
+    return int(decided), float(projected) / 100.0, int(sent_back)
 
 
 # --- the funnel ---------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from leadflow.admin.migrations import migrate_all
 from leadflow.admin.model_training import activate_model
 from services.scoring import model_store
@@ -75,6 +77,8 @@ async def test_exploration_handoffs_are_reported_apart_from_the_return_rate(sett
     for envelope in explored:
         envelope.data["exploration"], envelope.data["propensity"] = True, 0.05
     by_rule = [created(n, at=now) for n in range(4, 10)]
+    for envelope in by_rule[:4]:  # scored by a model that gave each an 80% likelihood
+        envelope.data["likelihood"] = {"value": 80, "model_version": "pm-test", "factors": []}
     decisions = [moved(n, "lead.rejected", at=now + timedelta(hours=1)) for n in (0, 1, 4)] + [
         moved(n, "lead.sal_accepted", at=now + timedelta(hours=1)) for n in (2, 3, 5, 6, 7, 8, 9)
     ]
@@ -92,3 +96,8 @@ async def test_exploration_handoffs_are_reported_apart_from_the_return_rate(sett
         assert (rate["numerator"], rate["denominator"]) == (1, 6)  # the MQL rule's own return rate
         assert exploring["handoffs"] == 4 and exploring["sent_back"] == 2
         assert exploring["return_rate"]["rate"] == 0.5 and exploring["taken_on_rate"] == 0.5
+
+        # The dashboard's projected vs actual: the four MQLs a model scored (one sent back).
+        projection = (await feedback.client.get("/v1/metrics/model-projection", headers=ADMIN)).json()
+        assert projection["decided"] == 4 and projection["projected_rate"] == pytest.approx(0.2)
+        assert (projection["actual"]["numerator"], projection["actual"]["rate"]) == (1, 0.25)

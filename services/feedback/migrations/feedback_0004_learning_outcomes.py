@@ -1,5 +1,5 @@
-"""feedback: how opportunities closed (won with its amount, or lost with its reason), and
-whether a handoff was an exploration handoff.
+"""feedback: how opportunities closed (won with its amount, or lost with its reason),
+whether a handoff was an exploration handoff, and its likelihood under the predictive model.
 
 Revision ID: feedback_0004
 """
@@ -19,6 +19,7 @@ COLUMNS = (
     ("currency", sa.Text),
     ("lost_reason", sa.Text),
     ("exploration", sa.Boolean),
+    ("likelihood", sa.Integer),
 )
 
 
