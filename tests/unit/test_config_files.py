@@ -1,6 +1,6 @@
 """Every config file a user edits refuses to load with the line of each problem.
 
-The seven files load through one loader (shared/yaml_config.py): a syntax error, a duplicate
+Every config file loads through one loader (shared/yaml_config.py): a syntax error, a duplicate
 key and a bad value each name their line, whatever the file.
 """
 
@@ -19,8 +19,9 @@ from services.handoff.config_files import load_return_reasons, load_routing_conf
 from services.handoff.return_reasons import ReturnReasonsFileError
 from services.handoff.routing import RoutingConfigError
 from services.handoff.sla import SlaConfigError
-from services.intake.config_files import load_tracking_plan
+from services.intake.config_files import load_tracking_mapping, load_tracking_plan
 from services.intake.domain import TrackingPlanError
+from services.intake.tracking_mapping import TrackMappingError
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.learning_config import LearningFileError
 from services.scoring.model import ModelError
@@ -92,6 +93,13 @@ FILES = [
         "training:\n  holdout_share: 0.25\nexploration:\n  share: 0.05\n",
         ("holdout_share: 0.25", "holdout_share: 2", "training.holdout_share"),
     ),
+    ConfigFile(
+        "tracking-mapping.yaml",
+        lambda path: load_tracking_mapping(path, load_tracking_plan(CONFIG / "tracking-plan.yaml")),
+        TrackMappingError,
+        'version: "1"\nevents:\n  Signed Up: trial_signup\n',
+        ("Signed Up: trial_signup", "Signed Up: [trial_signup]", "events.Signed Up"),
+    ),
 ]
 
 
@@ -109,7 +117,7 @@ def refusal(file: ConfigFile, tmp_path: Path, text: str) -> ConfigError:
     return refused.value
 
 
-def test_the_seven_files_are_the_shipped_ones():
+def test_the_listed_files_are_the_shipped_ones():
     assert {file.name for file in FILES} == {path.name for path in CONFIG.glob("*.yaml")}
 
 

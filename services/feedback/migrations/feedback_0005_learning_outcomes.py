@@ -1,14 +1,14 @@
 """feedback: how opportunities closed (won with its amount, or lost with its reason),
 whether a handoff was an exploration handoff, and its likelihood under the predictive model.
 
-Revision ID: feedback_0004
+Revision ID: feedback_0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "feedback_0004"
-down_revision = "feedback_0003"
+revision = "feedback_0005"
+down_revision = "feedback_0004_tracking"
 branch_labels = None
 depends_on = None
 
