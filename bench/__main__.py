@@ -15,6 +15,13 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "training":
+        from bench.training import training_report, training_timing
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            training = asyncio.run(training_timing(Path(tmp), broker))
+        print(f"\n{training_report(training)}\n")
+        return
     if only == "retention":
         from bench.retention import retention_report, retention_timings
 
@@ -48,9 +55,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "retention", "tracking"],
+        choices=["handoff", "retention", "tracking", "training"],
         help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
-        "tracking (/v1/batch beside /v1/events/batch)",
+        "tracking (/v1/batch beside /v1/events/batch), training (model train on 1M events)",
     )
     parser.add_argument(
         "--broker",

@@ -24,10 +24,10 @@ class EventType(StrEnum):
     SQL_QUALIFIED = "lead.sql_qualified"
     SQO_CREATED = "lead.sqo_created"
     LEAD_DISQUALIFIED = "lead.disqualified"
+    OPPORTUNITY_WON = "lead.opportunity_won"
+    OPPORTUNITY_LOST = "lead.opportunity_lost"
     HANDOFF_REASSIGNED = "handoff.reassigned"
     HANDOFF_CLAIMED = "handoff.claimed"
-    # The reopen transition exists in the handoff lifecycle but no route exposes it yet, so
-    # it has no payload model (and is never published).
     HANDOFF_REOPENED = "handoff.reopened"
     SLA_WARNING = "handoff.sla_warning"
     SLA_BREACHED = "handoff.sla_breached"
@@ -37,4 +37,4 @@ class EventType(StrEnum):
 
 
 # Types declared ahead of their payload model.
-WITHOUT_MODEL = frozenset({EventType.HANDOFF_REOPENED})
+WITHOUT_MODEL: frozenset[EventType] = frozenset()

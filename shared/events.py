@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -116,6 +117,26 @@ class ScoreContribution(BaseModel):
     detail: str
 
 
+class LikelihoodFactor(BaseModel):
+    """One of the features that moved a lead's likelihood most, in likelihood points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str = Field(description="e.g. `section:pricing`, `fit:title.vp`, `channel=referral`.")
+    value: float | None = Field(description="The lead's value of it (null: unknown).")
+    points: float = Field(description="Likelihood points it adds (negative: takes away).")
+
+
+class Likelihood(BaseModel):
+    """The active predictive model's estimate that sales will take the lead on (0–100)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int = Field(ge=0, le=100)
+    model_version: str
+    factors: list[LikelihoodFactor] = Field(default_factory=list, description="Top factors, largest first.")
+
+
 class LeadScored(EventData):
     event_type: ClassVar[EventType] = EventType.LEAD_SCORED
     topic: ClassVar[str] = LEAD_LIFECYCLE
@@ -127,6 +148,7 @@ class LeadScored(EventData):
     model_version: str
     disqualified: str | None = None
     explanation: list[ScoreContribution]
+    likelihood: Likelihood | None = Field(default=None, description="Set once a predictive model is active.")
 
 
 class AccountContext(BaseModel):
@@ -167,6 +189,13 @@ class MqlReached(EventData):
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
     account: AccountContext | None = None
+    likelihood: Likelihood | None = None
+    exploration: bool = Field(
+        default=False, description="Handed off to explore: a near miss of the MQL rule, drawn by chance."
+    )
+    propensity: float | None = Field(
+        default=None, gt=0, le=1, description="An exploration handoff's chance of being drawn."
+    )
 
 
 # --- lead.lifecycle: handoff ---------------------------------------------------
@@ -199,6 +228,9 @@ class HandoffCreated(EventData):
     )
     routing_rule: str | None = Field(default=None, description="The routing rule that assigned it, if any.")
     routing_note: str | None = Field(default=None, description="Who was passed over and why, if anyone.")
+    likelihood: Likelihood | None = None
+    exploration: bool = Field(default=False, description="An exploration handoff (not by the MQL rule).")
+    propensity: float | None = Field(default=None, gt=0, le=1, description="Its chance of being drawn.")
 
 
 class HandoffTransition(EventData):
@@ -245,6 +277,28 @@ class SqoCreated(HandoffTransition):
 
 class LeadDisqualified(HandoffTransition):
     event_type: ClassVar[EventType] = EventType.LEAD_DISQUALIFIED
+
+
+class OpportunityWon(HandoffTransition):
+    """The opportunity closed won, as the CRM reported it (SQO → won)."""
+
+    event_type: ClassVar[EventType] = EventType.OPPORTUNITY_WON
+    amount: Decimal = Field(ge=0, description="The deal's value, in `currency`.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. `EUR`.")
+
+
+class OpportunityLost(HandoffTransition):
+    """The opportunity closed lost (SQO → lost); `reason` says why."""
+
+    event_type: ClassVar[EventType] = EventType.OPPORTUNITY_LOST
+
+
+class HandoffReopened(HandoffTransition):
+    """A manager undid a return or a disqualification: the handoff is an MQL again, with a new
+    decision deadline. `in_time` is always true (reopening has no deadline)."""
+
+    event_type: ClassVar[EventType] = EventType.HANDOFF_REOPENED
+    decide_by: datetime
 
 
 class HandoffReassigned(EventData):
@@ -340,6 +394,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SqlQualified,
         SqoCreated,
         LeadDisqualified,
+        OpportunityWon,
+        OpportunityLost,
+        HandoffReopened,
         HandoffReassigned,
         HandoffClaimed,
         SlaWarning,

@@ -19,7 +19,7 @@ from services.feedback import store
 from services.feedback.domain import left_stage_at
 from shared.envelope import Envelope
 from shared.event_types import EventType
-from shared.events import EventData, HandoffCreated, HandoffTransition, SlaBreached
+from shared.events import EventData, HandoffCreated, HandoffTransition, OpportunityWon, SlaBreached
 
 DECISIONS = frozenset({EventType.SAL_ACCEPTED, EventType.LEAD_REJECTED, EventType.LEAD_RETURNED})
 TRANSITIONS = (
@@ -29,6 +29,8 @@ TRANSITIONS = (
     EventType.SQL_QUALIFIED,
     EventType.SQO_CREATED,
     EventType.LEAD_DISQUALIFIED,
+    EventType.OPPORTUNITY_WON,
+    EventType.OPPORTUNITY_LOST,
 )
 STAGE_REACHED: dict[str, str] = {
     EventType.SQL_QUALIFIED: "sql_at",
@@ -96,6 +98,8 @@ def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any
         "mql_at": event.mql_at or envelope.occurred_at,
         "account_tier": event.account.tier if event.account is not None else None,
         "account_matched": _account_matched(event),
+        "exploration": event.exploration,
+        "likelihood": event.likelihood.value if event.likelihood else None,
     }
 
 
@@ -144,6 +148,10 @@ def facts_of_transition(envelope: Envelope, event: HandoffTransition) -> dict[st
         }
     if kind == EventType.LEAD_RETURNED:
         return facts | {"sent_back": "returned", "sent_back_at": at, "reason": event.reason}
+    if isinstance(event, OpportunityWon):
+        return facts | {"won_at": at, "amount": event.amount, "currency": event.currency}
+    if kind == EventType.OPPORTUNITY_LOST:
+        return facts | {"lost_at": at, "lost_reason": event.reason}
     return facts | {STAGE_REACHED[kind]: at}
 
 

@@ -57,7 +57,10 @@ async def open_handoff(
     """Open the lead's handoff for this cycle: routed to an owner, with its SLA deadline and timers."""
     if await store.handoff_of(uow.conn, lead_id=lead_id, cycle=mql.cycle) is not None:
         return  # a redelivered MQL: routing must not take another turn
-    policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
+    if mql.exploration:  # a near miss handed off to learn from: its own, calmer SLA
+        policy = config.sla.exploration
+    else:
+        policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
     # Who is in and who is full is judged at the moment of the handoff (stable under redelivery).
     lead = LeadToRoute(traits=mql.traits, policy=policy.name, account=mql.account)
     owner = await assign(uow, config, lead, now=handed_off_at)
@@ -82,6 +85,8 @@ async def open_handoff(
         account=mql.account.model_dump() if mql.account else None,
         routing_reason=owner.reason.value,
         routing_rule=owner.rule,
+        likelihood=mql.likelihood.model_dump(mode="json") if mql.likelihood else None,
+        exploration=mql.exploration,
     )
     if not inserted:
         return
@@ -115,6 +120,9 @@ async def open_handoff(
         routing_reason=owner.reason.value,
         routing_rule=owner.rule,
         routing_note=owner.note,
+        likelihood=mql.likelihood,
+        exploration=mql.exploration,
+        propensity=mql.propensity,
     )
     uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 

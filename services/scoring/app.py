@@ -8,8 +8,9 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
 from services.scoring import retention, store
-from services.scoring.config_files import load_model
+from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.handlers import make_handlers
+from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.model import ScoringModel
 from services.scoring.schemas import (
     ActiveModel,
@@ -19,6 +20,7 @@ from services.scoring.schemas import (
     LeadPublic,
     TimelineEntry,
 )
+from services.scoring.settings import ScoringSettings
 from shared.auth import Principal, Scope, require
 from shared.cursors import decode_cursor, encode_cursor
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
@@ -27,7 +29,7 @@ from shared.identities import normalize_email
 from shared.problems import Problem
 from shared.request_rules import Int32
 from shared.runtime import ServiceRuntime, ServiceSpec
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_as
 
 # The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
 SUBSCRIPTIONS = [LEAD_EVENTS, LEAD_LIFECYCLE]
@@ -136,9 +138,10 @@ def _not_found(lead_id: str) -> Problem:
 
 
 def create(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings_as(ScoringSettings, settings)
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
-    handlers, batch_handlers = make_handlers(model)
+    learned = LearnedScoring(model, load_learning_config(settings.config_file("learning.yaml")))
+    handlers, batch_handlers = make_handlers(model, learned)
     spec = ServiceSpec(
         name="scoring",
         metadata=store.metadata,
@@ -146,6 +149,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
+        loops=[learned.model_loop(poll_s=settings.predictive_model_poll_s)],
         retention=retention.targets(model),
     )
     app = create_app(

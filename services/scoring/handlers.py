@@ -14,30 +14,37 @@ from typing import Any
 from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
 from services.scoring.identity import IdentityPlan
+from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
 
-def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
+def make_handlers(
+    model: ScoringModel, learned: LearnedScoring | None = None
+) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
     """Per-message handlers (lifecycle) and the batch handler of lead events."""
 
     async def on_lead_events(uow: UnitOfWork, items: list[tuple[Envelope, LeadEventAccepted]]) -> None:
-        await record_events(uow, model, items)
+        await record_events(uow, model, items, learned)
 
     handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in lifecycle.FOLLOWED}
+    handlers[HandoffCreated.event_type] = record_handoff
     return handlers, {LeadEventAccepted.event_type: on_lead_events}
 
 
 async def record_events(
-    uow: UnitOfWork, model: ScoringModel, items: list[tuple[Envelope, LeadEventAccepted]]
+    uow: UnitOfWork,
+    model: ScoringModel,
+    items: list[tuple[Envelope, LeadEventAccepted]],
+    learned: LearnedScoring | None = None,
 ) -> None:
     """Attach each event to its lead (learning identity on the way), store the new ones,
     and rescore every lead that got one: one pass over the database per batch.
@@ -71,7 +78,7 @@ async def record_events(
     if repeated:
         await record_conflicts(uow, repeated)
     if touched:
-        await rescore(uow, model, touched)
+        await rescore(uow, model, touched, learned)
 
 
 async def record_conflicts(uow: UnitOfWork, repeated: list[tuple[LeadEventAccepted, str, str]]) -> None:
@@ -132,7 +139,10 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
 
 
 async def rescore(
-    uow: UnitOfWork, model: ScoringModel, touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]]
+    uow: UnitOfWork,
+    model: ScoringModel,
+    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
+    learned: LearnedScoring | None = None,
 ) -> None:
     """Recompute each touched lead's score from its whole history; emit what changed."""
     lead_ids = sorted(touched)
@@ -146,6 +156,8 @@ async def rescore(
             traits.update(event.traits)
         history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
         rescored = lifecycle.rescore(model, lead, traits, history)
+        if learned is not None:  # the likelihood, and the learned MQL rule and exploration
+            rescored = learned.apply(rescored)
         announce(uow, rescored, trace_id=items[-1][0].trace_id)
         evaluated.append(rescored)
     await store.save_rescored(uow.conn, evaluated, cause="event")
@@ -172,19 +184,44 @@ async def count_mqls(uow: UnitOfWork) -> None:
 
 
 async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTransition) -> None:
-    """Track the lead's stage from sales decisions; a rejection or return recycles it to nurture."""
+    """Track the lead's stage from sales decisions; a rejection or return recycles it to nurture,
+    a reopen takes it back."""
     if envelope.lead_id is None:
         return
+    await store.record_decision(  # every decision: what training learns from
+        uow.conn, envelope, cycle=event.cycle, handoff_id=event.handoff_id, reason=event.reason
+    )
     lead = await store.lead_by_id(uow.conn, envelope.lead_id, lock=True)
     if lead is None:
         return
-    change = lifecycle.after_sales_decision(
-        envelope.type, lead_cycle=lead.cycle, decided_cycle=event.cycle, at=envelope.occurred_at
+    change = lifecycle.follow(
+        envelope.type,
+        lead_stage=lead.stage,
+        lead_cycle=lead.cycle,
+        decided_cycle=event.cycle,
+        at=envelope.occurred_at,
     )
     if change is None:
         return
+    if change.clears_outcome:
+        await store.clear_outcome(uow.conn, lead_id=lead.lead_id, cycle=event.cycle)
     if change.outcome is not None:
         await store.record_outcome(
             uow.conn, lead_id=lead.lead_id, cycle=lead.cycle, outcome=change.outcome, at=envelope.occurred_at
         )
     await store.update_lead(uow.conn, lead.lead_id, **change.values)
+
+
+async def record_handoff(uow: UnitOfWork, envelope: Envelope, event: HandoffCreated) -> None:
+    """Remember when the lead was handed off, and whether to explore: training's examples
+    start there (their features are taken as of the MQL moment)."""
+    if envelope.lead_id is not None:
+        await store.record_decision(
+            uow.conn,
+            envelope,
+            cycle=event.cycle,
+            handoff_id=event.handoff_id,
+            at=event.mql_at or envelope.occurred_at,
+            exploration=event.exploration,
+            propensity=event.propensity,
+        )
