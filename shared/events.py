@@ -110,6 +110,24 @@ class LeadScored(EventData):
     explanation: list[ScoreContribution]
 
 
+class AccountContext(BaseModel):
+    """The account a lead is matched to, as handoff, webhooks and sales tools see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_id: str
+    name: str
+    owner: str | None = None
+    tier: str | None = None
+    score: int | None = None
+    grade: str | None = None
+    engaged_people: int = 0
+    matched_by: str = Field(
+        description="How the lead was matched: domain, name_exact, name_close+country, ..."
+    )
+    confidence: float = Field(ge=0, le=1)
+
+
 class MqlReached(EventData):
     """A lead crossed the MQL rule in this cycle; carries why, for the rep."""
 
@@ -129,6 +147,45 @@ class MqlReached(EventData):
     channel: str | None = None
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
+    account: AccountContext | None = None
+
+
+class LeadAccountChanged(EventData):
+    """Scoring matched the lead (envelope `lead_id`) to another account, or to none; no personal data."""
+
+    event_type: ClassVar[EventType] = EventType.LEAD_ACCOUNT_CHANGED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    account_id: str | None = Field(description="The account now; null when the lead matches none.")
+    previous_account_id: str | None = None
+    matched_by: str | None = Field(default=None, description="domain, name_exact, name_close+country, ...")
+    confidence: float = Field(default=0, ge=0, le=1)
+
+
+class AccountScored(EventData):
+    """An account's score or grade changed (keyed by account id; envelope `lead_id` is the lead whose
+    change moved it)."""
+
+    event_type: ClassVar[EventType] = EventType.ACCOUNT_SCORED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    account_id: str
+    score: int
+    fit_points: int
+    grade: str
+    engaged_people: int
+    mqa: bool
+    model_version: str
+    explanation: list[ScoreContribution]
+
+
+class AccountMqaReached(AccountScored):
+    """The account met the MQA rule (minimum score, grade, engaged people)."""
+
+    event_type: ClassVar[EventType] = EventType.ACCOUNT_MQA_REACHED
+
+    owner: str | None = None
+    member_lead_ids: list[str] = Field(default_factory=list, description="Its engaged members.")
 
 
 # --- lead.lifecycle: handoff ---------------------------------------------------
@@ -273,6 +330,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         LeadEventAccepted,
         LeadScored,
         MqlReached,
+        LeadAccountChanged,
+        AccountScored,
+        AccountMqaReached,
         HandoffCreated,
         SalAccepted,
         LeadRejected,
