@@ -161,7 +161,7 @@ async def test_accounts_are_read_and_written_under_their_own_scopes(settings: Se
             "name": "Initech GmbH",
             "domains": ["initech.de", "https://www.initech.com"],
             "owner": "cy",
-            "size": "1,500",
+            "size": 1500,
         }
         refused = await scoring.client.put("/v1/accounts/crm-9", json=body, headers={"X-API-Key": reader})
         assert refused.status_code == 403

@@ -85,7 +85,11 @@ async def put_account(
 ) -> AccountPublic:
     """Create or replace an account's CRM fields (name, domains, owner, tier, firmographics)."""
     async with _runtime(request).unit_of_work() as uow:
-        taken = await handlers.put_account(uow, account_id, body)
+        try:
+            taken = await handlers.put_account(uow, account_id, body)
+        except handlers.ExternalIdTaken:
+            field = FieldError("external_id", "unique", "another account has this external id")
+            raise Problem(status=409, title="External id owned by another account", errors=[field]) from None
         if taken:
             raise Problem(
                 status=409,

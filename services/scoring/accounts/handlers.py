@@ -328,8 +328,16 @@ async def import_accounts(uow: UnitOfWork, records: Sequence[AccountRecord]) -> 
     return ImportSummary(created, updated, taken)
 
 
+class ExternalIdTaken(ValueError):
+    """The external id is another account's."""
+
+
 async def put_account(uow: UnitOfWork, account_id: str, record: AccountRecord) -> list[str]:
     """Create or replace one account's CRM fields; returns the domains another account owns."""
+    if record.external_id is not None:
+        owner = await account_store.account_by_external_id(uow.conn, [record.external_id])
+        if owner.get(record.external_id, account_id) != account_id:
+            raise ExternalIdTaken(record.external_id)
     return await account_store.upsert_account(uow.conn, _account_row(account_id, record, "api"))
 
 

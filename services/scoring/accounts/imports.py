@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.traits import employees
 
@@ -49,52 +49,29 @@ COLUMNS = {  # how exports name our fields -> ours
 }
 
 
-def _domain_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [d for d in re.split(r"[\s,;|]+", value) if d]
-    return value
-
-
-def _size(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    found = employees(value.replace(",", "") if isinstance(value, str) else value)
-    if found is None:
-        raise ValueError("must be a whole number of employees, e.g. 250")
-    return found
-
-
-def _blank_is_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-Optional = Annotated[str | None, BeforeValidator(_blank_is_none), Field(default=None, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class AccountRecord(BaseModel):
     """One account as a CRM knows it (also the body of `PUT /v1/accounts/{id}`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str = Field(min_length=1, max_length=200)
-    domains: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=253)]], BeforeValidator(_domain_list)
-    ] = Field(
+    name: Text
+    domains: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
         default_factory=list,
         max_length=50,
         description="Domains or URLs; the registrable domain of each is kept.",
     )
-    website: Optional = None
-    owner: Optional = Field(
+    website: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    owner: Text | None = Field(
         default=None, description="The rep who owns the account (handoff routes to them)."
     )
-    tier: Optional = None
-    industry: Optional = None
-    size: Annotated[int | None, BeforeValidator(_size), Field(default=None, ge=0, le=10_000_000)] = None
-    country: Annotated[str | None, BeforeValidator(_blank_is_none)] = Field(
-        default=None, pattern="^[A-Za-z]{2}$"
-    )
-    external_id: Optional = Field(default=None, description="The CRM's id: imports are idempotent by it.")
+    tier: Text | None = None
+    industry: Text | None = None
+    size: Annotated[int, Field(ge=0, le=10_000_000)] | None = Field(default=None, description="Employees.")
+    country: Annotated[str, Field(pattern="^[A-Za-z]{2}$")] | None = None
+    external_id: Text | None = Field(default=None, description="The CRM's id: imports are idempotent by it.")
 
     @field_validator("country")
     @classmethod
@@ -143,9 +120,27 @@ def _our_names(raw: Any) -> dict[str, Any]:
         name = COLUMNS.get(re.sub(r"[\s\-]+", "_", str(key).strip().lower()))
         if name is None:
             continue  # CRM exports carry many columns we do not use
-        if value not in (None, "") or name not in mapped:
+        value = _cell(name, value)
+        if value is not None:
             mapped[name] = value
     return mapped
+
+
+def _cell(name: str, value: Any) -> Any:
+    """An export's cell as the record takes it: blanks are absent, "1,200" employees is 1200,
+    "a.com; b.com" is two domains."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+        if name == "domains":
+            return [d for d in re.split(r"[\s,;|]+", value) if d]
+        if name == "size":
+            found = employees(value.replace(",", ""))
+            if found is None:
+                raise ValueError("size: must be a whole number of employees, e.g. 250")
+            return found
+    return value
 
 
 def _csv_rows(text: str) -> Iterator[tuple[int, Any]]:
