@@ -176,8 +176,7 @@ def mqa_contribution(model: ScoringModel, account_name: str) -> ScoreContributio
         kind="account",
         points=0,
         detail=(
-            f"account '{account_name}' is an MQA: MQL at score {threshold} "
-            f"instead of {model.mql.min_score}"
+            f"account '{account_name}' is an MQA: MQL at score {threshold} instead of {model.mql.min_score}"
         ),
     )
 

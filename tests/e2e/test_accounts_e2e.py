@@ -58,7 +58,7 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
     domain = f"orbital-{uuid.uuid4().hex[:6]}.com.au"
     export = tmp_path / "crm-accounts.jsonl"
     export.write_text(
-        f'{{"Account ID": "sf-001", "Account Name": "Orbital Freight Pty Ltd", "Website": "https://{domain}", '
+        f'{{"Account ID": "sf-001", "Account Name": "Orbital Freight Pty Ltd", "Website": "{domain}", '
         '"Account Owner": "ana", "Tier": "strategic", "Industry": "Software", "Employees": "1,200", '
         '"Billing Country": "AU"}\n'
     )
@@ -111,6 +111,8 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
             await http.get(f"{stack.url('scoring')}/v1/accounts/{reached.account_id}", headers=stack.headers)
         ).json()
         assert shown["mqa"] and len(shown["members_list"]) == 4
-        lead = (await http.get(f"{stack.url('scoring')}/v1/leads/{mql.lead_id}", headers=stack.headers)).json()
+        lead = (
+            await http.get(f"{stack.url('scoring')}/v1/leads/{mql.lead_id}", headers=stack.headers)
+        ).json()
         assert lead["account"]["owner"] == "ana" and lead["account"]["matched_by"] == "domain"
         await eventually(lambda: lifecycle.envelopes("handoff.created") or None, timeout=30)

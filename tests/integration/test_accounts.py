@@ -4,12 +4,16 @@ and by name, the roll-up making an MQA, and the best-fit lead qualifying with it
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from leadflow.admin.accounts_import import import_file
+from leadflow.admin.backtest import backtest
 from leadflow.admin.keys import create_key
 from services.scoring.accounts.imports import parse_export
+from services.scoring.config_files import load_model
+from shared.envelope import utcnow
 from shared.auth import Scope
 from shared.event_types import EventType
 from shared.events import AccountMqaReached, MqlReached
@@ -150,6 +154,23 @@ async def test_an_account_of_three_engaged_people_becomes_an_mqa_and_qualifies_i
             await scoring.client.get("/v1/accounts", params={"mqa": "false", "grade": "D"}, headers=ADMIN)
         ).json()
         assert [a["name"] for a in other["items"]] == ["Acme Analytics Ltd"]  # the near-miss name took nobody
+
+        # `leadflow backtest` counts the MQA; a candidate asking for five engaged people loses it.
+        model = load_model(settings.config_file("scoring-model.yaml"))
+        assert model.account is not None
+        stricter_mqa = model.account.mqa.model_copy(update={"min_engaged_people": 5})
+        stricter = model.model_copy(
+            update={
+                "version": "five-people",
+                "account": model.account.model_copy(update={"mqa": stricter_mqa}),
+            }
+        )
+        report = await backtest(
+            settings, current=model, candidate=stricter, since=utcnow() - timedelta(days=30)
+        )
+        assert report.accounts is not None
+        assert (report.accounts.mqas_current, report.accounts.mqas_candidate) == (1, 0)
+        assert report.accounts.no_longer_qualifying == 1
 
 
 async def test_accounts_are_read_and_written_under_their_own_scopes(settings: Settings) -> None:

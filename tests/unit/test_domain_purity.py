@@ -31,6 +31,7 @@ PURE_MODULES = (
     "services.scoring.accounts.account_score",
     "services.scoring.accounts.imports",
     "services.scoring.accounts.free_mail",
+    "services.scoring.accounts.account_backtest",
     "services.handoff.visibility",
     "services.handoff.sla",
     "services.handoff.routing",

@@ -12,7 +12,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.scoring.accounts.account_score import Aggregate, MemberState
+from services.scoring.accounts.account_backtest import AccountBook
+from services.scoring.accounts.account_score import Aggregate, Firmographics, MemberState
 from services.scoring.accounts.matching import (
     AccountCandidate,
     CandidateKeys,
@@ -338,3 +339,21 @@ async def lead_account(conn: AsyncConnection, lead_id: str) -> Any:
         .where(account_members.c.lead_id == lead_id)
     )
     return (await conn.execute(query)).first()
+
+
+async def account_book(conn: AsyncConnection) -> AccountBook:
+    """Each matched lead's account and every account's firmographics, for a backtest."""
+    members = await conn.execute(
+        select(account_members.c.lead_id, account_members.c.account_id).where(
+            account_members.c.account_id.is_not(None)
+        )
+    )
+    firms = await conn.execute(
+        select(
+            accounts.c.account_id, accounts.c.tier, accounts.c.industry, accounts.c.size, accounts.c.country
+        )
+    )
+    return AccountBook(
+        {r.lead_id: r.account_id for r in members},
+        {r.account_id: Firmographics(r.tier, r.industry, r.size, r.country) for r in firms},
+    )
