@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from bench.accounts import accounts_report, run_accounts
 from bench.report import handoff_report, report, statement_report
 from bench.runs import run, run_handoff
 from bench.stack import ROOT
@@ -15,6 +16,10 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "accounts":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -23,6 +28,8 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
     text = report(figures, latencies, handoff, feedback, backtest, broker=used)
+    with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:  # a stack of its own
+        text += "\n\n" + accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
@@ -36,7 +43,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description="Measure throughput and latency against ceilings from the same run.",
     )
     parser.add_argument(
-        "--only", choices=["handoff"], help="run one part alone: handoff (the handoff API latency)"
+        "--only",
+        choices=["handoff", "accounts"],
+        help="run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching)",
     )
     parser.add_argument(
         "--broker",
