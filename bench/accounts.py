@@ -33,6 +33,7 @@ from services.intake.handlers import to_envelope
 from services.scoring.accounts import store as account_store
 from services.scoring.accounts.domains import registrable_domain
 from services.scoring.accounts.matching import (
+    CandidatePool,
     blocking_key,
     candidate_keys,
     choose_account,
@@ -150,8 +151,10 @@ async def matching_cost(settings: Settings) -> tuple[float, float]:
                     for email, traits in leads[start : start + MATCH_BATCH]
                 ]
                 found = await account_store.candidates(conn, [candidate_keys(f) for f in batch])
+                pool = CandidatePool(found)
                 matched += sum(
-                    choose_account(f, found, model.account.matching, model.account.tiers) is not None
+                    choose_account(f, pool.for_lead(f), model.account.matching, model.account.tiers)
+                    is not None
                     for f in batch
                 )
             match_s = time.perf_counter() - started

@@ -13,8 +13,8 @@ from leadflow.admin.backtest import backtest
 from leadflow.admin.keys import create_key
 from services.scoring.accounts.imports import parse_export
 from services.scoring.config_files import load_model
-from shared.envelope import utcnow
 from shared.auth import Scope
+from shared.envelope import utcnow
 from shared.event_types import EventType
 from shared.events import AccountMqaReached, MqlReached
 from shared.settings import Settings

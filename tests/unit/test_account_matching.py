@@ -10,6 +10,7 @@ import pytest
 from services.scoring.accounts.domains import registrable_domain
 from services.scoring.accounts.matching import (
     AccountCandidate,
+    CandidatePool,
     blocking_key,
     candidate_keys,
     choose_account,
@@ -177,3 +178,12 @@ def test_close_names_are_found_through_the_blocking_key_not_by_comparing_every_n
     keys = candidate_keys(facts)
     assert keys.block == blocking_key(NORTHWIND.name_normalized) == "northw|tr"
     assert keys.name == "northwind trader" and keys.domains == ()
+
+
+def test_each_lead_of_a_batch_is_compared_with_its_own_candidates_only() -> None:
+    pool = CandidatePool(ACCOUNTS)
+    by_domain = facts_of("jo@eu.acme.co.uk", {}, registrable_domain)
+    by_name = facts_of(None, {"company": "Northwind Trader", "country": "US"}, registrable_domain)
+    assert [c.account_id for c in pool.for_lead(by_domain)] == ["acme"]
+    assert [c.account_id for c in pool.for_lead(by_name)] == ["northwind"]
+    assert pool.for_lead(facts_of("jo@gmail.com", {}, registrable_domain)) == []

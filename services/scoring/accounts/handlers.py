@@ -92,8 +92,9 @@ async def _match(uow: UnitOfWork, config: AccountModel, evaluated: list[Rescored
     if not unmatched:
         return members
     found = await account_store.candidates(uow.conn, [matching.candidate_keys(m.facts) for m in unmatched])
+    pool = matching.CandidatePool(found)
     for m in unmatched:
-        m.match = matching.choose_account(m.facts, found, config.matching, config.tiers)
+        m.match = matching.choose_account(m.facts, pool.for_lead(m.facts), config.matching, config.tiers)
     starting = {
         m.facts.email_domain: _name_for(m)
         for m in unmatched

@@ -143,6 +143,25 @@ def candidate_keys(facts: LeadFacts) -> CandidateKeys:
     return CandidateKeys(facts.domains, facts.company_name, blocking_key(facts.company_name))
 
 
+class CandidatePool:
+    """A batch's candidate accounts indexed by the keys that found them, so each lead is
+    compared with its own few candidates, not with every candidate of the batch."""
+
+    def __init__(self, candidates: Sequence[AccountCandidate]) -> None:
+        self._by_key: dict[str, list[AccountCandidate]] = {}
+        for c in candidates:
+            keys = {f"d:{d}" for d in c.domains} | {f"n:{c.name_normalized}"}
+            keys.add(f"b:{blocking_key(c.name_normalized)}")
+            for key in keys:
+                self._by_key.setdefault(key, []).append(c)
+
+    def for_lead(self, facts: LeadFacts) -> list[AccountCandidate]:
+        keys = candidate_keys(facts)
+        wanted = [f"d:{d}" for d in keys.domains] + [f"n:{keys.name}", f"b:{keys.block}"]
+        found = {c.account_id: c for key in wanted for c in self._by_key.get(key, ())}
+        return list(found.values())
+
+
 def choose_account(
     facts: LeadFacts,
     candidates: Sequence[AccountCandidate],

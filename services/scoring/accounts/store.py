@@ -44,17 +44,7 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
         domains.update(k.domains)
         names.update([k.name] if k.name else [])
         blocks.update([k.block] if k.block else [])
-    conditions = []
-    if domains:
-        owned = select(account_domains.c.account_id).where(account_domains.c.domain.in_(sorted(domains)))
-        conditions.append(accounts.c.account_id.in_(owned))
-    if names:
-        conditions.append(accounts.c.name_normalized.in_(sorted(names)))
-    if blocks:
-        conditions.append(accounts.c.name_block.in_(sorted(blocks)))
-    if not conditions:
-        return []
-    query = select(
+    columns = (
         accounts.c.account_id,
         accounts.c.name_normalized,
         accounts.c.domains,
@@ -62,19 +52,33 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
         accounts.c.tier,
         accounts.c.engaged_people,
         accounts.c.created_at,
-    ).where(or_(*conditions))
-    return [
-        AccountCandidate(
-            r.account_id,
-            r.name_normalized or "",
-            tuple(r.domains),
-            r.country,
-            r.tier,
-            r.engaged_people,
-            r.created_at,
+    )
+    # One indexed select per kind of key: an OR of the three would scan the table.
+    selects = []
+    if domains:
+        by_domain = select(*columns).join(
+            account_domains, account_domains.c.account_id == accounts.c.account_id
         )
-        for r in await conn.execute(query)
-    ]
+        selects.append(by_domain.where(account_domains.c.domain.in_(sorted(domains))))
+    if names:
+        selects.append(select(*columns).where(accounts.c.name_normalized.in_(sorted(names))))
+    if blocks:
+        selects.append(select(*columns).where(accounts.c.name_block.in_(sorted(blocks))))
+    if not selects:
+        return []
+    found: dict[str, AccountCandidate] = {}
+    for part in selects:  # separate statements: a UNION would have to compare the JSONB domains
+        for r in await conn.execute(part):
+            found[r.account_id] = AccountCandidate(
+                r.account_id,
+                r.name_normalized or "",
+                tuple(r.domains),
+                r.country,
+                r.tier,
+                r.engaged_people,
+                r.created_at,
+            )
+    return list(found.values())
 
 
 async def members_of(conn: AsyncConnection, lead_ids: Sequence[str]) -> dict[str, Row[Any]]:
