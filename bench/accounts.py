@@ -52,6 +52,7 @@ EVENTS_PER_LEAD = 10
 LEADS_PER_ACCOUNT = 5  # each throughput run's leads fall into 100 accounts
 MATCHED_LEADS = 2_000  # leads timed through matching
 MATCH_BATCH = 100  # leads per candidate look-up, about a consumer batch's distinct leads
+RUNS = 3  # throughput runs of each side, alternated; the median of each is reported
 
 
 @dataclass
@@ -211,7 +212,7 @@ async def accounts_timing(settings: Settings, db_dsn: str, env: dict[str, str], 
     off_env = {**env, "LEADFLOW_CONFIG_DIR": str(config_without_accounts(settings.config_dir, work))}
     on, off = [], []
     accounts_per_run = LEADS_PER_RUN // LEADS_PER_ACCOUNT
-    for run in range(2):  # alternated, so neither side always gets the warmer database
+    for run in range(RUNS):  # alternated, so neither side always gets the warmer database
         off.append(await drain(settings, db_dsn, off_env, (2 * run) * accounts_per_run))
         on.append(await drain(settings, db_dsn, env, (2 * run + 1) * accounts_per_run))
     return AccountsTiming(
@@ -247,7 +248,7 @@ async def run_accounts(work: Path, broker_kind: BrokerKind | Literal["auto"]) ->
         settings, env = await prepare(broker, postgres)
         print(f"accounts: seeding {ACCOUNTS:,} accounts, matching {MATCHED_LEADS:,} leads …", flush=True)
         print(
-            f"accounts: scoring {LEADS_PER_RUN * EVENTS_PER_LEAD:,} events, roll-up off / on, twice …",
+            f"accounts: scoring {LEADS_PER_RUN * EVENTS_PER_LEAD:,} events, off / on × {RUNS} …",
             flush=True,
         )
         return await accounts_timing(settings, libpq_dsn(settings), env, work)

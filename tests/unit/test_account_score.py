@@ -15,6 +15,7 @@ from services.scoring.accounts.account_score import (
     MemberState,
     apply_change,
     member_state,
+    same_share,
     score_account,
     seniority_of,
 )
@@ -184,3 +185,11 @@ def test_a_bad_export_row_is_named_by_its_line_and_nothing_is_imported() -> None
     assert refused.value.problems[0].startswith("line 2: size:")
     assert any(p.startswith("line 3: name") for p in refused.value.problems)
     assert any(p.startswith("line 3: country") for p in refused.value.problems)
+
+
+def test_a_member_whose_share_did_not_move_moves_nothing() -> None:
+    later = T0 + timedelta(minutes=5)
+    assert same_share(member(30, department="it"), member(30.001, later, department="it"))
+    assert not same_share(member(30, department="it"), member(31, later, department="it"))
+    assert not same_share(member(30, department="it"), member(30, later, department="ops"))
+    assert not same_share(None, member(30)) and same_share(None, None)

@@ -102,6 +102,18 @@ def member_state(
     )
 
 
+def same_share(old: MemberState | None, new: MemberState | None) -> bool:
+    """Whether a member's share is unchanged: equal to the hundredth of a point (as explanations
+    round), engaged or not alike, same department and seniority. Then nothing moves."""
+    if old is None or new is None:
+        return old is new
+    return abs(old.engagement - new.engagement) < 0.005 and (old.engaged, old.department, old.seniority) == (
+        new.engaged,
+        new.department,
+        new.seniority,
+    )
+
+
 def half_life_days(account: AccountModel, lead_decay: Decay | None) -> float | None:
     if account.engagement.half_life_days is not None:
         return account.engagement.half_life_days

@@ -36,6 +36,7 @@ class _Member:
     old_account: str | None
     old_state: MemberState | None
     match: matching.Match | None
+    stored_digest: str | None  # the facts its stored row was matched on (None: no row)
     new_state: MemberState | None = None
 
 
@@ -51,26 +52,36 @@ async def roll_up_accounts(uow: UnitOfWork, model: ScoringModel, evaluated: list
     )
     aggregates = {account_id: account_store.aggregate_of(row) for account_id, row in rows.items()}
     half_life = account_score.half_life_days(config, model.decay)
+    moved: set[str] = set()  # accounts whose aggregate changed
     member_rows = []
     for m in members:
         new_account = m.match.account_id if m.match else None
         if new_account is not None:
             r = m.rescored
             m.new_state = account_score.member_state(config, r.result, r.traits, r.at)
+        if (
+            m.old_account == new_account
+            and m.stored_digest == m.facts.digest()
+            and account_score.same_share(m.old_state, m.new_state)
+        ):
+            m.new_state = m.old_state  # most events move nothing: no write, no account rescored
+            continue
         if m.old_account is not None and m.old_account != new_account:
             aggregates[m.old_account] = account_score.apply_change(
                 aggregates[m.old_account], m.old_state, None, half_life
             )
+            moved.add(m.old_account)
         if new_account is not None:
             old = m.old_state if m.old_account == new_account else None
             aggregates[new_account] = account_score.apply_change(
                 aggregates[new_account], old, m.new_state, half_life
             )
+            moved.add(new_account)
         if m.old_account != new_account:
             _announce_change(uow, m)
         member_rows.append(_member_row(m))
     await account_store.save_members(uow.conn, member_rows)
-    scores = await _rescore_accounts(uow, model, rows, aggregates, members)
+    scores = await _rescore_accounts(uow, model, rows, {a: aggregates[a] for a in moved}, members)
     return await _with_account_context(uow, model, members, rows, scores)
 
 
@@ -87,7 +98,8 @@ async def _match(uow: UnitOfWork, config: AccountModel, evaluated: list[Rescored
             kept = matching.Match(row.account_id, row.matched_by, row.confidence, row.evidence or "")
         old_account = row.account_id if row is not None else None
         old_state = account_store.member_state_of(row) if row is not None else None
-        members.append(_Member(r, facts, old_account, old_state, kept))
+        digest = row.facts_digest if row is not None else None
+        members.append(_Member(r, facts, old_account, old_state, kept, digest))
     unmatched = [m for m in members if m.match is None]
     if not unmatched:
         return members
@@ -231,16 +243,25 @@ async def _with_account_context(
     """Every lead gets its account's context; a lead at an MQA account may qualify at the lower
     threshold; an account that just became an MQA qualifies its other members that meet it."""
 
+    def standing(account_id: str) -> tuple[int, str, int, bool]:
+        """Score, grade, engaged people and MQA: as just rescored, else as stored."""
+        if account_id in scores:
+            s = scores[account_id]
+            return s.score, s.grade, s.engaged_people, s.mqa
+        row = rows[account_id]
+        return row.score, row.grade, row.engaged_people, row.mqa
+
     def context(account_id: str, match: matching.Match) -> AccountContext:
-        row, s = rows[account_id], scores[account_id]
+        row = rows[account_id]
+        score, grade, engaged_people, _ = standing(account_id)
         return AccountContext(
             account_id=account_id,
             name=row.name,
             owner=row.owner,
             tier=row.tier,
-            score=s.score,
-            grade=s.grade,
-            engaged_people=s.engaged_people,
+            score=score,
+            grade=grade,
+            engaged_people=engaged_people,
             matched_by=match.matched_by,
             confidence=match.confidence,
         )
@@ -252,7 +273,7 @@ async def _with_account_context(
             result.append(r)
             continue
         r = dataclasses.replace(r, account=context(m.match.account_id, m.match))
-        if scores[m.match.account_id].mqa and not r.qualifies and _qualifies_at_mqa(model, r):
+        if standing(m.match.account_id)[3] and not r.qualifies and _qualifies_at_mqa(model, r):
             r = _qualified_by_account(model, r, rows[m.match.account_id].name)
         result.append(r)
     touched = {r.lead.lead_id for r in result}
