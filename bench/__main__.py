@@ -20,6 +20,12 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             print(f"\n{accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))}\n")
         return
+    if only == "retention":
+        from bench.retention import retention_report, retention_timings
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -44,8 +50,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "accounts"],
-        help="run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching)",
+        choices=["handoff", "accounts", "retention"],
+        help=(
+            "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
+            "retention (pruning, Postgres only)"
+        ),
     )
     parser.add_argument(
         "--broker",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
-from services.scoring import store
+from services.scoring import retention, store
 from services.scoring.accounts import api as accounts_api
 from services.scoring.accounts import store as account_store
 from services.scoring.accounts.schemas import LeadAccount
@@ -153,6 +153,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
+        retention=retention.targets(model),
     )
     app = create_app(
         ServiceRuntime(spec, settings),

@@ -43,6 +43,7 @@ PURE_MODULES = (
     "shared.event_types",
     "shared.destinations",
     "shared.request_rules",
+    "shared.retention_policy",
 )
 
 # Neither imported by a pure module nor loaded, however indirectly, by importing one.
