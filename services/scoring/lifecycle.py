@@ -159,7 +159,7 @@ def qualifies_at_mqa_account(
     lowered = model.account.lead_mql_at_mqa if model.account is not None else None
     if lowered is None:
         return False
-    lowered_rule = model.mql.model_copy(update={"min_score": lowered.min_score})
+    lowered_rule = model.mql.model_copy(update={"min_score": min(lowered.min_score, model.mql.min_score)})
     return (
         stage == NURTURE
         and lowered_rule.is_met(score=score.score, grade=score.grade, disqualified=score.disqualified)
@@ -170,7 +170,7 @@ def qualifies_at_mqa_account(
 def mqa_contribution(model: ScoringModel, account_name: str) -> ScoreContribution:
     """The line of the lead's explanation that says the account made it an MQL."""
     lowered = model.account.lead_mql_at_mqa if model.account is not None else None
-    threshold = lowered.min_score if lowered is not None else model.mql.min_score
+    threshold = min(lowered.min_score, model.mql.min_score) if lowered is not None else model.mql.min_score
     return ScoreContribution(
         rule="mql.account_mqa",
         kind="account",

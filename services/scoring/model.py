@@ -331,7 +331,8 @@ class MqaRule(_Schema):
 
 
 class LeadAtMqa(_Schema):
-    """The lead MQL rule at an MQA account: a lower personal threshold (the grade rule stays)."""
+    """The lead MQL rule at an MQA account: a lower personal threshold (the grade rule stays;
+    a value above `mql.min_score` changes nothing)."""
 
     min_score: StrictInt
 
@@ -370,7 +371,7 @@ def rule_problems(model: ScoringModel) -> Iterator[tuple[Loc, str]]:
     yield from _unreachable_engagement(model.engagement)
     yield from _daily_caps_above_caps(model.engagement)
     if model.account is not None:
-        yield from _account_problems(model.account, model.mql)
+        yield from _account_problems(model.account)
     for alias, target in model.channel.aliases.items():
         if target not in model.channel.points:
             yield ("channel", "aliases", alias), f"{target!r} is not a channel under channel.points"
@@ -420,16 +421,10 @@ def _daily_caps_above_caps(rules: Sequence[EngagementRule]) -> Iterator[tuple[Lo
             )
 
 
-def _account_problems(account: AccountModel, mql: MqlRule) -> Iterator[tuple[Loc, str]]:
+def _account_problems(account: AccountModel) -> Iterator[tuple[Loc, str]]:
     for loc, problem in _grade_order(account.grades):
         yield ("account", *loc), problem
     yield from (((("account", *loc)), p) for loc, p in _duplicate_ids("fit", account.fit))
-    if account.lead_mql_at_mqa is not None and account.lead_mql_at_mqa.min_score > mql.min_score:
-        yield (
-            ("account", "lead_mql_at_mqa", "min_score"),
-            f"{account.lead_mql_at_mqa.min_score} is above mql.min_score ({mql.min_score}): an MQA "
-            "account would make its leads qualify later, not sooner",
-        )
     unknown = [t for rule in account.fit for t in (rule.tier or ()) if t not in account.tiers]
     if account.tiers and unknown:
         yield ("account", "fit"), f"tier(s) {', '.join(sorted(set(unknown)))} not listed under account.tiers"

@@ -20,9 +20,10 @@ from services.scoring.accounts.account_score import (
     seniority_of,
 )
 from services.scoring.accounts.imports import ImportProblem, parse_export
-from services.scoring.config_files import load_model
+from services.scoring.config_files import load_model, parse_model
 from services.scoring.domain import Contribution, LeadScore
 from services.scoring.lifecycle import mqa_contribution, qualifies_at_mqa_account
+from services.scoring.model import ModelError
 
 MODEL = load_model(Path(__file__).resolve().parents[2] / "config" / "scoring-model.yaml")
 ACCOUNT = MODEL.account
@@ -193,3 +194,16 @@ def test_a_member_whose_share_did_not_move_moves_nothing() -> None:
     assert not same_share(member(30, department="it"), member(31, later, department="it"))
     assert not same_share(member(30, department="it"), member(30, later, department="ops"))
     assert not same_share(None, member(30)) and same_share(None, None)
+
+
+def test_the_model_file_refuses_an_account_section_it_cannot_apply_naming_the_line() -> None:
+    text = (Path(__file__).resolve().parents[2] / "config" / "scoring-model.yaml").read_text()
+    broken = text.replace("      tier: [enterprise]\n", "      tier: [enterprize]\n").replace(
+        "    B: 25\n", "    B: 45\n"
+    )
+    with pytest.raises(ModelError) as refused:
+        parse_model(broken)
+    message = str(refused.value)
+    assert "account.grades.B: must be below A (40)" in message
+    assert "tier(s) enterprize not listed under account.tiers" in message
+    assert " line " in message
