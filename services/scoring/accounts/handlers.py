@@ -77,8 +77,8 @@ async def roll_up_accounts(uow: UnitOfWork, model: ScoringModel, evaluated: list
                 aggregates[new_account], old, m.new_state, half_life
             )
             moved.add(new_account)
-        if m.old_account != new_account:
-            _announce_change(uow, m)
+        if m.old_account != new_account and m.stored_digest is not None:
+            _announce_change(uow, m)  # a new lead's first match is not a change
         member_rows.append(_member_row(m))
     await account_store.save_members(uow.conn, member_rows)
     scores = await _rescore_accounts(uow, model, rows, {a: aggregates[a] for a in moved}, members)
