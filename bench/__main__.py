@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from bench.accounts import accounts_report, run_accounts
-from bench.report import handoff_report, report, statement_report
-from bench.runs import run, run_handoff
+from bench.report import figures_table, handoff_report, report, statement_report
+from bench.runs import run, run_handoff, run_tracking
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -31,6 +31,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
         return
+    if only == "tracking":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
+        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
+        return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
     text = report(figures, latencies, handoff, feedback, backtest, broker=used)
@@ -50,10 +55,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "accounts", "retention"],
+        choices=["handoff", "accounts", "retention", "tracking"],
         help=(
             "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
-            "retention (pruning, Postgres only)"
+            "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch)"
         ),
     )
     parser.add_argument(
