@@ -3,8 +3,7 @@ three people of the account engaging over intake's HTTP API, the account becomin
 the best-fit lead reaching MQL with its account (owner, score, how matched); a gmail lead who
 names the company, in its country, joins the same account by name.
 
-This half asserts what scoring emits; handoff's routing to the account owner is asserted on the
-`handoff.created` side by the routing work (issue 15)."""
+Then both leads are handed off to the account's owner, the account on the handoff."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import httpx
 from shared.events import AccountMqaReached, MqlReached
 from tests.conftest import ROOT
 from tests.e2e.conftest import DevStack
-from tests.support import eventually, now_minus, tap
+from tests.support import now_minus, tap
 
 
 def person(email: str, kind: str, traits: dict[str, Any], **props: Any) -> dict[str, Any]:
@@ -59,8 +58,8 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
     export = tmp_path / "crm-accounts.jsonl"
     export.write_text(
         f'{{"Account ID": "sf-001", "Account Name": "Orbital Freight Pty Ltd", "Website": "{domain}", '
-        '"Account Owner": "ana", "Tier": "strategic", "Industry": "Software", "Employees": "1,200", '
-        '"Billing Country": "AU"}\n'
+        '"Account Owner": "sophie.laurent", "Tier": "strategic", "Industry": "Software", '
+        '"Employees": "1,200", "Billing Country": "AU"}\n'
     )
     assert "1 new" in await import_accounts(stack, export)
     assert "0 new, 1 updated" in await import_accounts(stack, export)  # the same export again: no change
@@ -77,7 +76,7 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
 
         [mqa] = await lifecycle.wait_for("account.mqa_reached", timeout=30)
         reached = AccountMqaReached.model_validate(mqa.data)
-        assert (reached.owner, reached.grade, reached.engaged_people) == ("ana", "A", 3)
+        assert (reached.owner, reached.grade, reached.engaged_people) == ("sophie.laurent", "A", 3)
 
         [mql] = await lifecycle.wait_for("lead.mql_reached", timeout=30)
         best_fit = MqlReached.model_validate(mql.data)
@@ -87,7 +86,7 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
         assert (account.account_id, account.name, account.owner, account.tier) == (
             reached.account_id,
             "Orbital Freight Pty Ltd",
-            "ana",
+            "sophie.laurent",
             "strategic",
         )
         assert (account.matched_by, account.confidence, account.engaged_people) == ("domain", 1.0, 3)
@@ -104,7 +103,7 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
         mqls = await lifecycle.wait_for("lead.mql_reached", count=2, timeout=30)
         by_name = MqlReached.model_validate(next(e for e in mqls if e.data["email"] == cmo).data)
         assert by_name.account is not None
-        assert (by_name.account.account_id, by_name.account.owner) == (reached.account_id, "ana")
+        assert (by_name.account.account_id, by_name.account.owner) == (reached.account_id, "sophie.laurent")
         assert by_name.account.matched_by == "name_exact+country"  # "Pty Ltd" is a legal suffix
 
         shown = (
@@ -114,5 +113,12 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
         lead = (
             await http.get(f"{stack.url('scoring')}/v1/leads/{mql.lead_id}", headers=stack.headers)
         ).json()
-        assert lead["account"]["owner"] == "ana" and lead["account"]["matched_by"] == "domain"
-        await eventually(lambda: lifecycle.envelopes("handoff.created") or None, timeout=30)
+        assert lead["account"]["owner"] == "sophie.laurent" and lead["account"]["matched_by"] == "domain"
+
+        # handoff: both leads go to the account's owner, with the account on the handoff.
+        created = await lifecycle.wait_for("handoff.created", count=2, timeout=30)
+        handed = {e.lead_id: e.data for e in created}
+        assert set(handed) == {mql.lead_id, next(e.lead_id for e in mqls if e.data["email"] == cmo)}
+        for handoff in handed.values():
+            assert (handoff["owner"], handoff["routing_reason"]) == ("sophie.laurent", "account_owner")
+            assert handoff["account"]["account_id"] == reached.account_id
