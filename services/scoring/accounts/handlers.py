@@ -88,7 +88,9 @@ async def roll_up_accounts(uow: UnitOfWork, model: ScoringModel, evaluated: list
 async def _match(uow: UnitOfWork, config: AccountModel, evaluated: list[Rescored]) -> list[_Member]:
     """Each lead's account: kept while its facts are unchanged, else matched afresh (starting an
     account for an unmatched corporate domain when the model says so)."""
-    stored = await account_store.members_of(uow.conn, [r.lead.lead_id for r in evaluated])
+    # A lead never scored before (no model version yet) has no membership: no need to ask.
+    known = [r.lead.lead_id for r in evaluated if r.lead.model_version is not None]
+    stored = await account_store.members_of(uow.conn, known) if known else {}
     members = []
     for r in evaluated:
         row = stored.get(r.lead.lead_id)
