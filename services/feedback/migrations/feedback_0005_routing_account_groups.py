@@ -1,14 +1,14 @@
 """feedback: each handoff's account tier and whether it had an account, for return rates and the
 funnel grouped by them. Facts of handoffs made before accounts keep null (unknown) until a rebuild.
 
-Revision ID: feedback_0004
+Revision ID: feedback_0005_routing
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "feedback_0004"
-down_revision = "feedback_0003"
+revision = "feedback_0005_routing"
+down_revision = "feedback_0004_tracking"
 branch_labels = None
 depends_on = None
 
