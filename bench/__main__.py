@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from bench.accounts import accounts_report, run_accounts
 from bench.report import figures_table, handoff_report, report, statement_report
 from bench.runs import run, run_handoff, run_tracking
 from bench.stack import ROOT
@@ -21,6 +22,10 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             training = asyncio.run(training_timing(Path(tmp), broker))
         print(f"\n{training_report(training)}\n")
+        return
+    if only == "accounts":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))}\n")
         return
     if only == "retention":
         from bench.retention import retention_report, retention_timings
@@ -41,6 +46,8 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
     text = report(figures, latencies, handoff, feedback, backtest, broker=used)
+    with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:  # a stack of its own
+        text += "\n\n" + accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
@@ -55,9 +62,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "retention", "tracking", "training"],
-        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
-        "tracking (/v1/batch beside /v1/events/batch), training (model train on 1M events)",
+        choices=["handoff", "accounts", "retention", "tracking", "training"],
+        help=(
+            "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
+            "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch), "
+            "training (model train on 1M events)"
+        ),
     )
     parser.add_argument(
         "--broker",

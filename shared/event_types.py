@@ -16,6 +16,9 @@ class EventType(StrEnum):
     # lead.lifecycle: scoring
     LEAD_SCORED = "lead.scored"
     MQL_REACHED = "lead.mql_reached"
+    LEAD_ACCOUNT_CHANGED = "lead.account_changed"
+    ACCOUNT_SCORED = "account.scored"
+    ACCOUNT_MQA_REACHED = "account.mqa_reached"
     # lead.lifecycle: handoff
     HANDOFF_CREATED = "handoff.created"
     SAL_ACCEPTED = "lead.sal_accepted"

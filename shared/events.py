@@ -198,6 +198,44 @@ class MqlReached(EventData):
     )
 
 
+class LeadAccountChanged(EventData):
+    """Scoring matched the lead (envelope `lead_id`) to another account, or to none; no personal data."""
+
+    event_type: ClassVar[EventType] = EventType.LEAD_ACCOUNT_CHANGED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    account_id: str | None = Field(description="The account now; null when the lead matches none.")
+    previous_account_id: str | None = None
+    matched_by: str | None = Field(default=None, description="domain, name_exact, name_close+country, ...")
+    confidence: float = Field(default=0, ge=0, le=1)
+
+
+class AccountScored(EventData):
+    """An account's score or grade changed (keyed by account id; envelope `lead_id` is the lead whose
+    change moved it)."""
+
+    event_type: ClassVar[EventType] = EventType.ACCOUNT_SCORED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    account_id: str
+    score: int
+    fit_points: int
+    grade: str
+    engaged_people: int
+    mqa: bool
+    model_version: str
+    explanation: list[ScoreContribution]
+
+
+class AccountMqaReached(AccountScored):
+    """The account met the MQA rule (minimum score, grade, engaged people)."""
+
+    event_type: ClassVar[EventType] = EventType.ACCOUNT_MQA_REACHED
+
+    owner: str | None = None
+    member_lead_ids: list[str] = Field(default_factory=list, description="Its engaged members.")
+
+
 # --- lead.lifecycle: handoff ---------------------------------------------------
 
 
@@ -387,6 +425,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TrackingMessageFailed,
         LeadScored,
         MqlReached,
+        LeadAccountChanged,
+        AccountScored,
+        AccountMqaReached,
         HandoffCreated,
         SalAccepted,
         LeadRejected,

@@ -8,6 +8,9 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
 from services.scoring import retention, store
+from services.scoring.accounts import api as accounts_api
+from services.scoring.accounts import store as account_store
+from services.scoring.accounts.schemas import LeadAccount
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.handlers import make_handlers
 from services.scoring.learned_scoring import LearnedScoring
@@ -49,12 +52,16 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 @router.get("/leads/{lead_id}", response_model=LeadPublic, responses={404: PROBLEM})
 async def get_lead(lead_id: str, request: Request, _: Reader) -> LeadPublic:
-    """One lead: profile, stage, score, grade and why."""
+    """One lead: profile, stage, score, grade and why, and its account."""
     async with _runtime(request).engine.connect() as conn:
         row = await store.lead_by_id(conn, lead_id)
+        account = await account_store.lead_account(conn, lead_id) if row is not None else None
     if row is None:
         raise _not_found(lead_id)
-    return LeadPublic.model_validate(dict(row._mapping))
+    lead = LeadPublic.model_validate(dict(row._mapping))
+    return lead.model_copy(
+        update={"account": LeadAccount.model_validate(dict(account._mapping)) if account else None}
+    )
 
 
 @router.get("/leads", response_model=LeadPage, responses={422: PROBLEM})
@@ -156,7 +163,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         ServiceRuntime(spec, settings),
         title="leadflow scoring",
         description="Lead profiles, scores, fit grades and their explanations.",
-        routers=[router, events_router],
+        routers=[router, accounts_api.router, events_router],
     )
     app.state.model = model
     return app

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.scoring import lifecycle, store
+from services.scoring.accounts.handlers import roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.identity import IdentityPlan
 from services.scoring.learned_scoring import LearnedScoring
@@ -144,11 +145,14 @@ async def rescore(
     touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
     learned: LearnedScoring | None = None,
 ) -> None:
-    """Recompute each touched lead's score from its whole history; emit what changed."""
+    """Recompute each touched lead's score from its whole history, then (one step, after) roll
+    the leads up into their accounts, which may qualify a lead with its account's context;
+    emit what changed."""
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     histories = await store.histories(uow.conn, lead_ids)
     evaluated = []
+    trace_ids: dict[str, str | None] = {}
     for lead_id in lead_ids:
         lead, items = leads[lead_id], touched[lead_id]
         traits = dict(lead.traits)
@@ -158,8 +162,11 @@ async def rescore(
         rescored = lifecycle.rescore(model, lead, traits, history)
         if learned is not None:  # the likelihood, and the learned MQL rule and exploration
             rescored = learned.apply(rescored)
-        announce(uow, rescored, trace_id=items[-1][0].trace_id)
         evaluated.append(rescored)
+        trace_ids[lead_id] = items[-1][0].trace_id
+    evaluated = await roll_up_accounts(uow, model, evaluated)
+    for rescored in evaluated:
+        announce(uow, rescored, trace_id=trace_ids.get(rescored.lead.lead_id))
     await store.save_rescored(uow.conn, evaluated, cause="event")
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from services.scoring.domain import LeadEvent, LeadScore, may_requalify, meets_mql_rule, score_lead
 from services.scoring.model import ScoringModel
 from shared.event_types import EventType
-from shared.events import EventData, LeadScored, Likelihood, MqlReached, ScoreContribution
+from shared.events import AccountContext, EventData, LeadScored, Likelihood, MqlReached, ScoreContribution
 
 NURTURE, MQL = "nurture", "mql"
 RECENT_EVENTS_CARRIED = 20  # how many of its latest events an MQL shows the rep
@@ -89,6 +89,7 @@ class Rescored:
     # What the active predictive model says (services/scoring/learned_scoring.py sets both).
     likelihood: Likelihood | None = None
     propensity: float | None = None  # set: an exploration handoff, drawn with this chance
+    account: AccountContext | None = None  # set by the account step (services/scoring/accounts)
 
     @property
     def stage(self) -> str:
@@ -141,6 +142,7 @@ class Rescored:
             likelihood=self.likelihood,
             exploration=self.propensity is not None,
             propensity=self.propensity,
+            account=self.account,
         )
 
 
@@ -156,6 +158,36 @@ def rescore(
     ]
     qualified = qualifies(model, stage=lead.stage, recycled_at=lead.recycled_at, score=result, at=at)
     return Rescored(lead, traits, history, at, result, explanation, qualified)
+
+
+def qualifies_at_mqa_account(
+    model: ScoringModel, *, stage: str, recycled_at: datetime | None, score: LeadScore, at: datetime
+) -> bool:
+    """At an MQA account a lead may qualify at the lower personal threshold of the model's
+    `account.lead_mql_at_mqa` (grade, disqualifiers and cool-off as always)."""
+    lowered = model.account.lead_mql_at_mqa if model.account is not None else None
+    if lowered is None:
+        return False
+    lowered_rule = model.mql.model_copy(update={"min_score": min(lowered.min_score, model.mql.min_score)})
+    return (
+        stage == NURTURE
+        and lowered_rule.is_met(score=score.score, grade=score.grade, disqualified=score.disqualified)
+        and may_requalify(model, recycled_at=recycled_at, at=at)
+    )
+
+
+def mqa_contribution(model: ScoringModel, account_name: str) -> ScoreContribution:
+    """The line of the lead's explanation that says the account made it an MQL."""
+    lowered = model.account.lead_mql_at_mqa if model.account is not None else None
+    threshold = min(lowered.min_score, model.mql.min_score) if lowered is not None else model.mql.min_score
+    return ScoreContribution(
+        rule="mql.account_mqa",
+        kind="account",
+        points=0,
+        detail=(
+            f"account '{account_name}' is an MQA: MQL at score {threshold} instead of {model.mql.min_score}"
+        ),
+    )
 
 
 def stopped_qualifying(model: ScoringModel, rescored: Rescored) -> bool:

@@ -27,6 +27,10 @@ LIFECYCLE = {
     "handoff.claimed",
     "handoff.sla_warning",
     "handoff.sla_breached",
+    # accounts (issue 15): keyed by account id, on lead.lifecycle as PRODUCT.md allows
+    "account.scored",
+    "account.mqa_reached",
+    "lead.account_changed",  # a lead's account changed (lead id only)
 }
 
 
