@@ -49,6 +49,7 @@ class Scope(StrEnum):
     HANDOFFS_WRITE = "handoffs:write"
     HANDOFFS_MANAGE = "handoffs:manage"
     METRICS_READ = "metrics:read"
+    PRIVACY_ADMIN = "privacy:admin"  # erasure requests (docs/privacy.md)
     ADMIN = "admin"
 
 

@@ -9,6 +9,7 @@ from pydantic import TypeAdapter
 
 from services.scoring import store
 from services.scoring.config_files import load_model
+from services.scoring.erasure_api import router as erasure_router
 from services.scoring.handlers import make_handlers
 from services.scoring.model import ScoringModel
 from services.scoring.schemas import (
@@ -151,7 +152,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         ServiceRuntime(spec, settings),
         title="leadflow scoring",
         description="Lead profiles, scores, fit grades and their explanations.",
-        routers=[router, events_router],
+        routers=[router, events_router, erasure_router],
     )
     app.state.model = model
     return app

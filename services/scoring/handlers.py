@@ -13,13 +13,14 @@ from typing import Any
 
 from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
+from services.scoring.erasures import record_confirmation
 from services.scoring.identity import IdentityPlan
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import ErasureConfirmed, HandoffTransition, LeadEventAccepted, MqlReached
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
@@ -33,6 +34,7 @@ def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[s
         await record_events(uow, model, items)
 
     handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in lifecycle.FOLLOWED}
+    handlers[ErasureConfirmed.event_type] = record_confirmation
     return handlers, {LeadEventAccepted.event_type: on_lead_events}
 
 
