@@ -189,6 +189,10 @@ class HandoffTransition(EventData):
     channel: str | None = None
     campaign: str | None = None
     team: str | None = None
+    sealed: str | None = Field(
+        default=None, description="`note` (and BANT, opportunity details), sealed with the lead's key."
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
 
 
 class SalAccepted(HandoffTransition):

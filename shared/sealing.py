@@ -40,10 +40,20 @@ class SubjectKind(StrEnum):
 
 
 # The personal fields of each sealed event type, and the empty value each is left with on the wire.
+_SALES_NOTES: Mapping[str, Any] = {"note": None}
 SEALED_FIELDS: Mapping[str, Mapping[str, Any]] = {
     EventType.LEAD_EVENT: {"email": None, "anonymous_id": None, "traits": {}, "properties": {}},
     EventType.MQL_REACHED: {"email": None, "traits": {}},
+    EventType.SAL_ACCEPTED: _SALES_NOTES,
+    EventType.LEAD_REJECTED: _SALES_NOTES,
+    EventType.LEAD_RETURNED: _SALES_NOTES,
+    EventType.SQL_QUALIFIED: {"note": None, "bant": {}},
+    EventType.SQO_CREATED: {"note": None, "opportunity": {}},
+    EventType.LEAD_DISQUALIFIED: _SALES_NOTES,
 }
+# An erased person's events of these types are skipped: handling them would recreate the person.
+# The others still count (a funnel's figures do not change), with their personal fields empty.
+SKIPPED_WHEN_ERASED = frozenset({EventType.LEAD_EVENT, EventType.MQL_REACHED})
 
 
 class Unopenable(Exception):
@@ -91,6 +101,13 @@ def open_sealed(event_type: str, data: Mapping[str, Any], *, key: bytes) -> dict
         raise Unopenable("the box does not open with its subject's key") from exc
     opened = {name: value for name, value in data.items() if name not in (SEALED, SUBJECT)}
     return opened | orjson.loads(plain)
+
+
+def emptied(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` as an erased person's event reads: the personal fields empty, no box."""
+    return {name: value for name, value in data.items() if name not in (SEALED, SUBJECT)} | dict(
+        SEALED_FIELDS[event_type]
+    )
 
 
 def subject_in(data: Mapping[str, Any]) -> str | None:

@@ -80,13 +80,13 @@ class UnitOfWork:
         while self._deferred:
             key = next(iter(self._deferred))
             await self._deferred.pop(key)(self)
-        await self._seal_pending()
+        await self.seal_pending()
         pending = self.emitted[self._flushed :]
         if pending:
             await add_to_outbox(self.conn, self.outbox, [(e.envelope, e.topic, e.key) for e in pending])
         self._flushed = len(self.emitted)
 
-    async def _seal_pending(self) -> None:
+    async def seal_pending(self) -> None:
         """Personal fields never reach the outbox (nor Kafka) in clear: sealed under the lead's key."""
         pending = self.emitted[self._flushed :]
         if not any(e.envelope.type in SEALED_FIELDS for e in pending):
@@ -102,7 +102,8 @@ class UnitOfWork:
 
     def take_pending(self) -> list[dict[str, Any]]:
         """The outbox rows of the events emitted since the last flush, for a handler that writes
-        them with a statement of its own (a round trip fewer); they count as flushed."""
+        them with a statement of its own (a round trip fewer); they count as flushed. Call
+        `seal_pending` first when they may carry personal fields."""
         pending = self.emitted[self._flushed :]
         self._flushed = len(self.emitted)
         return [outbox_row(e.envelope, e.topic, e.key) for e in pending]

@@ -189,8 +189,13 @@ class Vault:
                 opened.append(envelope)
                 continue
             key = keys.get(subject)
-            if key is None or not sealing.is_sealed(envelope.data):
-                opened.append(None)  # erased: the key is gone, or it was sealed after erasure
+            if key is None or not sealing.is_sealed(envelope.data):  # erased (or sealed after it)
+                if envelope.type in sealing.SKIPPED_WHEN_ERASED:
+                    opened.append(None)
+                else:
+                    opened.append(
+                        envelope.model_copy(update={"data": sealing.emptied(envelope.type, envelope.data)})
+                    )
                 continue
             try:
                 data = sealing.open_sealed(envelope.type, envelope.data, key=key)

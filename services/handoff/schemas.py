@@ -11,6 +11,7 @@ from shared.events import (
     HandoffCreated,
     HandoffReassigned,
     LeadDisqualified,
+    LeadErased,
     LeadRejected,
     LeadReturned,
     SalAccepted,
@@ -26,7 +27,8 @@ from shared.webhook_api import DeliveryPublic as DeliveryPublic
 from shared.webhook_api import WebhookCreated as WebhookCreated
 from shared.webhook_api import WebhookPublic as WebhookPublic
 
-# What a sales tool can subscribe to: every event about a handoff.
+# What a sales tool can subscribe to: every event about a handoff, and `lead.erased` (which every
+# subscriber gets anyway: services/handoff/webhooks.py).
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
     model.event_type
     for model in (
@@ -40,6 +42,7 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
         HandoffReassigned,
         SlaWarning,
         SlaBreached,
+        LeadErased,
     )
 )
 
