@@ -38,7 +38,7 @@ ERASURE_PLAN: dict[str, str] = {
     idempotency_keys.fullname: "remembered answers naming the lead deleted",
     routing_turns.fullname: "kept: a counter per team",
     webhooks.subscriptions.fullname: "kept: the subscribers",
-    webhooks.deliveries.fullname: 'payloads of the lead\'s events replaced by {"erased":true}; pending ones dropped',
+    webhooks.deliveries.fullname: "payloads of the lead's events blanked; pending ones dropped",
     outbox.fullname: "the lead's unsent rows deleted (keyed by lead id)",
     inbox.fullname: "kept: message ids and topics only",
 }

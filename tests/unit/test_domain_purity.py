@@ -38,6 +38,8 @@ PURE_MODULES = (
     "shared.event_types",
     "shared.destinations",
     "shared.request_rules",
+    "shared.sealing",
+    "services.scoring.erasure",
 )
 
 # Neither imported by a pure module nor loaded, however indirectly, by importing one.

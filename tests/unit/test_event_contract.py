@@ -23,6 +23,10 @@ LIFECYCLE = {
     "handoff.reassigned",
     "handoff.sla_warning",
     "handoff.sla_breached",
+    # issue 13: erasure (docs/privacy.md)
+    "privacy.erasure_requested",
+    "privacy.erasure_confirmed",
+    "lead.erased",
 }
 
 
