@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from bench.privacy import run_privacy
 from bench.report import handoff_report, report, statement_report
 from bench.runs import run, run_handoff
 from bench.stack import ROOT
@@ -15,6 +16,11 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "privacy":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            privacy = asyncio.run(run_privacy(Path(tmp), broker))
+        print(f"\n{privacy.report()}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -36,7 +42,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description="Measure throughput and latency against ceilings from the same run.",
     )
     parser.add_argument(
-        "--only", choices=["handoff"], help="run one part alone: handoff (the handoff API latency)"
+        "--only",
+        choices=["handoff", "privacy"],
+        help="run one part alone: handoff (the handoff API latency), privacy (erasure with 100,000 leads)",
     )
     parser.add_argument(
         "--broker",
