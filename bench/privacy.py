@@ -197,7 +197,7 @@ async def _nap() -> None:
 async def run_privacy(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> PrivacyTiming:
     """`python -m bench --only privacy`."""
     broker = start_bench_broker(work, broker_kind)
-    postgres = await start_postgres(work / "pg")
+    postgres = start_postgres(work / "pg")
     processes = []
     try:
         settings, env = await prepare(broker, postgres)
