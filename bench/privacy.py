@@ -72,7 +72,7 @@ async def seed(dsn: str, people: int) -> list[str]:
         for n in range(3)
     ]
     anonymous = [(f"anon-{lead_id}", lead_id) for lead_id, _, _ in leads]
-    handed = leads[::HANDED_OFF_SHARE] + leads[OTHER_LEADS:]
+    handed = leads[:OTHER_LEADS:HANDED_OFF_SHARE] + leads[OTHER_LEADS:]
     handoffs = [
         (
             str(uuid.uuid5(uuid.NAMESPACE_URL, lead_id)),
