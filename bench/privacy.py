@@ -33,6 +33,7 @@ from services.feedback import store as feedback_store
 from services.handoff import store as handoff_store
 from services.scoring import store as scoring_store
 from shared.envelope import utcnow
+from shared.event_types import EventType
 
 OTHER_LEADS = 100_000
 HANDED_OFF_SHARE = 5  # one lead in five has a handoff, a fact and a webhook delivery
@@ -97,7 +98,7 @@ async def seed(dsn: str, people: int) -> list[str]:
         (
             "bench-subscription",
             f"m-{h[0]}",
-            "lead.rejected",
+            EventType.LEAD_REJECTED,
             orjson.dumps({"lead_id": h[1], "note": "called"}),
         )
         for h in handoffs

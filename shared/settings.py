@@ -236,12 +236,12 @@ class Settings(BaseSettings):
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production" and (self.admin_key == DEV_ADMIN_KEY or len(self.admin_key) < 24):
             raise ValueError("LEADFLOW_ADMIN_KEY must be set to a secret of 24+ characters in production")
-        if self.env == "production" and self.privacy_subject_key == DEV_PRIVACY_SUBJECT_KEY:
-            raise ValueError("LEADFLOW_PRIVACY_SUBJECT_KEY must be set to a secret in production")
         if self.env == "production" and self.secrets_key == DEV_SECRETS_KEY:
             raise ValueError(
                 "LEADFLOW_SECRETS_KEY must be set in production (a Fernet key; see docs/operations.md)"
             )
+        if self.env == "production" and self.privacy_subject_key == DEV_PRIVACY_SUBJECT_KEY:
+            raise ValueError("LEADFLOW_PRIVACY_SUBJECT_KEY must be set to a secret in production")
         return self
 
     @model_validator(mode="after")

@@ -66,3 +66,20 @@ def test_subjects_are_keyed_hashes_that_differ_by_kind_and_secret() -> None:
     assert one == subject_of(b"secret-one-000000", SubjectKind.EMAIL, "ada@example.com")
     assert one != subject_of(b"secret-two-000000", SubjectKind.EMAIL, "ada@example.com")
     assert one != subject_of(b"secret-one-000000", SubjectKind.ANONYMOUS, "ada@example.com")
+
+
+def test_production_refuses_the_dev_subject_key() -> None:
+    import pydantic
+
+    from shared.settings import Settings
+
+    production = {"env": "production", "admin_key": "lf_" + "x" * 32, "secrets_key": new_fernet_key()}
+    with pytest.raises(pydantic.ValidationError, match="LEADFLOW_PRIVACY_SUBJECT_KEY"):
+        Settings(**production)
+    assert Settings(**production, privacy_subject_key="s" * 32).env == "production"
+
+
+def new_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
