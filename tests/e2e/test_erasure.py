@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from leadflow.admin.feedback_rebuild import rebuild_feedback
+from leadflow.admin.replay import replay
 from leadflow.devstack.postgres import create_database
 from services.feedback.rebuild import read_topic
 from shared.db import make_engine
@@ -34,6 +37,7 @@ from tests.conftest import ROOT, database_url, idempotent_producer
 from tests.e2e.conftest import DevStack, dev_env, start_dev, stop_dev, wait_for_banner
 from tests.support import eventually, good_fit_journey, now_minus, unique_email, webhook_receiver
 
+HANDOFFS = 4  # the person's and three others'; two rejected of four raise the return-rate alert
 SCHEMAS = ("scoring", "handoff", "feedback", "privacy", "auth")
 LISTED = text("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema = ANY(:s)")
 # The topics each service's consumer group reads.
@@ -55,6 +59,10 @@ async def stack(
 ) -> AsyncIterator[RestartableStack]:
     """`leadflow dev` as in tests/e2e/conftest.py, kept restartable: the test stops it to replay."""
     data_dir = tmp_path_factory.mktemp("erasure")
+    config = data_dir / "config"  # the shipped files, with an alert after 4 decisions (not 20)
+    shutil.copytree(ROOT / "config", config)
+    feedback = config / "feedback.yaml"
+    feedback.write_text(feedback.read_text().replace("min_decisions: 20", f"min_decisions: {HANDOFFS}"))
     database = f"e2e_{uuid.uuid4().hex[:10]}"
     await create_database(postgres_admin_url, database)
     env = dev_env(
@@ -67,6 +75,7 @@ async def stack(
         LEADFLOW_DEMO="0",
         LEADFLOW_LOG_LEVEL="INFO",
         LEADFLOW_WEBHOOK_POLL_S="0.2",
+        LEADFLOW_CONFIG_DIR=str(config),
     )
     log = data_dir / "dev.out"
     process = start_dev(env, log)
@@ -203,7 +212,7 @@ async def test_an_erased_person_is_gone_everywhere_and_stays_gone(
     stack: RestartableStack, http: httpx.AsyncClient
 ) -> None:
     person = Person()
-    others = [unique_email("other") for _ in range(19)]
+    others = [unique_email("other") for _ in range(HANDOFFS - 1)]
     with webhook_receiver(check_signature) as receiver:
         made = await http.post(
             f"{stack.url('handoff')}/v1/webhooks",
@@ -221,13 +230,13 @@ async def test_an_erased_person_is_gone_everywhere_and_stays_gone(
 
         async def all_handed_off() -> list[dict[str, Any]] | None:
             items = await handoffs(http, stack)
-            return items if len(items) >= 20 else None
+            return items if len(items) >= HANDOFFS else None
 
         items = await eventually(all_handed_off, timeout=90)
         [theirs] = [h for h in items if h["lead"].get("email") == person.email]
         lead_id = theirs["lead_id"]
-        # Three rejections in twenty raise the return-rate alert; theirs names them in its note.
-        rejected = [theirs["handoff_id"], *[h["handoff_id"] for h in items if h is not theirs][:2]]
+        # Two rejections in four raise the return-rate alert; theirs names them in its note.
+        rejected = [theirs["handoff_id"], next(h["handoff_id"] for h in items if h is not theirs)]
         for handoff in items:
             action = "reject" if handoff["handoff_id"] in rejected else "accept"
             note = f"called {person.first} {person.last}" if handoff is theirs else "checked"
@@ -240,9 +249,11 @@ async def test_an_erased_person_is_gone_everywhere_and_stays_gone(
             return any(a["alert_key"] == "return_rate:overall" for a in alerts["items"])
 
         await eventually(alert_raised, timeout=30)
-        await eventually(lambda: len(receiver.received) >= 23 or None, timeout=30)  # 20 created, 3 rejected
+        await eventually(
+            lambda: len(receiver.received) >= HANDOFFS + 2 or None, timeout=30
+        )  # created, rejected
         before = await eventually(lambda: _settled(http, stack), timeout=30)
-        assert before["rate"]["numerator"] == 3 and before["rate"]["denominator"] == 20
+        assert before["rate"]["numerator"] == 2 and before["rate"]["denominator"] == HANDOFFS
         assert await tables_naming(stack.settings, person.needles)  # the search finds them while they exist
 
         erased = leadflow(stack, "privacy", "erase", person.email, "--wait", "60")
@@ -276,8 +287,8 @@ async def test_an_erased_person_is_gone_everywhere_and_stays_gone(
     found = await http.get(f"{stack.url('scoring')}/v1/leads/{lead_id}", headers=stack.headers)
     assert found.status_code == 404
 
-    rebuilt = leadflow(stack, "feedback", "rebuild")
-    assert rebuilt.returncode == 0, rebuilt.stderr
+    rebuilt = await rebuild_feedback(stack.settings)  # what `leadflow feedback rebuild` runs
+    assert rebuilt.handoffs == HANDOFFS
     assert await figures(http, stack) == before
     assert await tables_naming(stack.settings, person.needles) == []
 
@@ -309,29 +320,22 @@ async def replay_everything_with_inboxes_forgotten(stack: RestartableStack) -> N
                 await conn.execute(text(f"TRUNCATE {service}.inbox"))
     finally:
         await engine.dispose()
+    prefix = Topics(stack.settings.topic_prefix)
     for service, topics in GROUPS.items():
         for topic in topics:
-            # --force: from the beginning on purpose; the embedded broker lists end offsets short of
-            # records produced in batches (see services/feedback/rebuild.read_topic), which the
+            # What `leadflow replay TOPIC --service SERVICE --force` runs. --force: from the
+            # beginning on purpose; the embedded broker lists end offsets short of records
+            # produced in batches (services/feedback/rebuild.read_topic), which the
             # lost-history check would take for a loss.
-            replayed = await rewound(stack, topic, service)
-            assert replayed.returncode == 0, replayed.stderr
+            await replay(
+                stack.settings, topic=prefix.name(topic), group=prefix.group(service), since=None, force=True
+            )
     log = stack.data_dir / "dev.out"
     before = log.read_text(errors="replace").count("leadflow is running.")
     stack.process = start_dev(stack.env, log)
     await eventually(
         lambda: log.read_text(errors="replace").count("leadflow is running.") > before, timeout=120
     )
-
-
-async def rewound(stack: RestartableStack, topic: str, service: str) -> subprocess.CompletedProcess[str]:
-    """`leadflow replay`, retried while the broker still counts the stopped consumers in the group."""
-    deadline = time.monotonic() + 30
-    while True:
-        replayed = leadflow(stack, "replay", topic, "--service", service, "--force")
-        if replayed.returncode == 0 or "rebalanced" not in replayed.stderr or time.monotonic() > deadline:
-            return replayed
-        await asyncio.sleep(1.0)
 
 
 async def _settled(http: httpx.AsyncClient, stack: DevStack) -> dict[str, Any] | None:
