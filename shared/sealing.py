@@ -100,7 +100,8 @@ def open_sealed(event_type: str, data: Mapping[str, Any], *, key: bytes) -> dict
     except InvalidTag as exc:
         raise Unopenable("the box does not open with its subject's key") from exc
     opened = {name: value for name, value in data.items() if name not in (SEALED, SUBJECT)}
-    return opened | orjson.loads(plain)
+    personal: dict[str, Any] = orjson.loads(plain)
+    return opened | personal
 
 
 def emptied(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -170,7 +170,7 @@ class Vault:
             for (subject,) in await conn.execute(query):
                 if subject in self._cache:
                     self._cache[subject] = ERASED
-        return now  # type: ignore[no-any-return]
+        return now
 
     # --- envelopes ----------------------------------------------------------
 

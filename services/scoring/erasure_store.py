@@ -86,12 +86,9 @@ async def find_person(conn: AsyncConnection, *, email: str | None, lead_id: str 
     else:
         found = found.where(leads.c.lead_id == lead_id)
     rows = (await conn.execute(found)).all()
-    emails = {row.email for row in rows if row.email}
+    emails = sorted({row.email for row in rows if row.email})
     if email is None and emails:
-        email = sorted(emails)[0]
-        rows += (
-            await conn.execute(select(leads.c.lead_id, leads.c.email).where(leads.c.email == email))
-        ).all()
+        email = emails[0]  # the lead's own (an email has one lead: `leads.email` is unique)
     lead_ids = {row.lead_id for row in rows} | ({lead_id} if lead_id else set())
     absorbed = await conn.execute(
         select(lead_merges.c.absorbed).where(lead_merges.c.into.in_(sorted(lead_ids)))
