@@ -21,6 +21,12 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
             privacy = asyncio.run(run_privacy(Path(tmp), broker))
         print(f"\n{privacy.report()}\n")
         return
+    if only == "retention":
+        from bench.retention import retention_report, retention_timings
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -43,8 +49,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "privacy"],
-        help="run one part alone: handoff (the handoff API latency), privacy (erasure with 100,000 leads)",
+        choices=["handoff", "retention", "privacy"],
+        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
+        "privacy (erasure with 100,000 leads)",
     )
     parser.add_argument(
         "--broker",

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.feedback import alert_webhooks, dashboard, reports, store
+from services.feedback import alert_webhooks, dashboard, reports, retention, store
 from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
@@ -175,6 +175,7 @@ def create(settings: Settings | None = None) -> FastAPI:
                 poll_s=settings.webhook_poll_s,
             ),
         ],
+        retention=retention.TARGETS,
     )
     app = create_app(
         ServiceRuntime(spec, settings),

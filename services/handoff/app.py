@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.handoff import idempotency, store, webhooks
+from services.handoff import idempotency, retention, store, webhooks
 from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.domain import (
     Action,
@@ -345,6 +345,7 @@ def create(settings: Settings | None = None) -> FastAPI:
                 poll_s=settings.webhook_poll_s,
             ),
         ],
+        retention=retention.TARGETS,
     )
     app = create_app(
         ServiceRuntime(spec, settings),

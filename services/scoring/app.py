@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
-from services.scoring import store
+from services.scoring import retention, store
 from services.scoring.config_files import load_model
 from services.scoring.erasure_api import router as erasure_router
 from services.scoring.handlers import make_handlers
@@ -147,6 +147,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
+        retention=retention.targets(model),
     )
     app = create_app(
         ServiceRuntime(spec, settings),

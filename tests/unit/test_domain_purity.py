@@ -40,6 +40,7 @@ PURE_MODULES = (
     "shared.request_rules",
     "shared.sealing",
     "services.scoring.erasure",
+    "shared.retention_policy",
 )
 
 # Neither imported by a pure module nor loaded, however indirectly, by importing one.
