@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import typer
 
-from leadflow.commands import demo, dev, feedback, keys, migrate, model, privacy, replay, retention, schemas, serve
+from leadflow.commands import (
+    demo,
+    dev,
+    feedback,
+    keys,
+    migrate,
+    model,
+    privacy,
+    replay,
+    retention,
+    schemas,
+    serve,
+)
 
 app = typer.Typer(help="leadflow: real-time lead qualification on Kafka.", no_args_is_help=True)
 app.command()(serve.serve)
