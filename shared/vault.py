@@ -144,6 +144,19 @@ class Vault:
         for subject in subjects:
             self._remember(subject, ERASED)
 
+    async def destroyed_now(self, conn: AsyncConnection, subjects: Iterable[str]) -> set[str]:
+        """Which of `subjects` have a destroyed key, read from the vault itself (not the cache)."""
+        wanted = sorted(set(subjects))
+        if not wanted:
+            return set()
+        query = select(subject_keys.c.subject).where(
+            subject_keys.c.subject.in_(wanted), subject_keys.c.destroyed_at.is_not(None)
+        )
+        destroyed = {row.subject for row in await conn.execute(query)}
+        for subject in destroyed:
+            self._remember(subject, ERASED)
+        return destroyed
+
     async def follow_destructions(self, engine: AsyncEngine, stop: asyncio.Event) -> None:
         """Mark the keys destroyed on any instance as destroyed in this one's cache, every poll."""
         since: datetime | None = None

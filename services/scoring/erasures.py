@@ -14,7 +14,7 @@ import uuid
 from services.scoring import erasure_store
 from services.scoring.erasure import ERASING_SERVICES
 from shared.envelope import Envelope
-from shared.events import ErasureConfirmed, ErasureRequested
+from shared.events import ErasureConfirmed, ErasureRequested, LeadEventAccepted
 from shared.identities import normalize_email
 from shared.logging import get_logger
 from shared.sealing import SubjectKind
@@ -53,6 +53,27 @@ async def request_erasure(
     await erasure_store.complete_if_confirmed(uow.conn, request_id, services=ERASING_SERVICES)
     log.info("erasure_requested", request_id=request_id, leads=len(person.lead_ids))
     return request_id
+
+
+async def forget_late_arrivals(
+    uow: UnitOfWork, events: list[LeadEventAccepted], lead_ids: list[str]
+) -> set[str]:
+    """The leads of events whose person was erased while the batch ran (their key destroyed after
+    the consumer opened them), deleted again; their ids, so the batch does not rescore them."""
+    if uow.vault is None:
+        return set()
+    subjects = {
+        uow.vault.subject(kind, value): lead_id
+        for event, lead_id in zip(events, lead_ids, strict=True)
+        for kind, value in ((SubjectKind.EMAIL, event.email), (SubjectKind.ANONYMOUS, event.anonymous_id))
+        if value
+    }
+    destroyed = await uow.vault.destroyed_now(uow.conn, subjects)
+    erased = {subjects[s] for s in destroyed}
+    if erased:
+        await erasure_store.delete_person(uow.conn, sorted(erased))
+        log.info("erased_lead_events_dropped", leads=len(erased))
+    return erased
 
 
 async def record_confirmation(uow: UnitOfWork, envelope: Envelope, event: ErasureConfirmed) -> None:

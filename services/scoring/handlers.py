@@ -13,7 +13,7 @@ from typing import Any
 
 from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
-from services.scoring.erasures import record_confirmation
+from services.scoring.erasures import forget_late_arrivals, record_confirmation
 from services.scoring.identity import IdentityPlan
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
@@ -63,9 +63,12 @@ async def record_events(
         for event_id, index in first.items()
     ]
     new_ids = await store.add_events(uow.conn, rows)
+    erased = await forget_late_arrivals(uow, [event for _, event in items], lead_ids)
     touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]] = {}
     repeated: list[tuple[LeadEventAccepted, str, str]] = []
     for index, ((envelope, event), lead_id) in enumerate(zip(items, lead_ids, strict=True)):
+        if lead_id in erased:
+            continue
         if first[event.event_id] == index and event.event_id in new_ids:
             touched.setdefault(lead_id, []).append((envelope, event))
         else:
