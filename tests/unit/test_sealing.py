@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pydantic
 import pytest
+from cryptography.fernet import Fernet
 
 from shared.event_types import EventType
 from shared.sealing import (
@@ -16,6 +18,7 @@ from shared.sealing import (
     seal,
     subject_of,
 )
+from shared.settings import Settings
 
 EVENT = {
     "event_id": "e1",
@@ -69,17 +72,11 @@ def test_subjects_are_keyed_hashes_that_differ_by_kind_and_secret() -> None:
 
 
 def test_production_refuses_the_dev_subject_key() -> None:
-    import pydantic
-
-    from shared.settings import Settings
-
-    production = {"env": "production", "admin_key": "lf_" + "x" * 32, "secrets_key": new_fernet_key()}
+    production = {
+        "env": "production",
+        "admin_key": "lf_" + "x" * 32,
+        "secrets_key": Fernet.generate_key().decode(),
+    }
     with pytest.raises(pydantic.ValidationError, match="LEADFLOW_PRIVACY_SUBJECT_KEY"):
         Settings(**production)
     assert Settings(**production, privacy_subject_key="s" * 32).env == "production"
-
-
-def new_fernet_key() -> str:
-    from cryptography.fernet import Fernet
-
-    return Fernet.generate_key().decode()
