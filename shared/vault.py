@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared import sealing
 from shared.envelope import Envelope
 from shared.logging import get_logger
+from shared.outages import DependencyUnavailable, is_outage
 from shared.sealing import SEALED_FIELDS, SubjectKind
 from shared.secret_box import SecretBox
 from shared.settings import Settings
@@ -37,6 +39,7 @@ from shared.settings import Settings
 PRIVACY_SCHEMA = "privacy"
 PRIVACY_MIGRATIONS = Path(__file__).with_name("privacy_migrations")
 _OVERLAP = timedelta(seconds=5)  # destructions committed late by a slow transaction are read again
+_RECHECK_S = 2.0  # after an outage, a cache miss is a 503 at once for this long
 
 log = get_logger(__name__)
 
@@ -68,6 +71,7 @@ class Vault:
     cache_size: int = 100_000
     poll_s: float = 0.5
     _cache: OrderedDict[str, bytes | None] = field(default_factory=OrderedDict)
+    _unreachable_until: float = 0.0
 
     @classmethod
     def of(cls, settings: Settings) -> Vault:
@@ -118,13 +122,22 @@ class Vault:
     async def keys_now(
         self, engine: AsyncEngine, subjects: Iterable[str], *, create: bool
     ) -> dict[str, bytes | None]:
-        """`keys` in a transaction of its own (intake, which has no other)."""
+        """`keys` in a transaction of its own (intake, which has no other). While Postgres is
+        unreachable, cached keys still serve; a subject not cached is a DependencyUnavailable
+        (a 503): never an event written in clear."""
         subjects = list(subjects)
         found, missing = self.cached(subjects)
         if not missing:
             return found
-        async with engine.begin() as conn:
-            return await self.keys(conn, subjects, create=create)
+        if time.monotonic() < self._unreachable_until:  # do not hold each request by a timeout
+            raise DependencyUnavailable("Postgres is unreachable and this person's data key is not cached")
+        try:
+            async with engine.begin() as conn:
+                return await self.keys(conn, subjects, create=create)
+        except Exception as exc:
+            if is_outage(exc):
+                self._unreachable_until = time.monotonic() + _RECHECK_S
+            raise
 
     async def destroy(self, conn: AsyncConnection, subjects: Iterable[str]) -> None:
         """Blank the keys of `subjects` (creating tombstones for subjects never seen, so they are
