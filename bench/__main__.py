@@ -8,9 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+<<<<<<< HEAD
 from bench.privacy import run_privacy
 from bench.report import handoff_report, report, statement_report
 from bench.runs import run, run_handoff
+=======
+from bench.report import figures_table, handoff_report, report, statement_report
+from bench.runs import run, run_handoff, run_tracking
+>>>>>>> main
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -32,6 +37,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
         return
+    if only == "tracking":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
+        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
+        return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
     text = report(figures, latencies, handoff, feedback, backtest, broker=used)
@@ -49,9 +59,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
+<<<<<<< HEAD
         choices=["handoff", "retention", "privacy"],
         help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
         "privacy (erasure with 100,000 leads)",
+=======
+        choices=["handoff", "retention", "tracking"],
+        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
+        "tracking (/v1/batch beside /v1/events/batch)",
+>>>>>>> main
     )
     parser.add_argument(
         "--broker",

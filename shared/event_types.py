@@ -11,6 +11,8 @@ from enum import StrEnum
 class EventType(StrEnum):
     # lead.events
     LEAD_EVENT = "lead.event"
+    # lead.events.failed: Tracking API messages accepted but not mapped (feedback lists them)
+    TRACKING_MESSAGE_FAILED = "tracking.message_failed"
     # lead.lifecycle: scoring
     LEAD_SCORED = "lead.scored"
     MQL_REACHED = "lead.mql_reached"

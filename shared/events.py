@@ -21,7 +21,9 @@ from shared.logging import current_trace_id, new_trace_id
 LEAD_EVENTS = "lead.events"
 LEAD_LIFECYCLE = "lead.lifecycle"
 OPS_ALERTS = "ops.alerts"
-BASE_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS)
+# Tracking API messages intake accepted but could not map (feedback's failed-events view).
+FAILED_EVENTS = "lead.events.failed"
+BASE_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS, FAILED_EVENTS)
 
 
 class EventData(BaseModel):
@@ -93,6 +95,23 @@ class LeadEventAccepted(EventData):
         """The envelope's id: a retry is one message (the inbox drops it), while a reused
         `event_id` with another body gets through to scoring, which records the conflict."""
         return f"evt:{self.event_id}:{self.body_digest()[:16]}"
+
+
+class TrackingMessageFailed(EventData):
+    """A Tracking API message intake accepted (an SDK drops a whole batch on a 4xx) but did not
+    put on lead.events: it maps to no tracking-plan type or breaks the contract. Its sample has
+    every identity, trait and email-like text redacted; nothing here names a person."""
+
+    event_type: ClassVar[EventType] = EventType.TRACKING_MESSAGE_FAILED
+    topic: ClassVar[str] = FAILED_EVENTS
+
+    reason: str = Field(description="The rule the message broke, e.g. `unmapped_event`, `identity_required`.")
+    field: str = Field(description="Where in the message, e.g. `event`, `userId`, `properties.form_id`.")
+    detail: str
+    message_type: str | None = Field(default=None, description="identify, track, page, screen, group, alias")
+    event: str | None = Field(default=None, description="A track call's event name.")
+    received_at: datetime
+    sample: dict[str, Any] = Field(default_factory=dict, description="The message, redacted.")
 
 
 # --- lead.lifecycle: scoring ---------------------------------------------------
@@ -325,6 +344,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
         LeadEventAccepted,
+        TrackingMessageFailed,
         LeadScored,
         MqlReached,
         HandoffCreated,

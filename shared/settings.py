@@ -333,6 +333,21 @@ class Settings(BaseSettings):
             "idempotency_keys": self.retention_idempotency_keys_days,
         }
 
+    # Tracking API (issue 14): public (browser) write keys, limited per visitor's address too.
+    rate_limit_public_address: str = Field(
+        default="50/second",
+        description="requests one client address may make with one public (browser) write key",
+    )
+    public_origins_ttl_s: float = Field(
+        default=5.0, gt=0, description="intake re-reads the public keys' allowed origins this often"
+    )
+
+    @field_validator("rate_limit_public_address")
+    @classmethod
+    def _public_limit_parses(cls, value: str) -> str:
+        limits.parse(value)
+        return value
+
 
 @lru_cache
 def get_settings() -> Settings:

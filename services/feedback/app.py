@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.feedback import alert_webhooks, dashboard, reports, retention, store
+from services.feedback import alert_webhooks, dashboard, failed_events, reports, retention, store
 from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
@@ -33,14 +33,14 @@ from services.feedback.schemas import (
 from services.feedback.settings import FeedbackSettings
 from shared.auth import Principal, Scope, require
 from shared.envelope import utcnow
-from shared.events import LEAD_LIFECYCLE, OPS_ALERTS
+from shared.events import FAILED_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS
 from shared.http import create_app
 from shared.problems import FieldError, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, settings_as
 
 # The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
-SUBSCRIPTIONS = [LEAD_LIFECYCLE, OPS_ALERTS]
+SUBSCRIPTIONS = [LEAD_LIFECYCLE, OPS_ALERTS, FAILED_EVENTS]
 router = APIRouter(prefix="/v1", tags=["metrics"])
 Reader = Annotated[Principal, require(Scope.METRICS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
@@ -166,7 +166,11 @@ def create(settings: Settings | None = None) -> FastAPI:
         migrations=store.MIGRATIONS,
         subscriptions=SUBSCRIPTIONS,
         handlers={},
-        batch_handlers={**make_handlers(config), **alert_webhooks.batch_handlers()},
+        batch_handlers={
+            **make_handlers(config),
+            **alert_webhooks.batch_handlers(),
+            **failed_events.batch_handlers(),
+        },
         loops=[
             make_alert_timer(config, interval_s=settings.alert_eval_interval_s),
             alert_webhooks.make_delivery_loop(
@@ -181,7 +185,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         ServiceRuntime(spec, settings),
         title="leadflow feedback",
         description="Return rates against the threshold, the funnel, rule attribution, alerts, dashboard.",
-        routers=[router, dashboard.router, alert_webhooks.router],
+        routers=[router, dashboard.router, alert_webhooks.router, failed_events.router],
     )
     app.state.feedback = config
     return app

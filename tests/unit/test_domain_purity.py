@@ -22,6 +22,8 @@ PACKAGES = ("services", "shared", "leadflow")
 
 PURE_MODULES = (
     "services.intake.event_limits",
+    "services.intake.tracking_mapping",
+    "services.intake.tracking_schemas",
     "services.scoring.model",
     "services.scoring.identity",
     "services.scoring.incremental_scorer",
