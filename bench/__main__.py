@@ -8,14 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-<<<<<<< HEAD
 from bench.privacy import run_privacy
-from bench.report import handoff_report, report, statement_report
-from bench.runs import run, run_handoff
-=======
 from bench.report import figures_table, handoff_report, report, statement_report
 from bench.runs import run, run_handoff, run_tracking
->>>>>>> main
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -59,15 +54,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-<<<<<<< HEAD
-        choices=["handoff", "retention", "privacy"],
+        choices=["handoff", "retention", "tracking", "privacy"],
         help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
-        "privacy (erasure with 100,000 leads)",
-=======
-        choices=["handoff", "retention", "tracking"],
-        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
-        "tracking (/v1/batch beside /v1/events/batch)",
->>>>>>> main
+        "tracking (/v1/batch beside /v1/events/batch), privacy (erasure with 100,000 leads)",
     )
     parser.add_argument(
         "--broker",

@@ -108,6 +108,7 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     app.state.tracking_plan = load_tracking_plan(settings.config_file("tracking-plan.yaml"))
     app.state.event_limits = settings.event_limits
     app.state.sealer = EventSealer(runtime.vault, runtime.engine, settings.privacy_suppressed_events)
+    app.state.tracking_sealer = EventSealer(runtime.vault, runtime.engine, "drop")
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_middleware(CountOversized, max_bytes=settings.max_body_bytes)
     tracking_api.install(app, settings)
