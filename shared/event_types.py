@@ -25,6 +25,7 @@ class EventType(StrEnum):
     SQO_CREATED = "lead.sqo_created"
     LEAD_DISQUALIFIED = "lead.disqualified"
     HANDOFF_REASSIGNED = "handoff.reassigned"
+    HANDOFF_CLAIMED = "handoff.claimed"
     # The reopen transition exists in the handoff lifecycle but no route exposes it yet, so
     # it has no payload model (and is never published).
     HANDOFF_REOPENED = "handoff.reopened"

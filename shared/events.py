@@ -139,6 +139,24 @@ class LeadScored(EventData):
     explanation: list[ScoreContribution]
 
 
+class AccountContext(BaseModel):
+    """The account a lead is matched to, as handoff, webhooks and sales tools see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_id: str
+    name: str
+    owner: str | None = None
+    tier: str | None = None
+    score: int | None = None
+    grade: str | None = None
+    engaged_people: int = 0
+    matched_by: str = Field(
+        description="How the lead was matched: domain, name_exact, name_close+country, ..."
+    )
+    confidence: float = Field(ge=0, le=1)
+
+
 class MqlReached(EventData):
     """A lead crossed the MQL rule in this cycle; carries why, for the rep."""
 
@@ -158,6 +176,7 @@ class MqlReached(EventData):
     channel: str | None = None
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
+    account: AccountContext | None = None
     sealed: str | None = Field(
         default=None,
         description="The personal fields, sealed with the subject's data key (AES-GCM; docs/privacy.md). "
@@ -188,6 +207,14 @@ class HandoffCreated(EventData):
     explanation: list[ScoreContribution] = Field(
         default_factory=list, description="The scoring rules that made the lead an MQL."
     )
+    account: AccountContext | None = None
+    routing_reason: str | None = Field(
+        default=None,
+        description="Why this owner: account_owner, territory, round_robin, capacity_overflow, "
+        "ooo_backup, ooo_skipped, team_queue or fallback.",
+    )
+    routing_rule: str | None = Field(default=None, description="The routing rule that assigned it, if any.")
+    routing_note: str | None = Field(default=None, description="Who was passed over and why, if anyone.")
 
 
 class HandoffTransition(EventData):
@@ -248,6 +275,19 @@ class HandoffReassigned(EventData):
     from_owner: str
     to_owner: str
     reason: str | None = None
+
+
+class HandoffClaimed(EventData):
+    """A rep took a handoff from a queue; the first claim wins."""
+
+    event_type: ClassVar[EventType] = EventType.HANDOFF_CLAIMED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    handoff_id: str
+    from_owner: str = Field(description="The queue it was claimed from.")
+    to_owner: str = Field(description="The rep who claimed it.")
+    team: str | None = None
+    account: AccountContext | None = None
 
 
 class SlaTimerFired(EventData):
@@ -355,6 +395,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SqoCreated,
         LeadDisqualified,
         HandoffReassigned,
+        HandoffClaimed,
         SlaWarning,
         SlaBreached,
         AlertRaised,

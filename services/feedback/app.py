@@ -25,6 +25,7 @@ from services.feedback.schemas import (
     AlertList,
     AlertPublic,
     Funnel,
+    FunnelGroups,
     ReturnRate,
     ReturnRateGroups,
     ReturnRateSeries,
@@ -104,7 +105,8 @@ async def get_return_rate_groups(
     by: Annotated[Dimension, Query(description=f"One of {', '.join(DIMENSIONS)}.")],
     window: WindowQuery = None,
 ) -> dict[str, Any]:
-    """The return rate of each source, channel, campaign, owner, team, policy, score band or grade."""
+    """The return rate of each source, channel, campaign, owner, team, policy, score band, grade,
+    account tier or account match (matched | unmatched)."""
     config = _config(request)
     window = window or config.window
     span = Window.ending(utcnow(), _duration("window", window))
@@ -132,6 +134,22 @@ async def get_funnel(
     async with _runtime(request).engine.connect() as conn:
         answer = await reports.funnel(conn, end=utcnow(), kind=cohort, count=cohorts)
     return {"cohort": cohort, **answer}
+
+
+@router.get("/metrics/funnel/groups", response_model=FunnelGroups, responses={422: PROBLEM})
+async def get_funnel_groups(
+    request: Request,
+    _: Reader,
+    by: Annotated[Dimension, Query(description=f"One of {', '.join(DIMENSIONS)}.")],
+    cohort: Annotated[Literal["week", "month"], Query()] = "week",
+    cohorts: Annotated[int, Query(ge=1, le=104)] = 8,
+) -> dict[str, Any]:
+    """MQL → SAL → SQL → SQO of each account tier, account match, source, ... over the last cohorts."""
+    async with _runtime(request).engine.connect() as conn:
+        answer = await reports.funnel_groups(
+            conn, _config(request), end=utcnow(), kind=cohort, count=cohorts, by=by
+        )
+    return {"cohort": cohort, "cohorts": cohorts, "by": by, **answer}
 
 
 @router.get("/metrics/rule-attribution", response_model=RuleAttributions, responses={422: PROBLEM})

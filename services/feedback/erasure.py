@@ -25,6 +25,7 @@ ERASURE_PLAN: dict[str, str] = {
     alerts.fullname: "kept: group figures (a breach alert names a handoff id, never a person)",
     outbox.fullname: "kept: alerts only, which carry no lead",
     inbox.fullname: "kept: message ids and topics only",
+    f"{SCHEMA}.failed_events": "kept: samples redacted by intake (no identity, trait or email-like text)",
     f"{SCHEMA}.webhook_subscriptions": "kept: subscribers of alerts",
     f"{SCHEMA}.webhook_deliveries": "kept: alert payloads, which carry no lead",
 }

@@ -36,6 +36,7 @@ PERSONAL_COLUMNS = frozenset(
         "company",
         "ip",
         "user_agent",
+        "sample",
     }
 )
 PLANS = {
