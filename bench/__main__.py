@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.accounts import accounts_report, run_accounts
+from bench.privacy import run_privacy
 from bench.report import figures_table, handoff_report, report, statement_report
 from bench.runs import run, run_handoff, run_tracking
 from bench.stack import ROOT
@@ -26,6 +27,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
     if only == "accounts":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             print(f"\n{accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))}\n")
+        return
+    if only == "privacy":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            privacy = asyncio.run(run_privacy(Path(tmp), broker))
+        print(f"\n{privacy.report()}\n")
         return
     if only == "retention":
         from bench.retention import retention_report, retention_timings
@@ -62,11 +68,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "accounts", "retention", "tracking", "training"],
+        choices=["handoff", "accounts", "retention", "tracking", "training", "privacy"],
         help=(
             "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
             "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch), "
-            "training (model train on 1M events)"
+            "training (model train on 1M events), privacy (erasure with 100,000 leads)"
         ),
     )
     parser.add_argument(

@@ -63,6 +63,7 @@ class Scope(StrEnum):
     METRICS_READ = "metrics:read"
     ACCOUNTS_READ = "accounts:read"
     ACCOUNTS_WRITE = "accounts:write"
+    PRIVACY_ADMIN = "privacy:admin"  # erasure requests (docs/privacy.md)
     ADMIN = "admin"
 
 

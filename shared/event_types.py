@@ -34,6 +34,10 @@ class EventType(StrEnum):
     HANDOFF_REOPENED = "handoff.reopened"
     SLA_WARNING = "handoff.sla_warning"
     SLA_BREACHED = "handoff.sla_breached"
+    # lead.lifecycle: privacy (scoring asks, every service confirms; handoff tells subscribers)
+    ERASURE_REQUESTED = "privacy.erasure_requested"
+    ERASURE_CONFIRMED = "privacy.erasure_confirmed"
+    LEAD_ERASED = "lead.erased"
     # ops.alerts
     ALERT_RAISED = "alert.raised"
     ALERT_RESOLVED = "alert.resolved"

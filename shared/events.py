@@ -35,6 +35,10 @@ class EventData(BaseModel):
     schema_version: ClassVar[int] = 1
 
 
+# What a retry may change without being another body: when it came, and how it was sealed.
+_NOT_THE_BODY = frozenset({"received_at", "sealed", "subject"})
+
+
 # --- lead.events ---------------------------------------------------------------
 
 
@@ -71,12 +75,18 @@ class LeadEventAccepted(EventData):
     anonymous_id: str | None = None
     traits: dict[str, Any] = Field(default_factory=dict)
     properties: dict[str, Any] = Field(default_factory=dict)
+    sealed: str | None = Field(
+        default=None,
+        description="The personal fields, sealed with the subject's data key (AES-GCM; docs/privacy.md). "
+        "Consumers see them opened, or skip the event once the person is erased.",
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
 
     def body_digest(self) -> str:
         """What the sender said, hashed: the same for a retry of the event (whenever it is received,
         whatever offset its `occurred_at` was written in), different for another body under the
         same `event_id`."""
-        body = {name: value for name, value in self.__dict__.items() if name != "received_at"}
+        body = {name: value for name, value in self.__dict__.items() if name not in _NOT_THE_BODY}
         if self.occurred_at.tzinfo is not None:
             body["occurred_at"] = self.occurred_at.astimezone(UTC)
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -197,6 +207,13 @@ class MqlReached(EventData):
         default=None, gt=0, le=1, description="An exploration handoff's chance of being drawn."
     )
 
+    sealed: str | None = Field(
+        default=None,
+        description="The personal fields, sealed with the subject's data key (AES-GCM; docs/privacy.md). "
+        "Consumers see them opened, or skip the event once the person is erased.",
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
+
 
 class LeadAccountChanged(EventData):
     """Scoring matched the lead (envelope `lead_id`) to another account, or to none; no personal data."""
@@ -289,6 +306,10 @@ class HandoffTransition(EventData):
     channel: str | None = None
     campaign: str | None = None
     team: str | None = None
+    sealed: str | None = Field(
+        default=None, description="`note` (and BANT, opportunity details), sealed with the lead's key."
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
 
 
 class SalAccepted(HandoffTransition):
@@ -381,6 +402,40 @@ class SlaBreached(SlaTimerFired):
     event_type: ClassVar[EventType] = EventType.SLA_BREACHED
 
 
+# --- lead.lifecycle: privacy ---------------------------------------------------
+# Keyed hashes and lead ids only: never an address or a name (docs/privacy.md).
+
+
+class ErasureRequested(EventData):
+    """Scoring erased a person: each service removes or anonymises its rows of this lead (the
+    envelope's lead_id), then confirms. One per lead, keyed by it, so a replay meets it after
+    every other event of the lead."""
+
+    event_type: ClassVar[EventType] = EventType.ERASURE_REQUESTED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    request_id: str
+
+
+class ErasureConfirmed(EventData):
+    """A service erased its copy of the lead of an erasure request."""
+
+    event_type: ClassVar[EventType] = EventType.ERASURE_CONFIRMED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    request_id: str
+    service: str
+
+
+class LeadErased(EventData):
+    """Sent to every webhook subscriber: erase what you hold about this lead (the envelope's lead_id)."""
+
+    event_type: ClassVar[EventType] = EventType.LEAD_ERASED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    erased_at: datetime
+
+
 # --- ops.alerts ----------------------------------------------------------------
 
 
@@ -444,6 +499,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SlaBreached,
         AlertRaised,
         AlertResolved,
+        ErasureRequested,
+        ErasureConfirmed,
+        LeadErased,
     )
 }
 

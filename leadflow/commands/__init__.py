@@ -17,6 +17,7 @@ from leadflow.commands import (
     keys,
     migrate,
     model,
+    privacy,
     replay,
     retention,
     schemas,
@@ -32,6 +33,7 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(model.app, name="model")
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(accounts.app, name="accounts")
+app.add_typer(privacy.app, name="privacy")
 app.add_typer(retention.app, name="retention")
 app.command()(model.rescore)
 app.command()(model.backtest)

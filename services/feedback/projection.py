@@ -17,9 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.feedback import store
 from services.feedback.domain import left_stage_at
+from services.feedback.erasure import anonymise_leads
 from shared.envelope import Envelope
 from shared.event_types import EventType
-from shared.events import EventData, HandoffCreated, HandoffTransition, OpportunityWon, SlaBreached
+from shared.events import (
+    ErasureRequested,
+    EventData,
+    HandoffCreated,
+    HandoffTransition,
+    OpportunityWon,
+    SlaBreached,
+)
 
 DECISIONS = frozenset({EventType.SAL_ACCEPTED, EventType.LEAD_REJECTED, EventType.LEAD_RETURNED})
 TRANSITIONS = (
@@ -37,7 +45,7 @@ STAGE_REACHED: dict[str, str] = {
     EventType.SQO_CREATED: "sqo_at",
     EventType.LEAD_DISQUALIFIED: "disqualified_at",
 }
-PROJECTED = (EventType.HANDOFF_CREATED, *TRANSITIONS, EventType.SLA_BREACHED)
+PROJECTED = (EventType.HANDOFF_CREATED, *TRANSITIONS, EventType.SLA_BREACHED, EventType.ERASURE_REQUESTED)
 
 
 @dataclass
@@ -62,6 +70,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
     rules: list[dict[str, Any]] = []
     breaches: list[dict[str, Any]] = []
     left: list[tuple[str, str, datetime]] = []
+    erased: list[str] = []
     decisions = False
     for envelope, event in items:
         if isinstance(event, HandoffCreated):
@@ -73,7 +82,10 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
             decisions |= envelope.type in DECISIONS
         elif isinstance(event, SlaBreached):
             breaches.append(breach_of(envelope, event))
+        elif isinstance(event, ErasureRequested) and envelope.lead_id:
+            erased.append(envelope.lead_id)
     await store.upsert_facts(conn, facts)
+    await anonymise_leads(conn, erased)  # after the facts: a rebuild meets the erasure after them
     await store.add_rules(conn, rules)
     new_breaches = await store.add_breaches(conn, breaches)
     # A decision can reach us before the breach it beat by a hair; then the breach is over.

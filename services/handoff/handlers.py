@@ -14,10 +14,11 @@ from typing import Any
 from services.handoff import sla, store, webhooks
 from services.handoff.assignments import assign
 from services.handoff.domain import Decision, Handoff, HandoffConfig, Stage
+from services.handoff.erasure import erase_lead
 from services.handoff.routing import LeadToRoute
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope, utcnow
-from shared.events import HandoffCreated, MqlReached
+from shared.events import ErasureRequested, HandoffCreated, MqlReached
 from shared.unit_of_work import UnitOfWork
 
 
@@ -40,7 +41,7 @@ def make_handlers(config: HandoffConfig) -> tuple[Mapping[str, Handler], Mapping
             handed_off_at=envelope.produced_at,
         )
 
-    return {MqlReached.event_type: on_mql}, {
+    return {MqlReached.event_type: on_mql, ErasureRequested.event_type: erase_lead}, {
         event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES
     }
 
@@ -182,6 +183,7 @@ async def decide(
     handoff.check_version(expected_version)
     decided = handoff.decide(decision, config, now=utcnow())
     uow.emit(decided.event, lead_id=handoff.lead_id, occurred_at=decided.transition.at)
+    await uow.seal_pending()  # the note and details, under the lead's key
     [message] = uow.take_pending()  # the event alone: the decision's statement writes it
     return await store.transition(uow.conn, decided.transition, message)
 

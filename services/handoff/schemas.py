@@ -15,6 +15,7 @@ from shared.events import (
     HandoffReassigned,
     HandoffReopened,
     LeadDisqualified,
+    LeadErased,
     LeadRejected,
     LeadReturned,
     Likelihood,
@@ -34,7 +35,8 @@ from shared.webhook_api import DeliveryPublic as DeliveryPublic
 from shared.webhook_api import WebhookCreated as WebhookCreated
 from shared.webhook_api import WebhookPublic as WebhookPublic
 
-# What a sales tool can subscribe to: every event about a handoff.
+# What a sales tool can subscribe to: every event about a handoff, and `lead.erased` (which every
+# subscriber gets anyway: services/handoff/webhooks.py).
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
     model.event_type
     for model in (
@@ -52,6 +54,7 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
         HandoffClaimed,
         SlaWarning,
         SlaBreached,
+        LeadErased,
     )
 )
 

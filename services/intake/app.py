@@ -16,6 +16,7 @@ from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan
 from services.intake.event_limits import EventLimits
 from services.intake.handlers import accept_events
 from services.intake.metrics import EVENT_PATHS, CountOversized, count_rejected, events_in
+from services.intake.privacy import EventSealer
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Scope, require
 from shared.http import create_app
@@ -70,6 +71,7 @@ async def _accept(
         source="intake",
         batch=batch,
         deadline_s=runtime.settings.produce_timeout_s,
+        sealer=request.app.state.sealer,
     )
     return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
 
@@ -105,6 +107,8 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     )
     app.state.tracking_plan = load_tracking_plan(settings.config_file("tracking-plan.yaml"))
     app.state.event_limits = settings.event_limits
+    app.state.sealer = EventSealer(runtime.vault, runtime.engine, settings.privacy_suppressed_events)
+    app.state.tracking_sealer = EventSealer(runtime.vault, runtime.engine, "drop")
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_middleware(CountOversized, max_bytes=settings.max_body_bytes)
     tracking_api.install(app, settings)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of
 from services.intake.event_limits import EventLimits, limit_problems, size_problem
 from services.intake.metrics import count_accepted, count_rejected
+from services.intake.privacy import EventSealer, seal_events
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
 from shared.identities import normalize_anonymous_id, normalize_email
@@ -85,11 +86,15 @@ async def accept_events(
     source: str,
     batch: bool,
     deadline_s: float,
+    sealer: EventSealer,
 ) -> list[str]:
     """Validate every event, then publish all of them; returns their event ids."""
     now = utcnow()
     validate(events, plan, limits, now=now, batch=batch)
     envelopes = [to_envelope(e, received_at=now, source=source) for e in events]
+    envelopes = await seal_events(
+        sealer, envelopes, batch=batch
+    )  # personal fields sealed; the erased refused
     records = serialize(envelopes, limits, batch=batch)
     keys = [(envelope.identity or "").encode() for envelope in envelopes]
     await publish(producer, topic, list(zip(keys, records, strict=True)), deadline_s=deadline_s)

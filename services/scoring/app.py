@@ -12,6 +12,7 @@ from services.scoring.accounts import api as accounts_api
 from services.scoring.accounts import store as account_store
 from services.scoring.accounts.schemas import LeadAccount
 from services.scoring.config_files import load_learning_config, load_model
+from services.scoring.erasure_api import router as erasure_router
 from services.scoring.handlers import make_handlers
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.model import ScoringModel
@@ -163,7 +164,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         ServiceRuntime(spec, settings),
         title="leadflow scoring",
         description="Lead profiles, scores, fit grades and their explanations.",
-        routers=[router, accounts_api.router, events_router],
+        routers=[router, accounts_api.router, events_router, erasure_router],
     )
     app.state.model = model
     return app

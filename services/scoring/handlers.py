@@ -14,6 +14,7 @@ from typing import Any
 from services.scoring import lifecycle, store
 from services.scoring.accounts.handlers import roll_up_accounts
 from services.scoring.domain import LeadEvent
+from services.scoring.erasures import forget_late_arrivals, record_confirmation
 from services.scoring.identity import IdentityPlan
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
@@ -21,7 +22,7 @@ from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import ErasureConfirmed, HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
@@ -38,6 +39,7 @@ def make_handlers(
 
     handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in lifecycle.FOLLOWED}
     handlers[HandoffCreated.event_type] = record_handoff
+    handlers[ErasureConfirmed.event_type] = record_confirmation
     return handlers, {LeadEventAccepted.event_type: on_lead_events}
 
 
@@ -69,9 +71,12 @@ async def record_events(
         for event_id, index in first.items()
     ]
     new_ids = await store.add_events(uow.conn, rows)
+    erased = await forget_late_arrivals(uow, [event for _, event in items], lead_ids)
     touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]] = {}
     repeated: list[tuple[LeadEventAccepted, str, str]] = []
     for index, ((envelope, event), lead_id) in enumerate(zip(items, lead_ids, strict=True)):
+        if lead_id in erased:
+            continue
         if first[event.event_id] == index and event.event_id in new_ids:
             touched.setdefault(lead_id, []).append((envelope, event))
         else:

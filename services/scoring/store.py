@@ -104,6 +104,7 @@ event_conflicts = Table(
     Column("received_digest", Text, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("event_id", "received_digest", name="uq_event_conflicts_event_body"),
+    Index("ix_event_conflicts_lead", "lead_id"),
     schema=SCHEMA,
 )
 
@@ -174,6 +175,18 @@ predictive_models = Table(
     schema=SCHEMA,
 )
 
+# An anonymous lead absorbed into a known one: its id may still be in handoff's or feedback's
+# rows, so an erasure of the known lead reaches them too.
+lead_merges = Table(
+    "lead_merges",
+    metadata,
+    Column("absorbed", Text, primary_key=True),
+    Column("into", Text, nullable=False),
+    Index("ix_lead_merges_into", "into"),
+    Column("merged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    schema=SCHEMA,
+)
+
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
@@ -236,6 +249,7 @@ async def merge_leads(conn: AsyncConnection, *, into: str, absorbed: str) -> Non
     await conn.execute(update(lead_events).where(lead_events.c.lead_id == absorbed).values(lead_id=into))
     await conn.execute(update(anonymous_ids).where(anonymous_ids.c.lead_id == absorbed).values(lead_id=into))
     await conn.execute(leads.delete().where(leads.c.lead_id == absorbed))
+    await conn.execute(insert(lead_merges).values(absorbed=absorbed, into=into).on_conflict_do_nothing())
 
 
 async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:

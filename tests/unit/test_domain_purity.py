@@ -59,6 +59,8 @@ PURE_MODULES = (
     "shared.event_types",
     "shared.destinations",
     "shared.request_rules",
+    "shared.sealing",
+    "services.scoring.erasure",
     "shared.retention_policy",
 )
 

@@ -31,6 +31,10 @@ LIFECYCLE = {
     "account.scored",
     "account.mqa_reached",
     "lead.account_changed",  # a lead's account changed (lead id only)
+    # issue 13: erasure (docs/privacy.md)
+    "privacy.erasure_requested",
+    "privacy.erasure_confirmed",
+    "lead.erased",
 }
 
 
