@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from bench.accounts import accounts_report, run_accounts
+from bench.privacy import run_privacy
 from bench.report import (
     figures_report,
     figures_table,
@@ -22,6 +24,22 @@ from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "training":
+        from bench.training import training_report, training_timing
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            training = asyncio.run(training_timing(Path(tmp), broker))
+        print(f"\n{training_report(training)}\n")
+        return
+    if only == "accounts":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))}\n")
+        return
+    if only == "privacy":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            privacy = asyncio.run(run_privacy(Path(tmp), broker))
+        print(f"\n{privacy.report()}\n")
+        return
     if only == "retention":
         from bench.retention import retention_report, retention_timings
 
@@ -47,6 +65,8 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
     text = report(figures, latencies, handoff, feedback, backtest, broker=used)
+    with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:  # a stack of its own
+        text += "\n\n" + accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
@@ -61,9 +81,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "intake", "retention", "tracking"],
-        help="run one part alone: handoff (the handoff API latency), intake (its throughput figures), "
-        "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch)",
+        choices=["handoff", "accounts", "intake", "retention", "tracking", "training", "privacy"],
+        help=(
+            "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
+            "intake (its throughput figures), "
+            "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch), "
+            "training (model train on 1M events), privacy (erasure with 100,000 leads)"
+        ),
     )
     parser.add_argument(
         "--broker",

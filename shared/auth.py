@@ -61,6 +61,9 @@ class Scope(StrEnum):
     HANDOFFS_WRITE = "handoffs:write"
     HANDOFFS_MANAGE = "handoffs:manage"
     METRICS_READ = "metrics:read"
+    ACCOUNTS_READ = "accounts:read"
+    ACCOUNTS_WRITE = "accounts:write"
+    PRIVACY_ADMIN = "privacy:admin"  # erasure requests (docs/privacy.md)
     ADMIN = "admin"
 
 

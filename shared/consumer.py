@@ -34,6 +34,7 @@ from shared.outbox import record_deliveries
 from shared.settings import Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork, unit_of_work
+from shared.vault import Vault
 
 log = get_logger(__name__)
 
@@ -136,8 +137,10 @@ class ConsumerRunner:
         after_commit: Callable[[], None] = lambda: None,
         membership: GroupMembership | None = None,
         stall_s: float = 60.0,
+        vault: Vault | None = None,
     ) -> None:
         self.group_id = group_id
+        self._vault = vault
         self.topics = topics
         self.handlers = handlers
         self.batch_handlers = batch_handlers or {}
@@ -249,11 +252,16 @@ class ConsumerRunner:
         rather than losing it (the inbox then marks the message as done).
         """
         transaction = unit_of_work(
-            self._engine, outbox=self._outbox, topics=self._topic_names, source=self._source
+            self._engine,
+            outbox=self._outbox,
+            topics=self._topic_names,
+            source=self._source,
+            vault=self._vault,
         )
         async with transaction as uow:
             messages, dead = self._parse(records)
             fresh = await self._first_deliveries(uow.conn, messages)
+            fresh = await self._opened(uow.conn, fresh, dead)
             for batch_handler, group in _runs_by_handler(
                 (m for m in fresh if m.envelope.type in self.batch_handlers), self.batch_handlers
             ):
@@ -301,6 +309,25 @@ class ConsumerRunner:
             else:
                 MESSAGES_CONSUMED.labels(self.group_id, "duplicate").inc()
         return fresh
+
+    async def _opened(
+        self, conn: AsyncConnection, messages: list[Message], dead: list[tuple[ConsumerRecord, BaseException]]
+    ) -> list[Message]:
+        """The messages with their personal fields opened by the vault; those of an erased person
+        are skipped (never handled, so nothing of them is recreated), an unopenable one is dead."""
+        if self._vault is None or not messages:
+            return messages
+        opened: list[Message] = []
+        for message, envelope in zip(
+            messages, await self._vault.open_envelopes(conn, [m.envelope for m in messages]), strict=True
+        ):
+            if isinstance(envelope, BaseException):
+                dead.append((message.record, envelope))
+            elif envelope is None:
+                MESSAGES_CONSUMED.labels(self.group_id, "erased").inc()
+            else:
+                opened.append(Message(message.record, envelope))
+        return opened
 
     async def _handle_group(
         self, uow: UnitOfWork, handler: BatchHandler, group: list[Message]

@@ -16,6 +16,9 @@ class EventType(StrEnum):
     # lead.lifecycle: scoring
     LEAD_SCORED = "lead.scored"
     MQL_REACHED = "lead.mql_reached"
+    LEAD_ACCOUNT_CHANGED = "lead.account_changed"
+    ACCOUNT_SCORED = "account.scored"
+    ACCOUNT_MQA_REACHED = "account.mqa_reached"
     # lead.lifecycle: handoff
     HANDOFF_CREATED = "handoff.created"
     SAL_ACCEPTED = "lead.sal_accepted"
@@ -24,17 +27,21 @@ class EventType(StrEnum):
     SQL_QUALIFIED = "lead.sql_qualified"
     SQO_CREATED = "lead.sqo_created"
     LEAD_DISQUALIFIED = "lead.disqualified"
+    OPPORTUNITY_WON = "lead.opportunity_won"
+    OPPORTUNITY_LOST = "lead.opportunity_lost"
     HANDOFF_REASSIGNED = "handoff.reassigned"
     HANDOFF_CLAIMED = "handoff.claimed"
-    # The reopen transition exists in the handoff lifecycle but no route exposes it yet, so
-    # it has no payload model (and is never published).
     HANDOFF_REOPENED = "handoff.reopened"
     SLA_WARNING = "handoff.sla_warning"
     SLA_BREACHED = "handoff.sla_breached"
+    # lead.lifecycle: privacy (scoring asks, every service confirms; handoff tells subscribers)
+    ERASURE_REQUESTED = "privacy.erasure_requested"
+    ERASURE_CONFIRMED = "privacy.erasure_confirmed"
+    LEAD_ERASED = "lead.erased"
     # ops.alerts
     ALERT_RAISED = "alert.raised"
     ALERT_RESOLVED = "alert.resolved"
 
 
 # Types declared ahead of their payload model.
-WITHOUT_MODEL = frozenset({EventType.HANDOFF_REOPENED})
+WITHOUT_MODEL: frozenset[EventType] = frozenset()

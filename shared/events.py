@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -32,6 +33,10 @@ class EventData(BaseModel):
     event_type: ClassVar[EventType]
     topic: ClassVar[str]
     schema_version: ClassVar[int] = 1
+
+
+# What a retry may change without being another body: when it came, and how it was sealed.
+_NOT_THE_BODY = frozenset({"received_at", "sealed", "subject"})
 
 
 # --- lead.events ---------------------------------------------------------------
@@ -70,12 +75,18 @@ class LeadEventAccepted(EventData):
     anonymous_id: str | None = None
     traits: dict[str, Any] = Field(default_factory=dict)
     properties: dict[str, Any] = Field(default_factory=dict)
+    sealed: str | None = Field(
+        default=None,
+        description="The personal fields, sealed with the subject's data key (AES-GCM; docs/privacy.md). "
+        "Consumers see them opened, or skip the event once the person is erased.",
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
 
     def body_digest(self) -> str:
         """What the sender said, hashed: the same for a retry of the event (whenever it is received,
         whatever offset its `occurred_at` was written in), different for another body under the
         same `event_id`."""
-        body = {name: value for name, value in self.__dict__.items() if name != "received_at"}
+        body = {name: value for name, value in self.__dict__.items() if name not in _NOT_THE_BODY}
         if self.occurred_at.tzinfo is not None:
             body["occurred_at"] = self.occurred_at.astimezone(UTC)
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -116,6 +127,26 @@ class ScoreContribution(BaseModel):
     detail: str
 
 
+class LikelihoodFactor(BaseModel):
+    """One of the features that moved a lead's likelihood most, in likelihood points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    feature: str = Field(description="e.g. `section:pricing`, `fit:title.vp`, `channel=referral`.")
+    value: float | None = Field(description="The lead's value of it (null: unknown).")
+    points: float = Field(description="Likelihood points it adds (negative: takes away).")
+
+
+class Likelihood(BaseModel):
+    """The active predictive model's estimate that sales will take the lead on (0–100)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int = Field(ge=0, le=100)
+    model_version: str
+    factors: list[LikelihoodFactor] = Field(default_factory=list, description="Top factors, largest first.")
+
+
 class LeadScored(EventData):
     event_type: ClassVar[EventType] = EventType.LEAD_SCORED
     topic: ClassVar[str] = LEAD_LIFECYCLE
@@ -127,6 +158,7 @@ class LeadScored(EventData):
     model_version: str
     disqualified: str | None = None
     explanation: list[ScoreContribution]
+    likelihood: Likelihood | None = Field(default=None, description="Set once a predictive model is active.")
 
 
 class AccountContext(BaseModel):
@@ -167,6 +199,58 @@ class MqlReached(EventData):
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
     account: AccountContext | None = None
+    likelihood: Likelihood | None = None
+    exploration: bool = Field(
+        default=False, description="Handed off to explore: a near miss of the MQL rule, drawn by chance."
+    )
+    propensity: float | None = Field(
+        default=None, gt=0, le=1, description="An exploration handoff's chance of being drawn."
+    )
+
+    sealed: str | None = Field(
+        default=None,
+        description="The personal fields, sealed with the subject's data key (AES-GCM; docs/privacy.md). "
+        "Consumers see them opened, or skip the event once the person is erased.",
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
+
+
+class LeadAccountChanged(EventData):
+    """Scoring matched the lead (envelope `lead_id`) to another account, or to none; no personal data."""
+
+    event_type: ClassVar[EventType] = EventType.LEAD_ACCOUNT_CHANGED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    account_id: str | None = Field(description="The account now; null when the lead matches none.")
+    previous_account_id: str | None = None
+    matched_by: str | None = Field(default=None, description="domain, name_exact, name_close+country, ...")
+    confidence: float = Field(default=0, ge=0, le=1)
+
+
+class AccountScored(EventData):
+    """An account's score or grade changed (keyed by account id; envelope `lead_id` is the lead whose
+    change moved it)."""
+
+    event_type: ClassVar[EventType] = EventType.ACCOUNT_SCORED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    account_id: str
+    score: int
+    fit_points: int
+    grade: str
+    engaged_people: int
+    mqa: bool
+    model_version: str
+    explanation: list[ScoreContribution]
+
+
+class AccountMqaReached(AccountScored):
+    """The account met the MQA rule (minimum score, grade, engaged people)."""
+
+    event_type: ClassVar[EventType] = EventType.ACCOUNT_MQA_REACHED
+
+    owner: str | None = None
+    member_lead_ids: list[str] = Field(default_factory=list, description="Its engaged members.")
 
 
 # --- lead.lifecycle: handoff ---------------------------------------------------
@@ -199,6 +283,9 @@ class HandoffCreated(EventData):
     )
     routing_rule: str | None = Field(default=None, description="The routing rule that assigned it, if any.")
     routing_note: str | None = Field(default=None, description="Who was passed over and why, if anyone.")
+    likelihood: Likelihood | None = None
+    exploration: bool = Field(default=False, description="An exploration handoff (not by the MQL rule).")
+    propensity: float | None = Field(default=None, gt=0, le=1, description="Its chance of being drawn.")
 
 
 class HandoffTransition(EventData):
@@ -219,6 +306,10 @@ class HandoffTransition(EventData):
     channel: str | None = None
     campaign: str | None = None
     team: str | None = None
+    sealed: str | None = Field(
+        default=None, description="`note` (and BANT, opportunity details), sealed with the lead's key."
+    )
+    subject: str | None = Field(default=None, description="Keyed hash naming whose key seals `sealed`.")
 
 
 class SalAccepted(HandoffTransition):
@@ -245,6 +336,28 @@ class SqoCreated(HandoffTransition):
 
 class LeadDisqualified(HandoffTransition):
     event_type: ClassVar[EventType] = EventType.LEAD_DISQUALIFIED
+
+
+class OpportunityWon(HandoffTransition):
+    """The opportunity closed won, as the CRM reported it (SQO → won)."""
+
+    event_type: ClassVar[EventType] = EventType.OPPORTUNITY_WON
+    amount: Decimal = Field(ge=0, description="The deal's value, in `currency`.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. `EUR`.")
+
+
+class OpportunityLost(HandoffTransition):
+    """The opportunity closed lost (SQO → lost); `reason` says why."""
+
+    event_type: ClassVar[EventType] = EventType.OPPORTUNITY_LOST
+
+
+class HandoffReopened(HandoffTransition):
+    """A manager undid a return or a disqualification: the handoff is an MQL again, with a new
+    decision deadline. `in_time` is always true (reopening has no deadline)."""
+
+    event_type: ClassVar[EventType] = EventType.HANDOFF_REOPENED
+    decide_by: datetime
 
 
 class HandoffReassigned(EventData):
@@ -287,6 +400,40 @@ class SlaWarning(SlaTimerFired):
 
 class SlaBreached(SlaTimerFired):
     event_type: ClassVar[EventType] = EventType.SLA_BREACHED
+
+
+# --- lead.lifecycle: privacy ---------------------------------------------------
+# Keyed hashes and lead ids only: never an address or a name (docs/privacy.md).
+
+
+class ErasureRequested(EventData):
+    """Scoring erased a person: each service removes or anonymises its rows of this lead (the
+    envelope's lead_id), then confirms. One per lead, keyed by it, so a replay meets it after
+    every other event of the lead."""
+
+    event_type: ClassVar[EventType] = EventType.ERASURE_REQUESTED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    request_id: str
+
+
+class ErasureConfirmed(EventData):
+    """A service erased its copy of the lead of an erasure request."""
+
+    event_type: ClassVar[EventType] = EventType.ERASURE_CONFIRMED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    request_id: str
+    service: str
+
+
+class LeadErased(EventData):
+    """Sent to every webhook subscriber: erase what you hold about this lead (the envelope's lead_id)."""
+
+    event_type: ClassVar[EventType] = EventType.LEAD_ERASED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    erased_at: datetime
 
 
 # --- ops.alerts ----------------------------------------------------------------
@@ -333,6 +480,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         TrackingMessageFailed,
         LeadScored,
         MqlReached,
+        LeadAccountChanged,
+        AccountScored,
+        AccountMqaReached,
         HandoffCreated,
         SalAccepted,
         LeadRejected,
@@ -340,12 +490,18 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SqlQualified,
         SqoCreated,
         LeadDisqualified,
+        OpportunityWon,
+        OpportunityLost,
+        HandoffReopened,
         HandoffReassigned,
         HandoffClaimed,
         SlaWarning,
         SlaBreached,
         AlertRaised,
         AlertResolved,
+        ErasureRequested,
+        ErasureConfirmed,
+        LeadErased,
     )
 }
 

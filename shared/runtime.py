@@ -32,6 +32,7 @@ from shared.retention import Pruned, PruneTarget, inbox_target, prune_service
 from shared.settings import ServiceName, Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork, unit_of_work
+from shared.vault import PRIVACY_MIGRATIONS, PRIVACY_SCHEMA, Vault
 
 log = get_logger(__name__)
 
@@ -66,6 +67,7 @@ class ServiceRuntime:
         self.engine: AsyncEngine = make_engine(settings)
         self.outbox: Table = _shared_table(spec.metadata, spec.name, "outbox", outbox_table)
         self.inbox: Table = _shared_table(spec.metadata, spec.name, "inbox", inbox_table)
+        self.vault = Vault.of(settings)
         self.key_store = KeyStore(
             engine=self.engine,
             admin_key=settings.admin_key,
@@ -120,6 +122,7 @@ class ServiceRuntime:
         else:
             await self._prepare_database_or_carry_on()
         self._spawn("api-key-changes", self.key_store.follow_changes)
+        self._spawn("vault-destructions", functools.partial(self.vault.follow_destructions, self.engine))
         await self._retry("kafka", self.producer.start)
         if self.spec.migrations is not None:
             self._spawn("outbox-relay", self.relay.run)
@@ -143,6 +146,7 @@ class ServiceRuntime:
                 after_commit=self.relay.wake,
                 membership=GroupMembership.of(self.settings),
                 stall_s=self.settings.consumer_stall_s,
+                vault=self.vault,
             )
             self._spawn("consumer", self.consumer.run)
         for loop in self.spec.loops:
@@ -164,6 +168,7 @@ class ServiceRuntime:
     async def _prepare_database(self) -> None:
         await ping(self.engine)
         await migrate(self.engine, schema=AUTH_SCHEMA, versions_dir=AUTH_MIGRATIONS)
+        await migrate(self.engine, schema=PRIVACY_SCHEMA, versions_dir=PRIVACY_MIGRATIONS)
         if self.spec.migrations is not None:
             await migrate(self.engine, schema=self.spec.name, versions_dir=self.spec.migrations)
 
@@ -224,7 +229,7 @@ class ServiceRuntime:
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction; events emitted inside go out after it commits."""
         async with unit_of_work(
-            self.engine, outbox=self.outbox, topics=self.topics, source=self.spec.name
+            self.engine, outbox=self.outbox, topics=self.topics, source=self.spec.name, vault=self.vault
         ) as uow:
             yield uow
         if uow.emitted:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ServiceName = Literal["intake", "scoring", "handoff", "feedback"]
 SERVICES: tuple[ServiceName, ...] = ("intake", "scoring", "handoff", "feedback")
 DEV_ADMIN_KEY = "lf_dev_admin_key_change_me"
+DEV_PRIVACY_SUBJECT_KEY = "lf_dev_privacy_subject_key_change_me"
 # A valid Fernet key, public on purpose: fine for the dev stack and tests, refused in production.
 DEV_SECRETS_KEY = "bGVhZGZsb3ctZGV2LXNlY3JldHMta2V5LWNoYW5nZW0="
 # Requests per API key, per scope the route requires: writes of events come in bursts, reads
@@ -193,6 +194,25 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="each instance reads revoked and rotated keys this often"
     )
 
+    # Privacy (issue 13): the key vault, crypto-shredding and the suppression list (docs/privacy.md).
+    privacy_subject_key: str = Field(
+        default=DEV_PRIVACY_SUBJECT_KEY,
+        min_length=16,
+        description="secret of the keyed hash (HMAC-SHA256) naming a person in the vault, message keys "
+        "and the suppression list",
+    )
+    privacy_key_cache_size: int = Field(
+        default=100_000, ge=1, description="data keys each process keeps in memory (LRU)"
+    )
+    privacy_erasures_poll_s: float = Field(
+        default=0.5, gt=0, description="each instance reads the keys destroyed by erasures this often"
+    )
+    privacy_suppressed_events: Literal["refuse", "drop"] = Field(
+        default="refuse",
+        description="an event for an erased person: refused with a 422 (refuse), or dropped and counted "
+        "in leadflow_intake_events_total{outcome=dropped,reason=erased} with a 202 (drop)",
+    )
+
     @field_validator("rate_limits")
     @classmethod
     def _limits_over_the_defaults(cls, value: dict[str, str]) -> dict[str, str]:
@@ -223,6 +243,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LEADFLOW_SECRETS_KEY must be set in production (a Fernet key; see docs/operations.md)"
             )
+        if self.env == "production" and self.privacy_subject_key == DEV_PRIVACY_SUBJECT_KEY:
+            raise ValueError("LEADFLOW_PRIVACY_SUBJECT_KEY must be set to a secret in production")
         return self
 
     @model_validator(mode="after")

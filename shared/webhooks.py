@@ -253,8 +253,9 @@ async def deliveries_of(
 # --- enqueueing: from the consumer, in the batch's transaction -------------------------
 
 
-def make_enqueue(tables: WebhookTables) -> BatchHandler:
-    """A batch handler for the subscribable event types: one delivery per subscriber and event."""
+def make_enqueue(tables: WebhookTables, *, always: frozenset[str] = frozenset()) -> BatchHandler:
+    """A batch handler for the subscribable event types: one delivery per subscriber and event;
+    event types in `always` go to every active subscriber."""
 
     async def enqueue(uow: UnitOfWork, items: list[tuple[Envelope, Any]]) -> None:
         """One pending delivery per active subscriber of each event's type (once per event)."""
@@ -271,7 +272,7 @@ def make_enqueue(tables: WebhookTables) -> BatchHandler:
                 }
                 for envelope, _ in items
                 for s in subscribers
-                if envelope.type in s.event_types
+                if envelope.type in s.event_types or envelope.type in always
             ],
         )
 

@@ -23,7 +23,10 @@ TARGETS = {
     "lead.sql_qualified": ("sal", "sql"),
     "lead.sqo_created": ("sql", "sqo"),
     "lead.disqualified": ("mql", "disqualified"),
+    "lead.opportunity_won": ("sqo", "won"),
+    "lead.opportunity_lost": ("sqo", "lost"),
 }
+WON_DEAL = {"amount": "25000.00", "currency": "EUR"}
 
 
 def created(
@@ -86,6 +89,9 @@ def moved(
     source_stage, target = TARGETS[event_type]
     if reason is None and event_type in {"lead.rejected", "lead.returned", "lead.disqualified"}:
         reason = "not_a_fit"
+    if reason is None and event_type == "lead.opportunity_lost":
+        reason = "no budget"
+    deal = WON_DEAL if event_type == "lead.opportunity_won" else {}
     return envelope_for(
         model(
             handoff_id=f"h{n}",
@@ -98,6 +104,7 @@ def moved(
             policy=policy,
             in_time=in_time,
             reason=reason,
+            **deal,
         ),
         source="handoff",
         lead_id=f"lead-{n}",

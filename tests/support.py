@@ -22,9 +22,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from fastapi import FastAPI
 
+from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
+from shared.vault import Vault
 
 T = TypeVar("T")
 ADMIN = {"Authorization": "Bearer test-admin-key"}
@@ -111,6 +113,18 @@ class TopicTap:
             return matches if len(matches) >= count else None
 
         return await eventually(probe, timeout=timeout)
+
+
+async def opened(settings: Settings, envelopes: list[Envelope]) -> list[Envelope]:
+    """Envelopes as the services' consumers see them: personal fields opened with the vault
+    (docs/privacy.md); those of an erased person left out."""
+    engine = make_engine(settings, bounded=False)
+    try:
+        async with engine.connect() as conn:
+            found = await Vault.of(settings).open_envelopes(conn, envelopes)
+    finally:
+        await engine.dispose()
+    return [e for e in found if isinstance(e, Envelope)]
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 
 from services.scoring import store as scoring_store
+from services.scoring.accounts import store as account_store
 from services.scoring.backtest import BacktestReport, run_backtest
 from services.scoring.model import ScoringModel
 from shared.db import make_engine
@@ -22,7 +23,8 @@ async def backtest(
     try:
         async with engine.connect() as conn:
             histories = [h async for h in scoring_store.stream_histories(conn, since=since)]
-        report = run_backtest(current, candidate, histories, since=since)
+            book = await account_store.account_book(conn)
+        report = run_backtest(current, candidate, histories, since=since, accounts=book)
         return dataclasses.replace(report, elapsed_s=time.perf_counter() - started)
     finally:
         await engine.dispose()

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from shared.kafka import topic_partitions
 from shared.settings import Settings
@@ -80,7 +81,29 @@ async def replay(
         else:
             found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in assigned})
             targets = {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in assigned}
-        await consumer.commit(targets)
+        try:
+            await consumer.commit(targets)
+        except CommitFailedError:
+            await _commit_as_member(settings, group, topic, targets)
         return {tp.partition: offset for tp, offset in targets.items()}
     finally:
         await consumer.stop()
+
+
+async def _commit_as_member(
+    settings: Settings, group: str, topic: str, targets: Mapping[TopicPartition, int]
+) -> None:
+    """Commit `targets` as a member of `group`: a broker that keeps an emptied group's generation
+    (the embedded Tansu broker) refuses a commit from outside the group."""
+    member = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await member.start()
+    try:
+        for _ in range(50):
+            if member.assignment():
+                break
+            await member.getmany(timeout_ms=200)
+        await member.commit({tp: offset for tp, offset in targets.items() if tp in member.assignment()})
+    finally:
+        await member.stop()

@@ -13,6 +13,7 @@ from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.topics import Topics
 from shared.unit_of_work import unit_of_work
+from shared.vault import PRIVACY_MIGRATIONS, PRIVACY_SCHEMA, Vault
 
 
 async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
@@ -20,9 +21,14 @@ async def rescore(settings: Settings, model: ScoringModel) -> RescoreSummary:
     engine = make_engine(settings, bounded=False)
     try:
         await migrate(engine, schema=scoring_store.SCHEMA, versions_dir=scoring_store.MIGRATIONS)
+        await migrate(engine, schema=PRIVACY_SCHEMA, versions_dir=PRIVACY_MIGRATIONS)
         topics = Topics(settings.topic_prefix)
+        vault = Vault.of(settings)
         summary = await rescore_all(
-            lambda: unit_of_work(engine, outbox=scoring_store.outbox, topics=topics, source="scoring"), model
+            lambda: unit_of_work(
+                engine, outbox=scoring_store.outbox, topics=topics, source="scoring", vault=vault
+            ),
+            model,
         )
         await _drain_outbox(engine, settings)
         return summary

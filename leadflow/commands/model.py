@@ -73,3 +73,78 @@ def backtest(
         run_backtest(settings, current=models[0], candidate=models[1], since=utcnow() - window)
     )
     Console().print(render_report(report))
+
+
+@app.command("train")
+def model_train(
+    since: Annotated[str, typer.Option(help="learn from decisions this far back, e.g. 365d")] = "365d",
+) -> None:
+    """Train the predictive model on what sales decided; print the holdout report, store it inactive."""
+    from rich.console import Console
+
+    from leadflow.admin.model_training import train_model
+    from services.scoring.config_files import load_learning_config, load_model
+    from services.scoring.training import NotEnoughExamples
+    from services.scoring.training_report import render_training
+    from shared.envelope import utcnow
+    from shared.rates import parse_window
+
+    settings = get_settings()
+    try:
+        window = parse_window(since)
+        model = load_model(settings.config_file("scoring-model.yaml"))
+        learning = load_learning_config(settings.config_file("learning.yaml"))
+        run = asyncio.run(train_model(settings, model=model, learning=learning, since=utcnow() - window))
+    except (ValueError, NotEnoughExamples) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    Console().print(render_training(run.trained))
+    typer.echo(
+        f"read {run.events} events of {run.leads} decided leads; stored model {run.trained.version} "
+        f"(inactive): `leadflow model activate {run.trained.version}` to apply it"
+    )
+
+
+@app.command("activate")
+def model_activate(
+    version: Annotated[str, typer.Argument(help="a version `leadflow model train` stored")],
+) -> None:
+    """Make a trained model the one scoring applies (scoring picks it up within a minute)."""
+    from leadflow.admin.model_training import activate_model
+
+    if not asyncio.run(activate_model(get_settings(), version)):
+        typer.echo(f"no stored model {version!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"model {version} is active")
+
+
+@app.command("recommend")
+def model_recommend(
+    target_return_rate: Annotated[float, typer.Option(min=0.001, max=0.999, help="e.g. 0.10")] = 0.10,
+    since: Annotated[str, typer.Option(help="decided history to project over, e.g. 90d")] = "90d",
+) -> None:
+    """The MQL setting of most volume whose projected return rate stays under the target (upper bound)."""
+    from rich.console import Console
+
+    from leadflow.admin.model_training import recommend_setting
+    from services.scoring.config_files import load_learning_config, load_model
+    from services.scoring.recommend_report import render_recommendation
+    from shared.envelope import utcnow
+    from shared.rates import parse_window
+
+    settings = get_settings()
+    try:
+        window = parse_window(since)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    model = load_model(settings.config_file("scoring-model.yaml"))
+    learning = load_learning_config(settings.config_file("learning.yaml"))
+    recommendation = asyncio.run(
+        recommend_setting(
+            settings, model=model, learning=learning, since=utcnow() - window, target=target_return_rate
+        )
+    )
+    Console().print(render_recommendation(recommendation))
+    if recommendation.best is None:
+        raise typer.Exit(1)

@@ -24,8 +24,10 @@ from services.feedback.handlers import make_handlers
 from services.feedback.schemas import (
     AlertList,
     AlertPublic,
+    Exploration,
     Funnel,
     FunnelGroups,
+    ModelProjection,
     ReturnRate,
     ReturnRateGroups,
     ReturnRateSeries,
@@ -76,6 +78,26 @@ async def get_return_rate(request: Request, _: Reader, window: WindowQuery = Non
     async with _runtime(request).engine.connect() as conn:
         figure = await reports.overall(conn, config, span)
     return {"window": window, "window_start": span.start, "window_end": span.end, **figure}
+
+
+@router.get("/metrics/exploration", response_model=Exploration, responses={422: PROBLEM})
+async def get_exploration(request: Request, _: Reader, window: WindowQuery = None) -> dict[str, Any]:
+    """How many exploration handoffs were made and what they found, with their own return rate."""
+    window = window or _config(request).window
+    span = Window.ending(utcnow(), _duration("window", window))
+    async with _runtime(request).engine.connect() as conn:
+        figures = await reports.exploration(conn, span)
+    return {"window": window, **figures}
+
+
+@router.get("/metrics/model-projection", response_model=ModelProjection, responses={422: PROBLEM})
+async def get_model_projection(request: Request, _: Reader, window: WindowQuery = None) -> dict[str, Any]:
+    """The predictive model's projected return rate beside the actual one, on the same MQLs."""
+    window = window or _config(request).window
+    span = Window.ending(utcnow(), _duration("window", window))
+    async with _runtime(request).engine.connect() as conn:
+        figures = await reports.model_projection(conn, span)
+    return {"window": window, **figures}
 
 
 @router.get("/metrics/return-rate/series", response_model=ReturnRateSeries, responses={422: PROBLEM})

@@ -172,6 +172,8 @@ class FunnelFacts:
     sqo_at: datetime | None
     disqualified_at: datetime | None
     breaches: int = 0
+    won_at: datetime | None = None
+    lost_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,10 @@ class CohortFunnel:
     sqo: int = 0
     returned: int = 0
     disqualified: int = 0
+    won: int = 0
+    lost: int = 0
     stage_seconds: dict[str, StageTime] = field(default_factory=dict)
+    time_to_close: StageTime = field(default_factory=lambda: StageTime.of([]))  # MQL → won
     decided: int = 0
     in_time: int = 0
     breaches: int = 0
@@ -207,7 +212,13 @@ class CohortFunnel:
             "mql_to_sal": ratio(self.sal, self.mql),
             "sal_to_sql": ratio(self.sql, self.sal),
             "sql_to_sqo": ratio(self.sqo, self.sql),
+            "sqo_to_won": ratio(self.won, self.sqo),
         }
+
+    @property
+    def win_rate(self) -> float | None:
+        """Of the opportunities that closed, the share won (open ones are not counted)."""
+        return ratio(self.won, self.won + self.lost)
 
     @property
     def compliance(self) -> float | None:
@@ -236,6 +247,10 @@ class StageExits(Protocol):
     def sent_back_at(self) -> datetime | None: ...
     @property
     def disqualified_at(self) -> datetime | None: ...
+    @property
+    def won_at(self) -> datetime | None: ...
+    @property
+    def lost_at(self) -> datetime | None: ...
 
 
 def left_stage_at(facts: StageExits, stage: str) -> datetime | None:
@@ -243,7 +258,8 @@ def left_stage_at(facts: StageExits, stage: str) -> datetime | None:
 
     mql is left when accepted, rejected or disqualified; sal (once accepted) when qualified,
     returned or disqualified; sql when an opportunity opens, or on a return or a
-    disqualification. The funnel's time in stage and the end of an SLA breach both ask this.
+    disqualification; sqo when it closes, won or lost. The funnel's time in stage and the end
+    of an SLA breach both ask this.
     """
     exits = {
         "mql": (facts.decided_at, facts.disqualified_at),
@@ -251,6 +267,7 @@ def left_stage_at(facts: StageExits, stage: str) -> datetime | None:
         if facts.decision == "accepted"
         else (),
         "sql": (facts.sqo_at, facts.sent_back_at, facts.disqualified_at) if facts.sql_at else (),
+        "sqo": (facts.won_at, facts.lost_at) if facts.sqo_at else (),
     }.get(stage, ())
     present = [moment for moment in exits if moment is not None]
     return min(present) if present else None
@@ -263,6 +280,7 @@ def stage_durations(facts: FunnelFacts) -> dict[str, float | None]:
         "mql": _seconds(facts.handed_off_at or facts.entered_at, left_stage_at(facts, "mql")),
         "sal": _seconds(accepted_at, left_stage_at(facts, "sal")),
         "sql": _seconds(facts.sql_at, left_stage_at(facts, "sql")),
+        "sqo": _seconds(facts.sqo_at, left_stage_at(facts, "sqo")),
     }
 
 
@@ -280,12 +298,13 @@ def cohort_funnels(
 
 
 def _funnel(label: str, start: datetime, end: datetime, facts: list[FunnelFacts]) -> CohortFunnel:
-    durations: dict[str, list[float]] = {"mql": [], "sal": [], "sql": []}
+    durations: dict[str, list[float]] = {"mql": [], "sal": [], "sql": [], "sqo": []}
     for fact in facts:
         for stage, seconds in stage_durations(fact).items():
             if seconds is not None:
                 durations[stage].append(seconds)
     decided = [f for f in facts if f.decision is not None]
+    to_close = [s for f in facts if (s := _seconds(f.entered_at, f.won_at)) is not None]
     return CohortFunnel(
         cohort=label,
         start=start,
@@ -296,6 +315,9 @@ def _funnel(label: str, start: datetime, end: datetime, facts: list[FunnelFacts]
         sqo=sum(1 for f in facts if f.sqo_at is not None),
         returned=sum(1 for f in facts if f.sent_back_at is not None),
         disqualified=sum(1 for f in facts if f.disqualified_at is not None),
+        won=sum(1 for f in facts if f.won_at is not None),
+        lost=sum(1 for f in facts if f.lost_at is not None),
+        time_to_close=StageTime.of(to_close),
         stage_seconds={stage: StageTime.of(values) for stage, values in durations.items()},
         decided=len(decided),
         in_time=sum(1 for f in decided if f.decided_in_time),
@@ -361,7 +383,7 @@ DEFAULT_METRIC_VALUES: dict[Dimension, tuple[str, ...]] = {
     "source": ("webinar", "referral", "website", "event", "partner"),
     "channel": ("referral", "partner", "event", "organic", "paid", "purchased_list"),
     "team": ("emea-sales", "amer-sales", "enterprise"),
-    "policy": ("hot", "standard"),
+    "policy": ("hot", "standard", "exploration"),
     "grade": ("A", "B", "C", "D"),
     "account_matched": ("matched", "unmatched"),
 }

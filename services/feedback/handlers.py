@@ -16,12 +16,14 @@ from services.feedback.domain import FeedbackConfig
 from services.feedback.projection import PROJECTED, project
 from shared.consumer import BatchHandler
 from shared.envelope import Envelope, utcnow
+from shared.events import ErasureConfirmed, ErasureRequested
 from shared.unit_of_work import UnitOfWork
 
 
 def make_handlers(config: FeedbackConfig) -> Mapping[str, BatchHandler]:
     async def on_lifecycle(uow: UnitOfWork, items: list[tuple[Envelope, Any]]) -> None:
         projected = await project(uow.conn, items)
+        confirm_erasures(uow, items)
         await alert_breaches(uow, projected, now=utcnow())
         if projected.decisions:
             uow.once_before_commit(
@@ -29,3 +31,12 @@ def make_handlers(config: FeedbackConfig) -> Mapping[str, BatchHandler]:
             )
 
     return {event_type: on_lifecycle for event_type in PROJECTED}
+
+
+def confirm_erasures(uow: UnitOfWork, items: list[tuple[Envelope, Any]]) -> None:
+    """Tell scoring this lead's facts no longer name anyone (the projection just anonymised them)."""
+    for envelope, event in items:
+        if isinstance(event, ErasureRequested):
+            uow.emit(
+                ErasureConfirmed(request_id=event.request_id, service="feedback"), lead_id=envelope.lead_id
+            )

@@ -17,9 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.feedback import store
 from services.feedback.domain import left_stage_at
+from services.feedback.erasure import anonymise_leads
 from shared.envelope import Envelope
 from shared.event_types import EventType
-from shared.events import EventData, HandoffCreated, HandoffTransition, SlaBreached
+from shared.events import (
+    ErasureRequested,
+    EventData,
+    HandoffCreated,
+    HandoffTransition,
+    OpportunityWon,
+    SlaBreached,
+)
 
 DECISIONS = frozenset({EventType.SAL_ACCEPTED, EventType.LEAD_REJECTED, EventType.LEAD_RETURNED})
 TRANSITIONS = (
@@ -29,13 +37,15 @@ TRANSITIONS = (
     EventType.SQL_QUALIFIED,
     EventType.SQO_CREATED,
     EventType.LEAD_DISQUALIFIED,
+    EventType.OPPORTUNITY_WON,
+    EventType.OPPORTUNITY_LOST,
 )
 STAGE_REACHED: dict[str, str] = {
     EventType.SQL_QUALIFIED: "sql_at",
     EventType.SQO_CREATED: "sqo_at",
     EventType.LEAD_DISQUALIFIED: "disqualified_at",
 }
-PROJECTED = (EventType.HANDOFF_CREATED, *TRANSITIONS, EventType.SLA_BREACHED)
+PROJECTED = (EventType.HANDOFF_CREATED, *TRANSITIONS, EventType.SLA_BREACHED, EventType.ERASURE_REQUESTED)
 
 
 @dataclass
@@ -60,6 +70,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
     rules: list[dict[str, Any]] = []
     breaches: list[dict[str, Any]] = []
     left: list[tuple[str, str, datetime]] = []
+    erased: list[str] = []
     decisions = False
     for envelope, event in items:
         if isinstance(event, HandoffCreated):
@@ -71,7 +82,10 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
             decisions |= envelope.type in DECISIONS
         elif isinstance(event, SlaBreached):
             breaches.append(breach_of(envelope, event))
+        elif isinstance(event, ErasureRequested) and envelope.lead_id:
+            erased.append(envelope.lead_id)
     await store.upsert_facts(conn, facts)
+    await anonymise_leads(conn, erased)  # after the facts: a rebuild meets the erasure after them
     await store.add_rules(conn, rules)
     new_breaches = await store.add_breaches(conn, breaches)
     # A decision can reach us before the breach it beat by a hair; then the breach is over.
@@ -96,6 +110,8 @@ def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any
         "mql_at": event.mql_at or envelope.occurred_at,
         "account_tier": event.account.tier if event.account is not None else None,
         "account_matched": _account_matched(event),
+        "exploration": event.exploration,
+        "likelihood": event.likelihood.value if event.likelihood else None,
     }
 
 
@@ -144,6 +160,10 @@ def facts_of_transition(envelope: Envelope, event: HandoffTransition) -> dict[st
         }
     if kind == EventType.LEAD_RETURNED:
         return facts | {"sent_back": "returned", "sent_back_at": at, "reason": event.reason}
+    if isinstance(event, OpportunityWon):
+        return facts | {"won_at": at, "amount": event.amount, "currency": event.currency}
+    if kind == EventType.OPPORTUNITY_LOST:
+        return facts | {"lost_at": at, "lost_reason": event.reason}
     return facts | {STAGE_REACHED[kind]: at}
 
 

@@ -43,6 +43,26 @@ async def overall(conn: AsyncConnection, config: FeedbackConfig, window: Window)
     }
 
 
+async def exploration(conn: AsyncConnection, window: Window) -> dict[str, Any]:
+    """What exploration handoffs found: their own return rate, apart from the MQL rule's."""
+    counts = await store.exploration_counts(conn, window)
+    return {
+        **counts,
+        "return_rate": asdict(rate_figure(counts["sent_back"], counts["decided"])),
+        "taken_on_rate": ratio(counts["taken_on"], counts["decided"]),
+    }
+
+
+async def model_projection(conn: AsyncConnection, window: Window) -> dict[str, Any]:
+    """The predictive model's projected return rate against the actual one, on the same MQLs."""
+    decided, projected, sent_back = await store.model_projection_counts(conn, window)
+    return {
+        "decided": decided,
+        "projected_rate": projected / decided if decided else None,
+        "actual": asdict(rate_figure(sent_back, decided)),
+    }
+
+
 async def series(
     conn: AsyncConnection, *, end: datetime, length: timedelta, step: timedelta, points: int
 ) -> list[dict[str, Any]]:
@@ -81,6 +101,10 @@ def _funnel_figures(f: CohortFunnel) -> dict[str, Any]:
         "sqo": f.sqo,
         "returned": f.returned,
         "disqualified": f.disqualified,
+        "won": f.won,
+        "lost": f.lost,
+        "win_rate": f.win_rate,
+        "time_to_close": asdict(f.time_to_close),
         "conversion": f.conversion,
         "stage_seconds": {stage: asdict(time) for stage, time in f.stage_seconds.items()},
         "sla": {

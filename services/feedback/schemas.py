@@ -18,6 +18,29 @@ class Rate(BaseModel):
     ci_high: float | None
 
 
+class Exploration(BaseModel):
+    """Exploration handoffs (near misses handed off to learn from), apart from the return rate."""
+
+    window: str
+    handoffs: int = Field(description="Exploration handoffs made in the window.")
+    decided: int = Field(description="Of those first decided in the window: how many.")
+    sent_back: int
+    taken_on: int = Field(description="Qualified (SQL) or further: good leads the MQL rule missed.")
+    return_rate: Rate
+    taken_on_rate: float | None
+
+
+class ModelProjection(BaseModel):
+    """The predictive model's projected return rate against the actual one, over the MQLs
+    decided in the window that were scored by a model (handoffs made before any model was
+    active are not counted)."""
+
+    window: str
+    decided: int
+    projected_rate: float | None = Field(description="Mean of (100 − likelihood) / 100 at handoff.")
+    actual: Rate
+
+
 class ReasonShare(BaseModel):
     reason: str
     count: int
@@ -83,6 +106,12 @@ class CohortFunnel(BaseModel):
     sqo: int
     returned: int
     disqualified: int
+    won: int
+    lost: int
+    win_rate: float | None = Field(
+        description="Won ÷ (won + lost): opportunities still open are not counted."
+    )
+    time_to_close: StageTime = Field(description="From reaching MQL to the opportunity won.")
     conversion: dict[str, float | None]
     stage_seconds: dict[str, StageTime]
     sla: SlaFigures

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    or_,
     select,
     text,
     update,
@@ -74,6 +76,13 @@ handoff_facts = Table(
         nullable=True,
         comment="whether the lead had an account at handoff; null: handed off before accounts",
     ),
+    Column("won_at", DateTime(timezone=True), nullable=True),
+    Column("lost_at", DateTime(timezone=True), nullable=True),
+    Column("amount", Numeric(17, 2), nullable=True, comment="a won deal's value, in `currency`"),
+    Column("currency", Text, nullable=True),
+    Column("lost_reason", Text, nullable=True),
+    Column("exploration", Boolean, nullable=True, comment="handed off to explore, not by the MQL rule"),
+    Column("likelihood", Integer, nullable=True, comment="the predictive model's likelihood at handoff"),
     Index("ix_handoff_facts_decided_at", "decided_at"),
     Index("ix_handoff_facts_mql_at", "mql_at"),
     schema=SCHEMA,
@@ -261,9 +270,16 @@ def dimension_column(dimension: str, edges: Sequence[int]) -> ColumnElement[Any]
     return handoff_facts.c[dimension]
 
 
-def _decided_in(window: Window) -> ColumnElement[bool]:
+def _decided_in(window: Window, *, exploration: bool = False) -> ColumnElement[bool]:
+    """Handoffs first decided in the window: MQLs by the rule, or (asked) exploration handoffs.
+
+    The return rate is the MQL rule's: exploration handoffs are near misses sent on purpose
+    and are reported on their own (`exploration_counts`)."""
     f = handoff_facts
-    return and_(f.c.decided_at.is_not(None), f.c.decided_at >= window.start, f.c.decided_at <= window.end)
+    kind = f.c.exploration.is_(True) if exploration else f.c.exploration.is_not(True)
+    return and_(
+        f.c.decided_at.is_not(None), f.c.decided_at >= window.start, f.c.decided_at <= window.end, kind
+    )
 
 
 async def decision_counts(conn: AsyncConnection, window: Window) -> tuple[int, int]:
@@ -340,7 +356,14 @@ async def decision_series(
             func.count(f.c.handoff_id),
         )
         .select_from(
-            points.outerjoin(f, and_(f.c.decided_at >= points.c.at - since, f.c.decided_at <= points.c.at))
+            points.outerjoin(
+                f,
+                and_(
+                    f.c.decided_at >= points.c.at - since,
+                    f.c.decided_at <= points.c.at,
+                    f.c.exploration.is_not(True),
+                ),
+            )
         )
         .group_by(points.c.at)
         .order_by(points.c.at)
@@ -374,6 +397,39 @@ async def rule_counts(
     return by_rule, by_reason
 
 
+async def exploration_counts(conn: AsyncConnection, window: Window) -> dict[str, int]:
+    """Of exploration handoffs: how many were made in the window, and of those first decided
+    in it, how many sales sent back and how many it took on (SQL or beyond)."""
+    f = handoff_facts
+    made = select(func.count()).where(
+        f.c.exploration.is_(True), f.c.handed_off_at >= window.start, f.c.handed_off_at <= window.end
+    )
+    taken_on = or_(f.c.sql_at.is_not(None), f.c.sqo_at.is_not(None), f.c.won_at.is_not(None))
+    decided = select(
+        func.count(), func.count().filter(f.c.sent_back.is_not(None)), func.count().filter(taken_on)
+    ).where(_decided_in(window, exploration=True))
+    row = (await conn.execute(decided)).one()
+    return {
+        "handoffs": int((await conn.execute(made)).scalar_one()),
+        "decided": int(row[0]),
+        "sent_back": int(row[1]),
+        "taken_on": int(row[2]),
+    }
+
+
+async def model_projection_counts(conn: AsyncConnection, window: Window) -> tuple[int, float, int]:
+    """Of the MQLs first decided in the window that carried a likelihood: (decided, projected
+    sent back, actually sent back). Projected: the sum of (100 - likelihood) / 100."""
+    f = handoff_facts
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(100 - f.c.likelihood), 0),
+        func.count().filter(f.c.sent_back.is_not(None)),
+    ).where(_decided_in(window), f.c.likelihood.is_not(None))
+    decided, projected, sent_back = (await conn.execute(query)).one()
+    return int(decided), float(projected) / 100.0, int(sent_back)
+
+
 # --- the funnel ---------------------------------------------------------------------------
 
 
@@ -401,6 +457,8 @@ async def grouped_funnel_facts(
         f.c.sql_at,
         f.c.sqo_at,
         f.c.disqualified_at,
+        f.c.won_at,
+        f.c.lost_at,
         breaches.label("breaches"),
     ).where(entered >= since)
     grouped: dict[str | None, list[FunnelFacts]] = {}

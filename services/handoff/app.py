@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.handoff import idempotency, retention, routing_api, store, webhooks
-from services.handoff.config_files import load_routing_config, load_sla_config
+from services.handoff.config_files import load_return_reasons, load_routing_config, load_sla_config
 from services.handoff.domain import (
     Action,
     Decision,
@@ -93,8 +93,11 @@ def _viewer(principal: Principal) -> Viewer:
     return Viewer(owner=principal.owner, manages=principal.has(Scope.HANDOFFS_MANAGE))
 
 
+# The routes that carry each action: an opportunity's win and loss are both `outcome`.
+ACTION_ROUTES = {Action.WIN: "outcome", Action.LOSE: "outcome"}
 ACTIONS_IN = {
-    stage: [a.value for a in allowed_actions(stage) if a is not Action.REOPEN] for stage in Stage
+    stage: list(dict.fromkeys(ACTION_ROUTES.get(a, a.value) for a in allowed_actions(stage)))
+    for stage in Stage
 }  # computed once: every answer lists them
 
 
@@ -330,7 +333,10 @@ def create(settings: Settings | None = None) -> FastAPI:
     routing = load_routing_config(
         settings.config_file("routing.yaml"), calendars=[c.name for c in sla_config.calendars]
     )
-    config = HandoffConfig(sla=sla_config, routing=routing)
+    from services.handoff import outcome_routes  # its routes reuse this module's answers
+
+    reasons = load_return_reasons(settings.config_file("return-reasons.yaml"))
+    config = HandoffConfig(sla=sla_config, routing=routing, return_reasons=reasons)
     handlers, batch_handlers = make_handlers(config)
     spec = ServiceSpec(
         name="handoff",
@@ -354,7 +360,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         ServiceRuntime(spec, settings),
         title="leadflow handoff",
         description="MQL handoffs to sales under an SLA: the queue, the decisions, and webhooks.",
-        routers=[router],
+        routers=[router, outcome_routes.router],
     )
     app.state.config = config
     app.state.reads = app.state.runtime.engine.execution_options(isolation_level="AUTOCOMMIT")

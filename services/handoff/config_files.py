@@ -1,5 +1,5 @@
-"""Loading handoff's config files (config/sla.yaml, config/routing.yaml): the edge where
-handoff reads files, so `sla` and `routing` stay pure."""
+"""Loading handoff's config files (config/sla.yaml, config/routing.yaml, config/return-reasons.yaml):
+the edge where handoff reads files, so `sla`, `routing` and `return_reasons` stay pure."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 from collections.abc import Collection
 from pathlib import Path
 
+from services.handoff.return_reasons import ReturnReasons, ReturnReasonsFileError
 from services.handoff.routing import RoutingConfig, RoutingConfigError, unknown_calendars
 from services.handoff.sla import SlaConfig, SlaFileError
 from shared.yaml_config import load_config
@@ -27,3 +28,8 @@ def load_routing_config(path: str | Path, *, calendars: Collection[str] | None =
     return load_config(
         path, RoutingConfig, RoutingConfigError, empty_means_defaults=True, under="routing", check=check
     )
+
+
+def load_return_reasons(path: str | Path) -> ReturnReasons:
+    """Read and validate the closed list of return reasons."""
+    return load_config(path, ReturnReasons, ReturnReasonsFileError, empty_means_defaults=True)

@@ -2,7 +2,9 @@
 
 Pure rules, no I/O. `Handoff.decide` applies a sales decision: the transition, the SLA
 clock of the next stage, and the event it announces. Who may see and act on a handoff is
-`visibility`'s; this module decides whether the action makes sense at all.
+`visibility`'s; this module decides whether the action makes sense at all. `Handoff.reopen`
+undoes a return or disqualification (a manager's call); the CRM's outcome of an opportunity
+(won or lost) is one more decision.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from typing import Any
 
 from services.handoff import sla
 from services.handoff.business_hours import BusinessCalendar
+from services.handoff.return_reasons import ReturnReasons
 from services.handoff.routing import RoutingConfig
 from services.handoff.sla import SlaConfig, SlaPolicy
 from shared.event_types import EventType
 from shared.events import (
     HandoffReassigned,
+    HandoffReopened,
     HandoffTransition,
     LeadDisqualified,
     LeadRejected,
     LeadReturned,
+    OpportunityLost,
+    OpportunityWon,
     SalAccepted,
     SqlQualified,
     SqoCreated,
@@ -35,6 +41,8 @@ class Stage(StrEnum):
     SAL = "sal"
     SQL = "sql"
     SQO = "sqo"
+    WON = "won"
+    LOST = "lost"
     RETURNED = "returned"
     DISQUALIFIED = "disqualified"
 
@@ -47,21 +55,12 @@ class Action(StrEnum):
     RETURN = "return"
     DISQUALIFY = "disqualify"
     REOPEN = "reopen"
+    WIN = "win"
+    LOSE = "lose"
 
 
-class ReturnReason(StrEnum):
-    """Why sales sent a lead back to marketing; a closed list so the reasons can be counted."""
-
-    INACCURATE_DATA = "inaccurate_data"
-    INCOMPLETE_DATA = "incomplete_data"
-    NOT_A_FIT = "not_a_fit"
-    NOT_READY = "not_ready"
-    DUPLICATE = "duplicate"
-    OTHER = "other"
-
-
-# The whole lifecycle in one table. `sqo` has no way out: it is the end of the won path, and
-# losing a deal later is the CRM's business, not the handoff's.
+# The whole lifecycle in one table. An opportunity ends won or lost, as the CRM reports it;
+# both are final. Returned and disqualified handoffs can be reopened by a manager.
 _TRANSITIONS: dict[Stage, dict[Action, Stage]] = {
     Stage.MQL: {
         Action.ACCEPT: Stage.SAL,
@@ -78,7 +77,9 @@ _TRANSITIONS: dict[Stage, dict[Action, Stage]] = {
         Action.RETURN: Stage.RETURNED,
         Action.DISQUALIFY: Stage.DISQUALIFIED,
     },
-    Stage.SQO: {},
+    Stage.SQO: {Action.WIN: Stage.WON, Action.LOSE: Stage.LOST},
+    Stage.WON: {},
+    Stage.LOST: {},
     Stage.RETURNED: {Action.REOPEN: Stage.MQL},
     Stage.DISQUALIFIED: {Action.REOPEN: Stage.MQL},
 }
@@ -91,6 +92,14 @@ _EVENT_TYPES: dict[Action, EventType] = {
     Action.OPPORTUNITY: EventType.SQO_CREATED,
     Action.DISQUALIFY: EventType.LEAD_DISQUALIFIED,
     Action.REOPEN: EventType.HANDOFF_REOPENED,
+    Action.WIN: EventType.OPPORTUNITY_WON,
+    Action.LOSE: EventType.OPPORTUNITY_LOST,
+}
+# The actions that discard or close something, and so must say why in words.
+_NEEDS_WORDS = {
+    Action.DISQUALIFY: "disqualify needs a reason saying why the lead is discarded.",
+    Action.LOSE: "a lost opportunity needs a reason saying why it was lost.",
+    Action.REOPEN: "reopening needs a reason saying why the decision is undone.",
 }
 
 # The stages in which a handoff counts against its owner's capacity: not yet ended.
@@ -132,20 +141,30 @@ def next_stage(current: Stage, action: Action) -> Stage:
         raise InvalidTransition(current, action, allowed_actions(current)) from None
 
 
-def check_reason(action: Action, reason: str | None, note: str | None) -> ReturnReason | None:
+def check_reason(
+    action: Action, reason: str | None, note: str | None, reasons: ReturnReasons | None = None
+) -> str | None:
     """Validate what `action` must carry; return the return reason when it takes one.
 
-    Reject and return need a reason from `ReturnReason` (and a note when it is `other`), so
-    returns can be aggregated. Disqualify needs a free-text reason, since it discards the
-    lead. Other actions carry no reason and ignore any given.
+    Reject and return need a reason from the configured closed list (and a note when it is
+    one that needs one, `other` always), so returns can be aggregated. Disqualify, lose and
+    reopen need a free-text reason. Other actions carry no reason and ignore any given.
     """
     if action in _SENDS_BACK:
-        return _check_return_reason(action, reason, note)
-    if action is Action.DISQUALIFY and _is_blank(reason):
-        raise ReasonRequired(
-            "reason", "required", "disqualify needs a reason saying why the lead is discarded."
-        )
+        return _check_return_reason(action, reason, note, reasons or ReturnReasons())
+    if action in _NEEDS_WORDS and _is_blank(reason):
+        raise ReasonRequired("reason", "required", _NEEDS_WORDS[action])
     return None
+
+
+def check_won(amount: object | None, currency: str | None) -> None:
+    """A won opportunity says what it was worth: an amount and its currency."""
+    if amount is None:
+        raise ReasonRequired("amount", "required when outcome is won", "a won opportunity needs its amount.")
+    if currency is None:
+        raise ReasonRequired(
+            "currency", "required when outcome is won", "a won opportunity needs the amount's currency."
+        )
 
 
 def event_type_for(action: Action) -> EventType:
@@ -153,23 +172,21 @@ def event_type_for(action: Action) -> EventType:
     return _EVENT_TYPES[action]
 
 
-def _check_return_reason(action: Action, reason: str | None, note: str | None) -> ReturnReason:
-    allowed = ", ".join(ReturnReason)
+def _check_return_reason(action: Action, reason: str | None, note: str | None, reasons: ReturnReasons) -> str:
+    allowed = reasons.listed()
     if reason is None or _is_blank(reason):
         raise ReasonRequired("reason", "required", f"{action} needs a reason, one of: {allowed}.")
-    try:
-        chosen = ReturnReason(reason)
-    except ValueError:
+    if reason not in reasons.reasons:
         raise ReasonRequired(
             "reason",
             f"one of: {allowed}",
             f"'{reason}' is not a return reason; use one of: {allowed}.",
-        ) from None
-    if chosen is ReturnReason.OTHER and _is_blank(note):
-        raise ReasonRequired(
-            "note", "required when reason is other", "reason 'other' needs a note saying why."
         )
-    return chosen
+    if reason in reasons.need_a_note and _is_blank(note):
+        raise ReasonRequired(
+            "note", f"required when reason is {reason}", f"reason '{reason}' needs a note saying why."
+        )
+    return reason
 
 
 def _is_blank(text: str | None) -> bool:
@@ -185,6 +202,7 @@ class HandoffConfig:
 
     sla: SlaConfig
     routing: RoutingConfig
+    return_reasons: ReturnReasons = field(default_factory=ReturnReasons)
 
     def calendar_of_team(self, team: str | None) -> BusinessCalendar | None:
         """The team's own business hours, if it has any; else the policy's calendar applies."""
@@ -225,6 +243,14 @@ class UnknownOwner(Exception):
         self.owner = owner
 
 
+class Superseded(Exception):
+    """The lead has a handoff of a later cycle: reopening this one would hand it to sales twice."""
+
+    def __init__(self, handoff_id: str) -> None:
+        super().__init__(f"handoff {handoff_id} belongs to an earlier cycle; the lead has a newer handoff")
+        self.handoff_id = handoff_id
+
+
 class StaleVersion(Exception):
     """The client acted on an older version of the handoff (If-Match)."""
 
@@ -241,7 +267,7 @@ class Decision:
     actor: str
     reason: str | None = None
     note: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)  # BANT or opportunity fields
+    details: Mapping[str, Any] = field(default_factory=dict)  # BANT, opportunity or won-deal fields
 
 
 @dataclass(frozen=True)
@@ -269,6 +295,16 @@ class Decided:
 
 
 @dataclass(frozen=True)
+class Reopened:
+    """A reopened handoff: the move, the new decision deadline with its warning, and the event."""
+
+    transition: Transition
+    decide_by: datetime
+    warn_at: datetime
+    event: HandoffReopened
+
+
+@dataclass(frozen=True)
 class Reassigned:
     """A change of owner: the history note and the event to announce."""
 
@@ -283,6 +319,8 @@ EVENT_OF: dict[Action, type[HandoffTransition]] = {
     Action.QUALIFY: SqlQualified,
     Action.OPPORTUNITY: SqoCreated,
     Action.DISQUALIFY: LeadDisqualified,
+    Action.WIN: OpportunityWon,
+    Action.LOSE: OpportunityLost,
 }
 
 
@@ -316,14 +354,22 @@ class Handoff:
 
     @property
     def due(self) -> datetime | None:
-        """The deadline of the stage it is in: decide an MQL by, qualify (or return) a SAL by."""
-        return self.decide_by if self.stage is Stage.MQL else self.qualify_by
+        """The deadline of the stage it is in: decide an MQL by, qualify (or return) a SAL by.
+        An opportunity has none: how long a deal takes is the CRM's business."""
+        if self.stage is Stage.MQL:
+            return self.decide_by
+        return None if self.stage is Stage.SQO else self.qualify_by
 
     def decide(self, decision: Decision, config: HandoffConfig, *, now: datetime) -> Decided:
         """Apply a sales decision at `now`: check transition and reason, start the SAL clock on
         accept, and say whether it came in time. Raises InvalidTransition or ReasonRequired."""
+        if decision.action is Action.REOPEN:
+            raise ValueError("reopening is Handoff.reopen's")
         target = next_stage(self.stage, decision.action)
-        reason = check_reason(decision.action, decision.reason, decision.note) or decision.reason
+        reason = check_reason(decision.action, decision.reason, decision.note, config.return_reasons)
+        reason = reason or decision.reason
+        if decision.action is Action.WIN:
+            check_won(decision.details.get("amount"), decision.details.get("currency"))
         transition = Transition(
             handoff_id=self.handoff_id,
             at=now,
@@ -357,6 +403,46 @@ class Handoff:
         )
         return Decided(transition, event)
 
+    def reopen(
+        self, decision: Decision, config: HandoffConfig, *, now: datetime, superseded: bool
+    ) -> Reopened:
+        """Undo a return or disqualification at `now`: an MQL again, with a new decision deadline
+        from now under its policy. Refused once the lead has a handoff of a later cycle."""
+        target = next_stage(self.stage, Action.REOPEN)
+        check_reason(Action.REOPEN, decision.reason, decision.note)
+        if superseded:
+            raise Superseded(self.handoff_id)
+        policy, calendar = config.policy_named(self.policy), config.calendar_of_team(self.team)
+        decide_by = sla.decide_by(policy, now, calendar=calendar)
+        warn_at = sla.warning_at(policy, now, decide_by, calendar=calendar)
+        transition = Transition(
+            handoff_id=self.handoff_id,
+            at=now,
+            actor=decision.actor,
+            action=Action.REOPEN.value,
+            from_stage=self.stage.value,
+            to_stage=target.value,
+            reason=decision.reason,
+            note=decision.note,
+        )
+        event = HandoffReopened(
+            handoff_id=self.handoff_id,
+            cycle=self.cycle,
+            from_stage=self.stage.value,
+            to_stage=target.value,
+            actor=decision.actor,
+            owner=self.owner,
+            policy=self.policy,
+            in_time=True,
+            reason=decision.reason,
+            note=decision.note,
+            channel=self.channel,
+            campaign=self.campaign,
+            team=self.team,
+            decide_by=decide_by,
+        )
+        return Reopened(transition, decide_by, warn_at, event)
+
     def reassign(self, to_owner: str, *, reason: str | None) -> Reassigned | None:
         """Give it to another owner or queue; None when it already is theirs."""
         if to_owner == self.owner:
@@ -375,4 +461,6 @@ def _details(decision: Decision) -> dict[str, Any]:
         return {"bant": dict(decision.details)}
     if decision.action is Action.OPPORTUNITY:
         return {"opportunity": dict(decision.details)}
+    if decision.action is Action.WIN:
+        return {"amount": decision.details["amount"], "currency": decision.details["currency"]}
     return {}

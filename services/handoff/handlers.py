@@ -14,10 +14,11 @@ from typing import Any
 from services.handoff import sla, store, webhooks
 from services.handoff.assignments import assign
 from services.handoff.domain import Decision, Handoff, HandoffConfig, Stage
+from services.handoff.erasure import erase_lead
 from services.handoff.routing import LeadToRoute
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope, utcnow
-from shared.events import HandoffCreated, MqlReached
+from shared.events import ErasureRequested, HandoffCreated, MqlReached
 from shared.unit_of_work import UnitOfWork
 
 
@@ -40,7 +41,7 @@ def make_handlers(config: HandoffConfig) -> tuple[Mapping[str, Handler], Mapping
             handed_off_at=envelope.produced_at,
         )
 
-    return {MqlReached.event_type: on_mql}, {
+    return {MqlReached.event_type: on_mql, ErasureRequested.event_type: erase_lead}, {
         event_type: webhooks.enqueue for event_type in webhooks.EVENT_TYPES
     }
 
@@ -57,7 +58,10 @@ async def open_handoff(
     """Open the lead's handoff for this cycle: routed to an owner, with its SLA deadline and timers."""
     if await store.handoff_of(uow.conn, lead_id=lead_id, cycle=mql.cycle) is not None:
         return  # a redelivered MQL: routing must not take another turn
-    policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
+    if mql.exploration:  # a near miss handed off to learn from: its own, calmer SLA
+        policy = config.sla.exploration
+    else:
+        policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
     # Who is in and who is full is judged at the moment of the handoff (stable under redelivery).
     lead = LeadToRoute(traits=mql.traits, policy=policy.name, account=mql.account)
     owner = await assign(uow, config, lead, now=handed_off_at)
@@ -82,6 +86,8 @@ async def open_handoff(
         account=mql.account.model_dump() if mql.account else None,
         routing_reason=owner.reason.value,
         routing_rule=owner.rule,
+        likelihood=mql.likelihood.model_dump(mode="json") if mql.likelihood else None,
+        exploration=mql.exploration,
     )
     if not inserted:
         return
@@ -115,6 +121,9 @@ async def open_handoff(
         routing_reason=owner.reason.value,
         routing_rule=owner.rule,
         routing_note=owner.note,
+        likelihood=mql.likelihood,
+        exploration=mql.exploration,
+        propensity=mql.propensity,
     )
     uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 
@@ -174,6 +183,7 @@ async def decide(
     handoff.check_version(expected_version)
     decided = handoff.decide(decision, config, now=utcnow())
     uow.emit(decided.event, lead_id=handoff.lead_id, occurred_at=decided.transition.at)
+    await uow.seal_pending()  # the note and details, under the lead's key
     [message] = uow.take_pending()  # the event alone: the decision's statement writes it
     return await store.transition(uow.conn, decided.transition, message)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,9 +13,14 @@ from shared.events import (
     HandoffClaimed,
     HandoffCreated,
     HandoffReassigned,
+    HandoffReopened,
     LeadDisqualified,
+    LeadErased,
     LeadRejected,
     LeadReturned,
+    Likelihood,
+    OpportunityLost,
+    OpportunityWon,
     SalAccepted,
     ScoreContribution,
     SlaBreached,
@@ -29,7 +35,8 @@ from shared.webhook_api import DeliveryPublic as DeliveryPublic
 from shared.webhook_api import WebhookCreated as WebhookCreated
 from shared.webhook_api import WebhookPublic as WebhookPublic
 
-# What a sales tool can subscribe to: every event about a handoff.
+# What a sales tool can subscribe to: every event about a handoff, and `lead.erased` (which every
+# subscriber gets anyway: services/handoff/webhooks.py).
 WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
     model.event_type
     for model in (
@@ -40,10 +47,14 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
         SqlQualified,
         SqoCreated,
         LeadDisqualified,
+        OpportunityWon,
+        OpportunityLost,
+        HandoffReopened,
         HandoffReassigned,
         HandoffClaimed,
         SlaWarning,
         SlaBreached,
+        LeadErased,
     )
 )
 
@@ -75,6 +86,13 @@ class HandoffPublic(BaseModel):
         default=None, description="Why its owner has it: account_owner, round_robin, ooo_backup, claimed, ..."
     )
     routing_rule: str | None = Field(default=None, description="The routing rule that assigned it, if any.")
+    likelihood: Likelihood | None = Field(
+        default=None,
+        description="The predictive model's likelihood (0–100) and its top factors, at MQL time.",
+    )
+    exploration: bool = Field(
+        default=False, description="Handed off to explore: a near miss of the MQL rule, not an MQL by it."
+    )
 
 
 class HandoffPage(BaseModel):
@@ -143,3 +161,28 @@ class RepPublic(BaseModel):
     capacity: int | None
     open_handoffs: int
     away_now: bool
+
+
+class OutcomeBody(BaseModel):
+    """What the CRM reports when an opportunity closes."""
+
+    outcome: Literal["won", "lost"]
+    reason: str | None = Field(default=None, max_length=200, description="Required when lost: why.")
+    note: str | None = Field(default=None, max_length=2000)
+    amount: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=15,
+        decimal_places=2,
+        description="Required when won: the deal's value.",
+    )
+    currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$", description="Required when won: ISO 4217 code, e.g. `EUR`."
+    )
+
+
+class ReopenBody(BaseModel):
+    reason: str | None = Field(
+        default=None, max_length=200, description="Required: why the decision is undone."
+    )
+    note: str | None = Field(default=None, max_length=2000)

@@ -70,6 +70,8 @@ class SlaPolicy(pydantic.BaseModel):
     warn_at: float = Field(default=0.75, gt=0, lt=1)
     # None marks the fallback policy, used when no selector matches.
     applies_when: Selector | None = None
+    # The policy of exploration handoffs (near misses handed off to learn from), and only theirs.
+    for_exploration: bool = False
     # Name of one of the config's calendars.
     calendar: str | None = Field(default=None, min_length=1)
     on_breach: BreachAction = Field(default_factory=BreachAction)
@@ -97,7 +99,7 @@ class SlaConfig(pydantic.BaseModel):
 
     @model_validator(mode="after")
     def _one_fallback_and_unique_names(self) -> Self:
-        fallbacks = [p.name for p in self.policies if p.applies_when is None]
+        fallbacks = [p.name for p in self.policies if p.applies_when is None and not p.for_exploration]
         if len(fallbacks) != 1:
             raise ValueError(
                 "exactly one policy must have no applies_when (the fallback); "
@@ -131,7 +133,12 @@ class SlaConfig(pydantic.BaseModel):
 
     @property
     def fallback(self) -> SlaPolicy:
-        return next(p for p in self.policies if p.applies_when is None)
+        return next(p for p in self.policies if p.applies_when is None and not p.for_exploration)
+
+    @property
+    def exploration(self) -> SlaPolicy:
+        """The policy of exploration handoffs: the one marked `for_exploration`, else the fallback."""
+        return next((p for p in self.policies if p.for_exploration), self.fallback)
 
     def calendar_named(self, name: str) -> BusinessCalendar:
         """A calendar by name, e.g. the one of the team a handoff is routed to."""
@@ -145,8 +152,11 @@ class SlaConfig(pydantic.BaseModel):
 def choose_policy(
     config: SlaConfig, *, recent_events: Sequence[tuple[str, datetime]], mql_at: datetime
 ) -> SlaPolicy:
-    """The first policy, in file order, whose selector matches the lead; else the fallback."""
+    """The first policy, in file order, whose selector matches the lead; else the fallback.
+    The exploration policy is never chosen this way."""
     for policy in config.policies:
+        if policy.for_exploration:
+            continue
         if policy.applies_when and policy.applies_when.matches(recent_events, mql_at):
             return policy
     return config.fallback

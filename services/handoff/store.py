@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -64,6 +65,8 @@ handoffs = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("team", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("likelihood", JSONB, nullable=True, comment="the predictive model's likelihood and top factors"),
+    Column("exploration", Boolean, nullable=False, server_default="false"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("account", JSONB, nullable=True, comment="the lead's account at MQL time (AccountContext)"),
     Column("routing_reason", Text, nullable=True, comment="why this owner (routing.RoutingReason)"),
@@ -483,3 +486,38 @@ async def replace_away_windows(
             for w in windows
         ]
         await conn.execute(insert(rep_availability), rows)
+
+
+# --- reopening ---------------------------------------------------------------------------
+
+
+async def has_later_cycle(conn: AsyncConnection, *, lead_id: str, cycle: int) -> bool:
+    """Whether the lead has a handoff of a cycle after `cycle` (it requalified since)."""
+    statement = select(handoffs.c.handoff_id).where(handoffs.c.lead_id == lead_id, handoffs.c.cycle > cycle)
+    return (await conn.execute(statement.limit(1))).first() is not None
+
+
+async def rearm_timers(
+    conn: AsyncConnection, handoff_id: str, *, stage: str, warn_at: datetime, deadline: datetime
+) -> None:
+    """The stage's warning and breach timers, due again (a reopened handoff's new deadline).
+
+    A stage's timers exist once per handoff; reopening sets them due anew rather than adding
+    a second pair, so each still fires once per deadline."""
+    rows = [
+        {"handoff_id": handoff_id, "kind": kind, "stage": stage, "due_at": due, "deadline": deadline}
+        for kind, due in (("warning", warn_at), ("breach", deadline))
+    ]
+    statement = insert(sla_timers)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            constraint="uq_sla_timers_once",
+            set_={
+                "due_at": statement.excluded.due_at,
+                "deadline": statement.excluded.deadline,
+                "fired_at": None,
+                "cancelled_at": None,
+            },
+        ),
+        rows,
+    )

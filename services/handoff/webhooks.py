@@ -14,12 +14,14 @@ from services.handoff import store
 from services.handoff.schemas import WEBHOOK_EVENT_TYPES
 from shared import webhook_delivery, webhooks
 from shared.auth import Scope
+from shared.event_types import EventType
 from shared.runtime import BackgroundLoop
 from shared.webhook_api import webhook_router
 
 EVENT_TYPES = WEBHOOK_EVENT_TYPES
 
-enqueue = webhooks.make_enqueue(store.webhooks)
+# Every subscriber gets `lead.erased`, whatever it subscribed to: it holds data about the lead.
+enqueue = webhooks.make_enqueue(store.webhooks, always=frozenset({EventType.LEAD_ERASED}))
 
 router = webhook_router(
     store.webhooks,

@@ -20,6 +20,7 @@ from services.intake.config_files import load_tracking_plan
 from services.intake.domain import EventBatch, IntakeEvent
 from services.intake.handlers import IntakeRuntime, accept
 from services.intake.metrics import EVENT_PATHS, count_rejected, count_too_large, events_in
+from services.intake.privacy import EventSealer
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Scope, require
 from shared.http import create_app, refuse_unstorable_values
@@ -150,6 +151,8 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     )
     app.state.tracking_plan = plan
     app.state.event_limits = runtime.event_limits
+    app.state.sealer = runtime.sealer
+    app.state.tracking_sealer = EventSealer(runtime.vault, runtime.engine, "drop")
     app.add_exception_handler(RequestValidationError, _malformed)
     tracking_api.install(app, settings)
     return app

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan, identity_of
 from services.intake.event_limits import EventLimits, limit_problems, size_problem
 from services.intake.metrics import count_accepted, count_rejected
+from services.intake.privacy import EventSealer, seal_events
 from services.intake.settings import IntakeSettings
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
@@ -46,6 +47,7 @@ class IntakeRuntime(ServiceRuntime):
         super().__init__(spec, settings)
         self.tracking_plan = tracking_plan
         self.event_limits: EventLimits = settings.event_limits
+        self.sealer = EventSealer(self.vault, self.engine, settings.privacy_suppressed_events)
 
 
 async def accept(
@@ -63,6 +65,7 @@ async def accept(
         source=source,
         batch=batch,
         deadline_s=runtime.settings.produce_timeout_s,
+        sealer=runtime.sealer,
     )
 
 
@@ -76,17 +79,35 @@ async def accept_events(
     source: str,
     batch: bool,
     deadline_s: float,
+    sealer: EventSealer,
 ) -> list[str]:
     """`accept` with its parts named, for a caller that holds them rather than the runtime
     (the Tracking API's `tracking_handlers`): the same validation, records and publish."""
     now = utcnow()
     validate(events, plan, limits, now=now, batch=batch)
     records = [envelope_record(event, received_at=now, source=source) for event in events]
+    # personal fields sealed; the erased refused
+    records = await sealed_records(sealer, records, batch=batch)
     values = serialize_records([record for _, _, record in records], limits, batch=batch)
     keys = [key for key, _, _ in records]
     await publish(producer, topic, list(zip(keys, values, strict=True)), deadline_s=deadline_s)
     count_accepted(len(records))
     return [event_id for _, event_id, _ in records]
+
+
+async def sealed_records(
+    sealer: EventSealer, records: list[tuple[bytes, str, dict[str, Any]]], *, batch: bool
+) -> list[tuple[bytes, str, dict[str, Any]]]:
+    """`privacy.seal_events` over the records: each keyed by its subject, with its personal fields
+    sealed; an erased person's refused (or dropped). The envelopes it reads are built without
+    validation (`model_construct`: it reads only `type`, `data` and `identity`)."""
+    envelopes = [Envelope.model_construct(**record) for _, _, record in records]
+    by_id = {record["id"]: record for _, _, record in records}  # a dropped one leaves a gap
+    sealed = []
+    for envelope in await seal_events(sealer, envelopes, batch=batch):
+        record = {**by_id[envelope.id], "identity": envelope.identity, "data": envelope.data}
+        sealed.append(((envelope.identity or "").encode(), envelope.data["event_id"], record))
+    return sealed
 
 
 def validate(
@@ -162,6 +183,8 @@ def envelope_record(
             "anonymous_id": data.anonymous_id,
             "traits": data.traits,
             "properties": data.properties,
+            "sealed": data.sealed,  # set by `sealed_records`, which seals the personal fields
+            "subject": data.subject,
         },
     }
     return identity.encode(), data.event_id, envelope

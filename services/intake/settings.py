@@ -30,7 +30,8 @@ class IntakeSettings(Settings):
         default=65_536,
         ge=1024,
         le=900_000,
-        description="one event as published on lead.events (its envelope); below Kafka's 1 MB records",
+        description="one event as published on lead.events (its envelope, personal fields sealed and "
+        "compressed: docs/privacy.md); below Kafka's 1 MB records",
     )
 
     @property

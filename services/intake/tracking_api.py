@@ -98,7 +98,12 @@ async def _accept_messages(request: Request, route_type: MessageType | None) -> 
         batch_context=context if isinstance(context, dict) else {},
         sent_at=instant_or_none(sent_at),
         rules=request.app.state.tracking_rules,
-        outlets=Outlets(runtime.producer, runtime.topics, runtime.settings.produce_timeout_s),
+        outlets=Outlets(
+            runtime.producer,
+            runtime.topics,
+            runtime.settings.produce_timeout_s,
+            request.app.state.tracking_sealer,
+        ),
     )
     answer = TrackingAccepted(accepted=accepted, failed=failed)
     return JSONResponse(answer.model_dump())  # 200 as Segment's API: RudderStack's SDK takes only that

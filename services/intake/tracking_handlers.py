@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import accept_events, publish
 from services.intake.metrics import count_tracking_failed
+from services.intake.privacy import EventSealer
 from services.intake.tracking_mapping import Failure, Rules, map_message, redact
 from services.intake.tracking_schemas import MessageType
 from shared.envelope import utcnow
@@ -32,6 +33,9 @@ class Outlets:
     producer: AIOKafkaProducer
     topics: Topics
     deadline_s: float
+    # Seals personal fields; an erased person's messages are dropped and counted, not refused (an
+    # SDK drops a whole batch on a 4xx, other people's events with it): docs/privacy.md.
+    sealer: EventSealer
 
 
 async def accept_messages(
@@ -74,6 +78,7 @@ async def accept_messages(
             source="intake.tracking",
             batch=True,
             deadline_s=outlets.deadline_s,
+            sealer=outlets.sealer,
         )
     if failed:
         await record_failed(failed, outlets)

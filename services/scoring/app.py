@@ -8,8 +8,13 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
 from services.scoring import retention, store
-from services.scoring.config_files import load_model
+from services.scoring.accounts import api as accounts_api
+from services.scoring.accounts import store as account_store
+from services.scoring.accounts.schemas import LeadAccount
+from services.scoring.config_files import load_learning_config, load_model
+from services.scoring.erasure_api import router as erasure_router
 from services.scoring.handlers import make_handlers
+from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.model import ScoringModel
 from services.scoring.schemas import (
     ActiveModel,
@@ -19,6 +24,7 @@ from services.scoring.schemas import (
     LeadPublic,
     TimelineEntry,
 )
+from services.scoring.settings import ScoringSettings
 from shared.auth import Principal, Scope, require
 from shared.cursors import decode_cursor, encode_cursor
 from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
@@ -27,7 +33,7 @@ from shared.identities import normalize_email
 from shared.problems import Problem
 from shared.request_rules import Int32
 from shared.runtime import ServiceRuntime, ServiceSpec
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_as
 
 # The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
 SUBSCRIPTIONS = [LEAD_EVENTS, LEAD_LIFECYCLE]
@@ -47,12 +53,16 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 @router.get("/leads/{lead_id}", response_model=LeadPublic, responses={404: PROBLEM})
 async def get_lead(lead_id: str, request: Request, _: Reader) -> LeadPublic:
-    """One lead: profile, stage, score, grade and why."""
+    """One lead: profile, stage, score, grade and why, and its account."""
     async with _runtime(request).engine.connect() as conn:
         row = await store.lead_by_id(conn, lead_id)
+        account = await account_store.lead_account(conn, lead_id) if row is not None else None
     if row is None:
         raise _not_found(lead_id)
-    return LeadPublic.model_validate(dict(row._mapping))
+    lead = LeadPublic.model_validate(dict(row._mapping))
+    return lead.model_copy(
+        update={"account": LeadAccount.model_validate(dict(account._mapping)) if account else None}
+    )
 
 
 @router.get("/leads", response_model=LeadPage, responses={422: PROBLEM})
@@ -136,9 +146,10 @@ def _not_found(lead_id: str) -> Problem:
 
 
 def create(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings_as(ScoringSettings, settings)
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
-    handlers, batch_handlers = make_handlers(model)
+    learned = LearnedScoring(model, load_learning_config(settings.config_file("learning.yaml")))
+    handlers, batch_handlers = make_handlers(model, learned)
     spec = ServiceSpec(
         name="scoring",
         metadata=store.metadata,
@@ -146,13 +157,14 @@ def create(settings: Settings | None = None) -> FastAPI:
         subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
+        loops=[learned.model_loop(poll_s=settings.predictive_model_poll_s)],
         retention=retention.targets(model),
     )
     app = create_app(
         ServiceRuntime(spec, settings),
         title="leadflow scoring",
         description="Lead profiles, scores, fit grades and their explanations.",
-        routers=[router, events_router],
+        routers=[router, accounts_api.router, events_router, erasure_router],
     )
     app.state.model = model
     return app

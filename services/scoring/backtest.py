@@ -18,6 +18,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from services.scoring.accounts.account_backtest import AccountBook, AccountFigures
 from services.scoring.domain import LeadEvent
 from services.scoring.incremental_scorer import EVENT_ORDER, TimelineScorer
 from services.scoring.model import GRADES, ScoringModel
@@ -57,13 +58,19 @@ class BacktestReport:
     return_rate_candidate_only: RateFigure
     return_rate_current_only: RateFigure
     elapsed_s: float = 0.0  # filled in by the caller, who times the whole run
+    accounts: AccountFigures | None = None  # when either model has an `account` section
 
 
 Subset = Literal["both", "candidate_only", "current_only"]
 
 
 def run_backtest(
-    current: ScoringModel, candidate: ScoringModel, leads: Iterable[LeadHistory], *, since: datetime
+    current: ScoringModel,
+    candidate: ScoringModel,
+    leads: Iterable[LeadHistory],
+    *,
+    since: datetime,
+    accounts: AccountBook | None = None,
 ) -> BacktestReport:
     """Replay each lead's events since `since` under both models and compare. Emits nothing.
 
@@ -82,6 +89,10 @@ def run_backtest(
             continue
         counts["leads"] += 1
         counts["events"] += len(events)
+        if accounts is not None:
+            accounts.add(
+                current, candidate, lead_id=lead.lead_id, email=lead.email, traits=lead.traits, events=events
+            )
         profile = now_scorer.profile(email=lead.email, traits=lead.traits)
         now = now_scorer.qualify(email=lead.email, traits=lead.traits, events=events, profile=profile)
         new = new_scorer.qualify(
@@ -111,6 +122,7 @@ def run_backtest(
         return_rate_both=rate_figure(sent_back["both"], decided["both"]),
         return_rate_candidate_only=rate_figure(sent_back["candidate_only"], decided["candidate_only"]),
         return_rate_current_only=rate_figure(sent_back["current_only"], decided["current_only"]),
+        accounts=accounts.figures(current, candidate) if accounts is not None else None,
     )
 
 
@@ -136,7 +148,10 @@ def render_report(report: BacktestReport) -> RenderableType:
         f"\n{r.events:,} events of {r.leads:,} leads since {r.since:%Y-%m-%d %H:%M} UTC",
         f", replayed in {r.elapsed_s:.1f} s" if r.elapsed_s else "",
     )
-    return Group(title, _figures(r), _grade_mix(r), _return_rates(r))
+    parts: list[RenderableType] = [title, _figures(r), _grade_mix(r), _return_rates(r)]
+    if r.accounts is not None:
+        parts.append(_account_figures(r.accounts))
+    return Group(*parts)
 
 
 def _figures(r: BacktestReport) -> Table:
@@ -151,6 +166,25 @@ def _figures(r: BacktestReport) -> Table:
     table.add_row("MQL rate", _share(r.mqls_current, r.leads), _share(r.mqls_candidate, r.leads), "")
     table.add_row("newly qualifying", "", f"{r.newly_qualifying:,}", f"{r.newly_qualifying:+,}")
     table.add_row("no longer qualifying", f"{r.no_longer_qualifying:,}", "", f"{-r.no_longer_qualifying:+,}")
+    return table
+
+
+def _account_figures(a: AccountFigures) -> Table:
+    table = Table(title=f"MQAs (of {a.accounts:,} accounts with leads replayed)", title_justify="left")
+    table.add_column("")
+    table.add_column("current", justify="right")
+    table.add_column("candidate", justify="right")
+    table.add_column("change", justify="right")
+    table.add_row(
+        "MQAs", f"{a.mqas_current:,}", f"{a.mqas_candidate:,}", _delta(a.mqas_current, a.mqas_candidate)
+    )
+    table.add_row("accounts newly qualifying", "", f"{a.newly_qualifying:,}", f"{a.newly_qualifying:+,}")
+    table.add_row(
+        "accounts no longer qualifying", f"{a.no_longer_qualifying:,}", "", f"{-a.no_longer_qualifying:+,}"
+    )
+    table.caption = (
+        "An account qualifies if its members' roll-up at the end of the window meets the MQA rule."
+    )
     return table
 
 

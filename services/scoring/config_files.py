@@ -1,10 +1,11 @@
-"""Loading the scoring model from its YAML file (config/scoring-model.yaml): the edge where
-scoring reads files, so `model` stays a pure schema."""
+"""Loading the scoring model (config/scoring-model.yaml) and the learning config
+(config/learning.yaml): the edge where scoring reads files, so their schemas stay pure."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from services.scoring.learning_config import LearningConfig, LearningFileError
 from services.scoring.model import ModelError, ScoringModel, rule_problems
 from shared.yaml_config import load_config, parse_config
 
@@ -17,3 +18,10 @@ def load_model(path: str | Path) -> ScoringModel:
 def parse_model(text: str, source: str = "<model>") -> ScoringModel:
     """Validate model YAML text; raises ModelError naming `source` and the line."""
     return parse_config(text, ScoringModel, ModelError, source=source, check=rule_problems)
+
+
+def load_learning_config(path: str | Path) -> LearningConfig:
+    """Read and validate config/learning.yaml; a missing file means the defaults (learning off)."""
+    if not Path(path).exists():
+        return LearningConfig()
+    return load_config(path, LearningConfig, LearningFileError, empty_means_defaults=True)

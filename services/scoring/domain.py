@@ -344,11 +344,23 @@ def _disqualification(
     traits: Mapping[str, Any],
     events: Sequence[LeadEvent],
 ) -> str | None:
-    """The first disqualifier in model order that applies, as "rule id: reason"."""
+    """Withdrawn marketing consent, else the first disqualifier in model order that applies, as
+    "rule id: reason"."""
+    if consent_withdrawn(traits):
+        return f"{CONSENT_TRAIT}: false: the person withdrew marketing consent"
     for rule in rules:
         if rule.disqualify and (detail := _undesirable_match(rule, email, traits, events)):
             return f"undesirable.{rule.id}: {detail}"
     return None
+
+
+CONSENT_TRAIT = "consent.marketing"
+
+
+def consent_withdrawn(traits: Mapping[str, Any]) -> bool:
+    """`consent.marketing: false` (or "false"): never handed to sales, whatever the model says."""
+    value = traits.get(CONSENT_TRAIT)
+    return value is False or (isinstance(value, str) and value.strip().lower() == "false")
 
 
 def _undesirable_match(

@@ -12,32 +12,42 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.scoring import lifecycle, store
+from services.scoring.accounts.handlers import roll_up_accounts
 from services.scoring.domain import LeadEvent
+from services.scoring.erasures import forget_late_arrivals, record_confirmation
 from services.scoring.identity import IdentityPlan
+from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import ErasureConfirmed, HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
 
-def make_handlers(model: ScoringModel) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
+def make_handlers(
+    model: ScoringModel, learned: LearnedScoring | None = None
+) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
     """Per-message handlers (lifecycle) and the batch handler of lead events."""
 
     async def on_lead_events(uow: UnitOfWork, items: list[tuple[Envelope, LeadEventAccepted]]) -> None:
-        await record_events(uow, model, items)
+        await record_events(uow, model, items, learned)
 
     handlers: dict[str, Handler] = {event_type: follow_lifecycle for event_type in lifecycle.FOLLOWED}
+    handlers[HandoffCreated.event_type] = record_handoff
+    handlers[ErasureConfirmed.event_type] = record_confirmation
     return handlers, {LeadEventAccepted.event_type: on_lead_events}
 
 
 async def record_events(
-    uow: UnitOfWork, model: ScoringModel, items: list[tuple[Envelope, LeadEventAccepted]]
+    uow: UnitOfWork,
+    model: ScoringModel,
+    items: list[tuple[Envelope, LeadEventAccepted]],
+    learned: LearnedScoring | None = None,
 ) -> None:
     """Attach each event to its lead (learning identity on the way), store the new ones,
     and rescore every lead that got one: one pass over the database per batch.
@@ -61,9 +71,12 @@ async def record_events(
         for event_id, index in first.items()
     ]
     new_ids = await store.add_events(uow.conn, rows)
+    erased = await forget_late_arrivals(uow, [event for _, event in items], lead_ids)
     touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]] = {}
     repeated: list[tuple[LeadEventAccepted, str, str]] = []
     for index, ((envelope, event), lead_id) in enumerate(zip(items, lead_ids, strict=True)):
+        if lead_id in erased:
+            continue
         if first[event.event_id] == index and event.event_id in new_ids:
             touched.setdefault(lead_id, []).append((envelope, event))
         else:
@@ -71,7 +84,7 @@ async def record_events(
     if repeated:
         await record_conflicts(uow, repeated)
     if touched:
-        await rescore(uow, model, touched)
+        await rescore(uow, model, touched, learned)
 
 
 async def record_conflicts(uow: UnitOfWork, repeated: list[tuple[LeadEventAccepted, str, str]]) -> None:
@@ -132,13 +145,19 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
 
 
 async def rescore(
-    uow: UnitOfWork, model: ScoringModel, touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]]
+    uow: UnitOfWork,
+    model: ScoringModel,
+    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
+    learned: LearnedScoring | None = None,
 ) -> None:
-    """Recompute each touched lead's score from its whole history; emit what changed."""
+    """Recompute each touched lead's score from its whole history, then (one step, after) roll
+    the leads up into their accounts, which may qualify a lead with its account's context;
+    emit what changed."""
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     histories = await store.histories(uow.conn, lead_ids)
     evaluated = []
+    trace_ids: dict[str, str | None] = {}
     for lead_id in lead_ids:
         lead, items = leads[lead_id], touched[lead_id]
         traits = dict(lead.traits)
@@ -146,8 +165,13 @@ async def rescore(
             traits.update(event.traits)
         history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
         rescored = lifecycle.rescore(model, lead, traits, history)
-        announce(uow, rescored, trace_id=items[-1][0].trace_id)
+        if learned is not None:  # the likelihood, and the learned MQL rule and exploration
+            rescored = learned.apply(rescored)
         evaluated.append(rescored)
+        trace_ids[lead_id] = items[-1][0].trace_id
+    evaluated = await roll_up_accounts(uow, model, evaluated)
+    for rescored in evaluated:
+        announce(uow, rescored, trace_id=trace_ids.get(rescored.lead.lead_id))
     await store.save_rescored(uow.conn, evaluated, cause="event")
 
 
@@ -172,19 +196,44 @@ async def count_mqls(uow: UnitOfWork) -> None:
 
 
 async def follow_lifecycle(uow: UnitOfWork, envelope: Envelope, event: HandoffTransition) -> None:
-    """Track the lead's stage from sales decisions; a rejection or return recycles it to nurture."""
+    """Track the lead's stage from sales decisions; a rejection or return recycles it to nurture,
+    a reopen takes it back."""
     if envelope.lead_id is None:
         return
+    await store.record_decision(  # every decision: what training learns from
+        uow.conn, envelope, cycle=event.cycle, handoff_id=event.handoff_id, reason=event.reason
+    )
     lead = await store.lead_by_id(uow.conn, envelope.lead_id, lock=True)
     if lead is None:
         return
-    change = lifecycle.after_sales_decision(
-        envelope.type, lead_cycle=lead.cycle, decided_cycle=event.cycle, at=envelope.occurred_at
+    change = lifecycle.follow(
+        envelope.type,
+        lead_stage=lead.stage,
+        lead_cycle=lead.cycle,
+        decided_cycle=event.cycle,
+        at=envelope.occurred_at,
     )
     if change is None:
         return
+    if change.clears_outcome:
+        await store.clear_outcome(uow.conn, lead_id=lead.lead_id, cycle=event.cycle)
     if change.outcome is not None:
         await store.record_outcome(
             uow.conn, lead_id=lead.lead_id, cycle=lead.cycle, outcome=change.outcome, at=envelope.occurred_at
         )
     await store.update_lead(uow.conn, lead.lead_id, **change.values)
+
+
+async def record_handoff(uow: UnitOfWork, envelope: Envelope, event: HandoffCreated) -> None:
+    """Remember when the lead was handed off, and whether to explore: training's examples
+    start there (their features are taken as of the MQL moment)."""
+    if envelope.lead_id is not None:
+        await store.record_decision(
+            uow.conn,
+            envelope,
+            cycle=event.cycle,
+            handoff_id=event.handoff_id,
+            at=event.mql_at or envelope.occurred_at,
+            exploration=event.exploration,
+            propensity=event.propensity,
+        )

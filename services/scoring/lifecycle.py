@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from services.scoring.domain import LeadEvent, LeadScore, may_requalify, meets_mql_rule, score_lead
 from services.scoring.model import ScoringModel
 from shared.event_types import EventType
-from shared.events import EventData, LeadScored, MqlReached, ScoreContribution
+from shared.events import AccountContext, EventData, LeadScored, Likelihood, MqlReached, ScoreContribution
 
 NURTURE, MQL = "nurture", "mql"
 RECENT_EVENTS_CARRIED = 20  # how many of its latest events an MQL shows the rep
@@ -27,10 +27,13 @@ STAGE_AFTER: Mapping[str, str] = {
     EventType.SQL_QUALIFIED: "sql",
     EventType.SQO_CREATED: "sqo",
     EventType.LEAD_DISQUALIFIED: "disqualified",
+    EventType.OPPORTUNITY_WON: "won",
+    EventType.OPPORTUNITY_LOST: "lost",
 }
 # Decisions that send the lead back to marketing: a new cycle in nurture.
 RECYCLING = frozenset({EventType.LEAD_REJECTED, EventType.LEAD_RETURNED})
-FOLLOWED = (*STAGE_AFTER, *RECYCLING)  # the lifecycle events scoring follows
+# The lifecycle events scoring follows (a reopen undoes a return or disqualification).
+FOLLOWED = (*STAGE_AFTER, *RECYCLING, EventType.HANDOFF_REOPENED)
 
 Outcome = Literal["accepted", "sent_back"]
 
@@ -83,6 +86,10 @@ class Rescored:
     result: LeadScore
     explanation: list[ScoreContribution]
     qualifies: bool
+    # What the active predictive model says (services/scoring/learned_scoring.py sets both).
+    likelihood: Likelihood | None = None
+    propensity: float | None = None  # set: an exploration handoff, drawn with this chance
+    account: AccountContext | None = None  # set by the account step (services/scoring/accounts)
 
     @property
     def stage(self) -> str:
@@ -112,7 +119,7 @@ class Rescored:
         """`lead.scored` (if asked and the score changed), then `lead.mql_reached` (if it qualified)."""
         events: list[EventData] = []
         if scored and self.score_changed:
-            events.append(scored_event(self.result, self.stage, self.explanation))
+            events.append(scored_event(self.result, self.stage, self.explanation, self.likelihood))
         if self.qualifies:
             events.append(self.mql_event())
         return events
@@ -132,6 +139,10 @@ class Rescored:
             channel=touch.channel,
             campaign=touch.campaign,
             source=touch.source,
+            likelihood=self.likelihood,
+            exploration=self.propensity is not None,
+            propensity=self.propensity,
+            account=self.account,
         )
 
 
@@ -149,12 +160,44 @@ def rescore(
     return Rescored(lead, traits, history, at, result, explanation, qualified)
 
 
+def qualifies_at_mqa_account(
+    model: ScoringModel, *, stage: str, recycled_at: datetime | None, score: LeadScore, at: datetime
+) -> bool:
+    """At an MQA account a lead may qualify at the lower personal threshold of the model's
+    `account.lead_mql_at_mqa` (grade, disqualifiers and cool-off as always)."""
+    lowered = model.account.lead_mql_at_mqa if model.account is not None else None
+    if lowered is None:
+        return False
+    lowered_rule = model.mql.model_copy(update={"min_score": min(lowered.min_score, model.mql.min_score)})
+    return (
+        stage == NURTURE
+        and lowered_rule.is_met(score=score.score, grade=score.grade, disqualified=score.disqualified)
+        and may_requalify(model, recycled_at=recycled_at, at=at)
+    )
+
+
+def mqa_contribution(model: ScoringModel, account_name: str) -> ScoreContribution:
+    """The line of the lead's explanation that says the account made it an MQL."""
+    lowered = model.account.lead_mql_at_mqa if model.account is not None else None
+    threshold = min(lowered.min_score, model.mql.min_score) if lowered is not None else model.mql.min_score
+    return ScoreContribution(
+        rule="mql.account_mqa",
+        kind="account",
+        points=0,
+        detail=(
+            f"account '{account_name}' is an MQA: MQL at score {threshold} instead of {model.mql.min_score}"
+        ),
+    )
+
+
 def stopped_qualifying(model: ScoringModel, rescored: Rescored) -> bool:
     """An MQL not yet decided whose new score no longer meets the rule (after a model change)."""
     return rescored.lead.stage == MQL and not meets_mql_rule(model, rescored.result)
 
 
-def scored_event(result: LeadScore, stage: str, explanation: list[ScoreContribution]) -> LeadScored:
+def scored_event(
+    result: LeadScore, stage: str, explanation: list[ScoreContribution], likelihood: Likelihood | None = None
+) -> LeadScored:
     return LeadScored(
         score=result.score,
         fit_points=result.fit_points,
@@ -163,6 +206,7 @@ def scored_event(result: LeadScore, stage: str, explanation: list[ScoreContribut
         model_version=result.model_version,
         disqualified=result.disqualified,
         explanation=explanation,
+        likelihood=likelihood,
     )
 
 
@@ -175,6 +219,16 @@ class StageChange:
 
     values: Mapping[str, Any]
     outcome: Outcome | None = None
+    clears_outcome: bool = False  # a reopen: the cycle is undecided again
+
+
+def follow(
+    event_type: str, *, lead_stage: str, lead_cycle: int, decided_cycle: int, at: datetime
+) -> StageChange | None:
+    """The lead's change after a lifecycle event scoring follows (one of `FOLLOWED`)."""
+    if event_type == EventType.HANDOFF_REOPENED:
+        return after_reopen(lead_stage=lead_stage, lead_cycle=lead_cycle, reopened_cycle=decided_cycle, at=at)
+    return after_sales_decision(event_type, lead_cycle=lead_cycle, decided_cycle=decided_cycle, at=at)
 
 
 def after_sales_decision(
@@ -193,6 +247,25 @@ def after_sales_decision(
         return StageChange(values, outcome="sent_back")
     outcome: Outcome | None = "accepted" if event_type == EventType.SAL_ACCEPTED else None
     return StageChange({"stage": STAGE_AFTER[event_type]}, outcome=outcome)
+
+
+def after_reopen(
+    *, lead_stage: str, lead_cycle: int, reopened_cycle: int, at: datetime
+) -> StageChange | None:
+    """The lead's change when sales reopens its handoff of `reopened_cycle`: an MQL again.
+
+    A returned lead was recycled to nurture in the next cycle: it goes back to the reopened
+    cycle as an MQL from now, and its recycle (and so its cool-off) is undone. A disqualified
+    one is an MQL again in the same cycle. A lead that moved on since (it requalified, or the
+    event is about an older cycle) is left alone: handoff refuses to reopen a superseded
+    handoff, so this only happens when the two cross in flight.
+    """
+    if lead_stage == NURTURE and lead_cycle == reopened_cycle + 1:
+        values = {"stage": MQL, "cycle": reopened_cycle, "mql_at": at, "recycled_at": None}
+        return StageChange(values, clears_outcome=True)
+    if lead_stage == STAGE_AFTER[EventType.LEAD_DISQUALIFIED] and lead_cycle == reopened_cycle:
+        return StageChange({"stage": MQL}, clears_outcome=True)
+    return None
 
 
 # --- attribution ------------------------------------------------------------------------------

@@ -252,6 +252,102 @@ class MqlRule(_Schema):
         return disqualified is None and score >= self.min_score and good_enough
 
 
+# --- accounts ------------------------------------------------------------------------------
+
+TieBreaker = Literal["tier", "most_engaged", "oldest"]
+
+
+class AccountMatching(_Schema):
+    """How a lead is matched to an account (services/scoring/accounts/matching.py)."""
+
+    # rapidfuzz's token_sort_ratio (0-100) on names with legal suffixes removed; a close name
+    # also needs a supporting criterion (a sibling domain or the same country).
+    name_threshold: Annotated[float, Field(strict=True, ge=50, le=100)] = 90
+    tie_breakers: tuple[TieBreaker, ...] = ("tier", "most_engaged", "oldest")
+    # A lead with a corporate email domain that matches no account starts one.
+    auto_create: StrictBool = True
+
+
+class AccountFitRule(_Schema):
+    """Points for one firmographic of the account. Like lead fit: the first match of a group wins."""
+
+    id: RuleId
+    points: StrictInt
+    group: str | None = None
+    tier: tuple[str, ...] | None = None
+    industry: tuple[str, ...] | None = None
+    size: SizeBand | None = None
+    country: tuple[Country, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_firmographic(self) -> AccountFitRule:
+        _exactly_one(tier=self.tier, industry=self.industry, size=self.size, country=self.country)
+        return self
+
+    @property
+    def trait(self) -> str:
+        if self.tier is not None:
+            return "tier"
+        if self.industry is not None:
+            return "industry"
+        return "size" if self.size is not None else "country"
+
+    @property
+    def group_key(self) -> str:
+        return self.group or self.trait
+
+
+class CoverageStep(_Schema):
+    """Points once the account has at least `min` of something (people, departments, seniorities)."""
+
+    min: Annotated[StrictInt, Field(ge=1)]
+    points: StrictInt
+
+
+class BuyingGroup(_Schema):
+    # A member counts as engaged once its (decayed, capped) engagement reaches this.
+    engaged_min_points: Annotated[float, Field(strict=True, ge=0)] = 5
+    # Highest step reached counts, per list; list them in any order.
+    people: tuple[CoverageStep, ...] = ()
+    departments: tuple[CoverageStep, ...] = ()
+    seniorities: tuple[CoverageStep, ...] = ()
+
+
+class AccountEngagement(_Schema):
+    # One person's engagement counts at most this much toward the account.
+    per_lead_cap: Annotated[float, Field(strict=True, gt=0)]
+    # The roll-up keeps decaying at this half-life (default: the model's `decay`).
+    half_life_days: Annotated[float, Field(strict=True, gt=0)] | None = None
+
+
+class MqaRule(_Schema):
+    min_score: StrictInt
+    min_grade: Grade
+    min_engaged_people: Annotated[StrictInt, Field(ge=0)] = 1
+
+    def is_met(self, *, score: int, grade: str, engaged_people: int) -> bool:
+        good_enough = grade in GRADES and GRADES.index(grade) <= GRADES.index(self.min_grade)
+        return score >= self.min_score and good_enough and engaged_people >= self.min_engaged_people
+
+
+class LeadAtMqa(_Schema):
+    """The lead MQL rule at an MQA account: a lower personal threshold (the grade rule stays;
+    a value above `mql.min_score` changes nothing)."""
+
+    min_score: StrictInt
+
+
+class AccountModel(_Schema):
+    matching: AccountMatching = AccountMatching()
+    tiers: tuple[str, ...] = ()  # best first: the `tier` tie-breaker's order
+    grades: GradeBands
+    fit: tuple[AccountFitRule, ...] = ()
+    engagement: AccountEngagement
+    buying_group: BuyingGroup = BuyingGroup()
+    mqa: MqaRule
+    lead_mql_at_mqa: LeadAtMqa | None = None
+
+
 class ScoringModel(_Schema):
     version: Annotated[str, Field(strict=True)]
     grades: GradeBands
@@ -261,6 +357,7 @@ class ScoringModel(_Schema):
     decay: Decay | None = None
     undesirables: tuple[UndesirableRule, ...] = ()
     mql: MqlRule
+    account: AccountModel | None = None  # no section: no account matching or roll-up
 
 
 # --- rules pydantic cannot express --------------------------------------------------------
@@ -273,6 +370,8 @@ def rule_problems(model: ScoringModel) -> Iterator[tuple[Loc, str]]:
         yield from _duplicate_ids(section, getattr(model, section))
     yield from _unreachable_engagement(model.engagement)
     yield from _daily_caps_above_caps(model.engagement)
+    if model.account is not None:
+        yield from _account_problems(model.account)
     for alias, target in model.channel.aliases.items():
         if target not in model.channel.points:
             yield ("channel", "aliases", alias), f"{target!r} is not a channel under channel.points"
@@ -320,3 +419,12 @@ def _daily_caps_above_caps(rules: Sequence[EngagementRule]) -> Iterator[tuple[Lo
                 f"{rule.cap_per_day} is above the rule's cap ({rule.cap}), so it never limits "
                 "anything; lower it or remove it",
             )
+
+
+def _account_problems(account: AccountModel) -> Iterator[tuple[Loc, str]]:
+    for loc, problem in _grade_order(account.grades):
+        yield ("account", *loc), problem
+    yield from (((("account", *loc)), p) for loc, p in _duplicate_ids("fit", account.fit))
+    unknown = [t for rule in account.fit for t in (rule.tier or ()) if t not in account.tiers]
+    if account.tiers and unknown:
+        yield ("account", "fit"), f"tier(s) {', '.join(sorted(set(unknown)))} not listed under account.tiers"

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from services.scoring.accounts.schemas import LeadAccount
 from shared.events import ScoreContribution
 
 
@@ -25,6 +26,7 @@ class LeadPublic(BaseModel):
     events_count: int
     mql_at: datetime | None
     updated_at: datetime
+    account: LeadAccount | None = Field(default=None, description="Its account (on a single lead's read).")
 
 
 class LeadPage(BaseModel):

@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -23,9 +25,11 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -35,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.backtest import LeadHistory
 from services.scoring.domain import LeadEvent
 from services.scoring.lifecycle import Rescored
+from shared.envelope import Envelope
 from shared.outbox import inbox_table, outbox_table
 
 SCHEMA = "scoring"
@@ -99,6 +104,7 @@ event_conflicts = Table(
     Column("received_digest", Text, nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("event_id", "received_digest", name="uq_event_conflicts_event_body"),
+    Index("ix_event_conflicts_lead", "lead_id"),
     schema=SCHEMA,
 )
 
@@ -131,6 +137,55 @@ handoff_outcomes = Table(
     schema=SCHEMA,
 )
 
+# Every sales decision on the lead's handoffs, in order, once each: the labels
+# `leadflow model train` learns from (services/scoring/labels.py reads a cycle's decisions).
+sales_decisions = Table(
+    "sales_decisions",
+    metadata,
+    Column("message_id", Text, primary_key=True, comment="the lifecycle envelope's id: once each"),
+    Column("lead_id", Text, nullable=False),
+    Column("cycle", Integer, nullable=False),
+    Column("handoff_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("exploration", Boolean, nullable=False, server_default="false"),
+    Column("propensity", Float, nullable=True, comment="chance an exploration handoff was drawn"),
+    Index("ix_sales_decisions_lead", "lead_id", "cycle", "at"),
+    schema=SCHEMA,
+)
+
+# Trained predictive models (`leadflow model train`), one of them active (`leadflow model activate`).
+predictive_models = Table(
+    "predictive_models",
+    metadata,
+    Column("version", Text, primary_key=True),
+    Column("digest", Text, nullable=False, comment="sha256 of the trees, features and calibration"),
+    Column("trained_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("window_from", DateTime(timezone=True), nullable=False),
+    Column("window_to", DateTime(timezone=True), nullable=False),
+    Column("holdout_from", DateTime(timezone=True), nullable=False),
+    Column("features", JSONB, nullable=False),
+    Column("calibration", JSONB, nullable=False),
+    Column("metrics", JSONB, nullable=False, comment="the holdout report: model and rule score"),
+    Column("booster", Text, nullable=False, comment="LightGBM model text"),
+    Column("active", Boolean, nullable=False, server_default="false"),
+    Column("activated_at", DateTime(timezone=True), nullable=True),
+    Index("uq_predictive_models_one_active", "active", unique=True, postgresql_where=text("active")),
+    schema=SCHEMA,
+)
+
+# An anonymous lead absorbed into a known one: its id may still be in handoff's or feedback's
+# rows, so an erasure of the known lead reaches them too.
+lead_merges = Table(
+    "lead_merges",
+    metadata,
+    Column("absorbed", Text, primary_key=True),
+    Column("into", Text, nullable=False),
+    Index("ix_lead_merges_into", "into"),
+    Column("merged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    schema=SCHEMA,
+)
 
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
@@ -194,6 +249,7 @@ async def merge_leads(conn: AsyncConnection, *, into: str, absorbed: str) -> Non
     await conn.execute(update(lead_events).where(lead_events.c.lead_id == absorbed).values(lead_id=into))
     await conn.execute(update(anonymous_ids).where(anonymous_ids.c.lead_id == absorbed).values(lead_id=into))
     await conn.execute(leads.delete().where(leads.c.lead_id == absorbed))
+    await conn.execute(insert(lead_merges).values(absorbed=absorbed, into=into).on_conflict_do_nothing())
 
 
 async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
@@ -336,6 +392,41 @@ async def record_outcome(
                 "outcome": case((sent_back, "sent_back"), else_=handoff_outcomes.c.outcome),
                 "at": case((sent_back, statement.excluded.at), else_=handoff_outcomes.c.at),
             },
+        )
+    )
+
+
+async def record_decision(
+    conn: AsyncConnection,
+    envelope: Envelope,
+    *,
+    cycle: int,
+    handoff_id: str,
+    reason: str | None = None,
+    at: datetime | None = None,
+    exploration: bool = False,
+    propensity: float | None = None,
+) -> None:
+    """Keep a handoff or a sales decision on it for training; a redelivered one is kept once."""
+    statement = insert(sales_decisions).values(
+        message_id=envelope.id,
+        lead_id=envelope.lead_id,
+        cycle=cycle,
+        handoff_id=handoff_id,
+        event_type=envelope.type,
+        reason=reason,
+        at=at or envelope.occurred_at,
+        exploration=exploration,
+        propensity=propensity,
+    )
+    await conn.execute(statement.on_conflict_do_nothing(index_elements=["message_id"]))
+
+
+async def clear_outcome(conn: AsyncConnection, *, lead_id: str, cycle: int) -> None:
+    """Forget the cycle's outcome: its handoff was reopened, so it is undecided again."""
+    await conn.execute(
+        delete(handoff_outcomes).where(
+            handoff_outcomes.c.lead_id == lead_id, handoff_outcomes.c.cycle == cycle
         )
     )
 

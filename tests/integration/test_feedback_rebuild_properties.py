@@ -41,6 +41,8 @@ PATHS = [
     ["lead.sal_accepted", "lead.returned"],
     ["lead.sal_accepted", "breach:sal", "lead.sql_qualified"],
     ["lead.sal_accepted", "lead.sql_qualified", "lead.sqo_created"],
+    ["lead.sal_accepted", "lead.sql_qualified", "lead.sqo_created", "lead.opportunity_won"],
+    ["lead.sal_accepted", "lead.sql_qualified", "lead.sqo_created", "lead.opportunity_lost"],
     ["lead.sal_accepted", "lead.sql_qualified", "lead.returned"],
     ["lead.disqualified"],
 ]
@@ -162,6 +164,8 @@ def test_the_generated_lifecycles_cover_every_kind_of_event() -> None:
         "lead.sql_qualified",
         "lead.sqo_created",
         "lead.disqualified",
+        "lead.opportunity_won",
+        "lead.opportunity_lost",
     }
 
 

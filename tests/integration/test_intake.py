@@ -10,14 +10,19 @@ import sys
 
 import orjson
 
+from shared.db import make_engine
 from shared.envelope import Envelope
+from shared.sealing import SubjectKind
 from shared.settings import Settings
+from shared.vault import Vault
 from tests.support import ADMIN, good_fit_journey, now_minus, running, tap, unique_email
 
 PROBLEM = "application/problem+json"
 
 
-async def test_valid_event_is_published_keyed_by_normalised_email(settings: Settings) -> None:
+async def test_valid_event_is_published_sealed_and_keyed_by_the_normalised_emails_keyed_hash(
+    settings: Settings,
+) -> None:
     async with (
         running("intake", settings) as intake,
         tap(settings, settings.topic_prefix + "lead.events") as events,
@@ -29,10 +34,22 @@ async def test_valid_event_is_published_keyed_by_normalised_email(settings: Sett
         assert response.status_code == 202
         assert response.json() == {"accepted": 1, "event_ids": [event["event_id"]]}
         [published] = await events.wait_for("lead.event")
-        assert published.identity == "ada.lovelace@northwind-software.example"
-        assert published.data["email"] == "ada.lovelace@northwind-software.example"
+        vault = Vault.of(settings)
+        subject = vault.subject(SubjectKind.EMAIL, "ada.lovelace@northwind-software.example")
+        assert published.identity == subject
+        assert events.records[0].key == subject.encode()
+        assert b"lovelace" not in events.records[0].value.lower()  # the address and traits are sealed
+        assert published.data["email"] is None and published.data["subject"] == subject
         assert published.trace_id == "trace-123"
-        assert events.records[0].key == b"ada.lovelace@northwind-software.example"
+        engine = make_engine(settings, bounded=False)
+        try:
+            async with engine.connect() as conn:
+                [opened] = await vault.open_envelopes(conn, [published])
+        finally:
+            await engine.dispose()
+        assert isinstance(opened, Envelope)
+        assert opened.data["email"] == "ada.lovelace@northwind-software.example"
+        assert opened.data["traits"] == event["traits"]
 
 
 async def test_batch_is_published_whole(settings: Settings) -> None:

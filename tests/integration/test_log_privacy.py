@@ -1,6 +1,8 @@
 """The logs of a run carry no personal data: intake and scoring run as processes with JSON logs
 (as in production) while Postgres refuses scoring's writes of new leads, so the error that
-comes back holds the lead's row (email, names); then the logs are searched for them."""
+comes back holds the lead's row (email, names); the person's erasure is requested too; then the
+logs are searched for them. (tests/e2e/test_erasure.py searches all four services' logs of a
+whole run, erasure included.)"""
 
 from __future__ import annotations
 
@@ -50,6 +52,14 @@ async def test_logs_of_a_run_with_a_database_error_hold_no_email_or_name(
             return "refuse_new_leads" in logs["scoring"].read_text()
 
         await eventually(retried, timeout=30)
+        async with httpx.AsyncClient(base_url=processes[1][1], headers=ADMIN) as client:  # scoring
+            erasure = await client.post("/v1/erasures", json={"email": email})
+            assert erasure.status_code == 202, erasure.text
+
+        def erasure_logged() -> bool:
+            return "erasure_requested" in logs["scoring"].read_text()
+
+        await eventually(erasure_logged, timeout=30)
     finally:
         for process, _ in processes:
             stop_process(process)

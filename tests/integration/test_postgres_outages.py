@@ -1,5 +1,6 @@
 """Postgres frozen or stopped: every API call is answered within 2 s, 503 with Retry-After and
-never 500, and the service serves again once Postgres is back. intake keeps taking events."""
+never 500, and the service serves again once Postgres is back. intake keeps taking events of
+the people whose data keys it holds (a person it has not seen is a 503: never an event in clear)."""
 
 from __future__ import annotations
 
@@ -95,15 +96,17 @@ async def test_intake_takes_events_without_postgres_from_keys_it_has_seen(
             key, _ = await intake.runtime.key_store.create(name="website", scopes=[Scope.EVENTS_WRITE])
             intake.runtime.key_store.ttl_s = 0.0  # every request asks Postgres, as after the cache's TTL
             known = {"X-API-Key": key}
-            assert (await post_event(intake.client, known)).status_code == 202
+            seen = unique_email()  # their data key is now in intake's cache
+            assert (await post_event(intake.client, known, seen)).status_code == 202
             postgres.stop()
             try:
                 ready = await intake.client.get("/readyz")
                 assert ready.status_code == 200, ready.json()
                 assert ready.json()["checks"]["postgres"].startswith("degraded")
                 accepted = await burst(
-                    lambda: post_event(intake.client, known), calls=CALLS, concurrency=CONCURRENCY
+                    lambda: post_event(intake.client, known, seen), calls=CALLS, concurrency=CONCURRENCY
                 )
+                new_person = await burst(lambda: post_event(intake.client, known), calls=6, concurrency=3)
                 unknown = await burst(
                     lambda: post_event(intake.client, NEVER_SEEN),
                     calls=6,
@@ -112,6 +115,7 @@ async def test_intake_takes_events_without_postgres_from_keys_it_has_seen(
                 print("intake without postgres:", summary(accepted), "unknown keys:", summary(unknown))
                 assert all(a.status == 202 for a in accepted), summary(accepted)
                 assert_answered_as_an_outage(unknown)
+                assert_answered_as_an_outage(new_person)  # no key to seal their event with
             finally:
                 postgres.start_again()
             assert (await post_event(intake.client, NEVER_SEEN)).status_code in (
@@ -123,8 +127,11 @@ async def test_intake_takes_events_without_postgres_from_keys_it_has_seen(
         postgres.close()
 
 
-async def post_event(client: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Response:
-    return await client.post("/v1/events", json=good_fit_journey(unique_email())[0], headers=headers)
+async def post_event(
+    client: httpx.AsyncClient, headers: dict[str, str], email: str | None = None
+) -> httpx.Response:
+    """An event of `email`, else of someone new."""
+    return await client.post("/v1/events", json=good_fit_journey(email or unique_email())[0], headers=headers)
 
 
 async def unknown_key_refused(client: httpx.AsyncClient) -> bool:
@@ -133,7 +140,9 @@ async def unknown_key_refused(client: httpx.AsyncClient) -> bool:
     return answer.status_code == 401 and time.monotonic() - started < 2.0
 
 
-async def test_intake_starts_and_takes_events_while_postgres_is_unreachable(settings: Settings) -> None:
+async def test_intake_starts_while_postgres_is_unreachable_and_answers_503_for_what_it_cannot_check(
+    settings: Settings,
+) -> None:
     nowhere = settings.model_copy(
         update={"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/x"}
     )
@@ -141,6 +150,7 @@ async def test_intake_starts_and_takes_events_while_postgres_is_unreachable(sett
         ready = await intake.client.get("/readyz")
         assert ready.status_code == 200, ready.json()
         assert ready.json()["checks"]["postgres"].startswith("degraded: unavailable")
-        assert (await post_event(intake.client, ADMIN)).status_code == 202
+        someone = await post_event(intake.client, ADMIN)  # the admin key needs no lookup; the person does
+        assert someone.status_code == 503 and someone.headers["retry-after"]
         unknown = await post_event(intake.client, NEVER_SEEN)
         assert unknown.status_code == 503 and unknown.headers["retry-after"]

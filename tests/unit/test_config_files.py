@@ -1,6 +1,6 @@
 """Every config file a user edits refuses to load with the line of each problem.
 
-The five files load through one loader (shared/yaml_config.py): a syntax error, a duplicate
+Every config file loads through one loader (shared/yaml_config.py): a syntax error, a duplicate
 key and a bad value each name their line, whatever the file.
 """
 
@@ -15,13 +15,15 @@ import pytest
 
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import FeedbackConfigError
-from services.handoff.config_files import load_routing_config, load_sla_config
+from services.handoff.config_files import load_return_reasons, load_routing_config, load_sla_config
+from services.handoff.return_reasons import ReturnReasonsFileError
 from services.handoff.routing import RoutingConfigError
 from services.handoff.sla import SlaConfigError
 from services.intake.config_files import load_tracking_mapping, load_tracking_plan
 from services.intake.domain import TrackingPlanError
 from services.intake.tracking_mapping import TrackMappingError
-from services.scoring.config_files import load_model
+from services.scoring.config_files import load_learning_config, load_model
+from services.scoring.learning_config import LearningFileError
 from services.scoring.model import ModelError
 from shared.config_errors import ConfigError
 
@@ -78,6 +80,20 @@ FILES = [
         ("min_decisions: 20", "min_decisions: 0", "min_decisions"),
     ),
     ConfigFile(
+        "return-reasons.yaml",
+        load_return_reasons,
+        ReturnReasonsFileError,
+        "reasons: [not_a_fit, other]\nneed_a_note: [other]\n",
+        ("need_a_note: [other]", "need_a_note: 7", "need_a_note"),
+    ),
+    ConfigFile(
+        "learning.yaml",
+        load_learning_config,
+        LearningFileError,
+        "training:\n  holdout_share: 0.25\nexploration:\n  share: 0.05\n",
+        ("holdout_share: 0.25", "holdout_share: 2", "training.holdout_share"),
+    ),
+    ConfigFile(
         "tracking-mapping.yaml",
         lambda path: load_tracking_mapping(path, load_tracking_plan(CONFIG / "tracking-plan.yaml")),
         TrackMappingError,
@@ -101,7 +117,7 @@ def refusal(file: ConfigFile, tmp_path: Path, text: str) -> ConfigError:
     return refused.value
 
 
-def test_the_five_files_are_the_shipped_ones():
+def test_the_listed_files_are_the_shipped_ones():
     assert {file.name for file in FILES} == {path.name for path in CONFIG.glob("*.yaml")}
 
 

@@ -56,6 +56,7 @@ def settings_of(spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Settin
     """The Settings a container of this compose service reads (the secrets come from .env)."""
     monkeypatch.setenv("LEADFLOW_ADMIN_KEY", "lf_" + "x" * 32)
     monkeypatch.setenv("LEADFLOW_SECRETS_KEY", "c2VjcmV0cy1rZXktb2YtYS1jb21wb3NlLXN0YWNrISE=")
+    monkeypatch.setenv("LEADFLOW_PRIVACY_SUBJECT_KEY", "subject-key-of-a-compose-stack")
     for name, value in spec["environment"].items():
         monkeypatch.setenv(name, interpolated(value))
     return Settings()

@@ -20,10 +20,21 @@ LIFECYCLE = {
     "lead.sql_qualified",
     "lead.sqo_created",
     "lead.disqualified",
+    "lead.opportunity_won",
+    "lead.opportunity_lost",
+    "handoff.reopened",
     "handoff.reassigned",
     "handoff.claimed",
     "handoff.sla_warning",
     "handoff.sla_breached",
+    # accounts (issue 15): keyed by account id, on lead.lifecycle as PRODUCT.md allows
+    "account.scored",
+    "account.mqa_reached",
+    "lead.account_changed",  # a lead's account changed (lead id only)
+    # issue 13: erasure (docs/privacy.md)
+    "privacy.erasure_requested",
+    "privacy.erasure_confirmed",
+    "lead.erased",
 }
 
 

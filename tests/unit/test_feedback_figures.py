@@ -1,6 +1,7 @@
 """The feedback formulas of PRODUCT.md "Feedback metrics": windows at their edges, score bands,
 medians and p90s, cohorts, time in stage, the funnel and its conversions."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -173,20 +174,22 @@ def test_time_in_each_stage_runs_until_the_handoff_leaves_it():
     facts = handoff(
         decision="accepted", decided_at=NOON + 2 * HOUR, sql_at=NOON + 26 * HOUR, sqo_at=NOON + 50 * HOUR
     )
-    assert stage_durations(facts) == {"mql": 7200.0, "sal": 86400.0, "sql": 86400.0}
+    assert stage_durations(facts) == {"mql": 7200.0, "sal": 86400.0, "sql": 86400.0, "sqo": None}
+    won = replace(facts, won_at=NOON + 74 * HOUR)
+    assert stage_durations(won)["sqo"] == 86400.0
 
 
 def test_a_stage_not_yet_left_has_no_duration():
-    assert stage_durations(handoff()) == {"mql": None, "sal": None, "sql": None}
+    assert stage_durations(handoff()) == {"mql": None, "sal": None, "sql": None, "sqo": None}
     accepted = handoff(decision="accepted", decided_at=NOON + HOUR)
-    assert stage_durations(accepted) == {"mql": 3600.0, "sal": None, "sql": None}
+    assert stage_durations(accepted) == {"mql": 3600.0, "sal": None, "sql": None, "sqo": None}
 
 
 def test_a_return_ends_the_accepted_stage_and_a_rejection_ends_review():
     returned = handoff(decision="accepted", decided_at=NOON + HOUR, sent_back_at=NOON + 5 * HOUR)
     assert stage_durations(returned)["sal"] == 4 * 3600.0
     rejected = handoff(decision="rejected", decided_at=NOON + HOUR, sent_back_at=NOON + HOUR)
-    assert stage_durations(rejected) == {"mql": 3600.0, "sal": None, "sql": None}
+    assert stage_durations(rejected) == {"mql": 3600.0, "sal": None, "sql": None, "sqo": None}
 
 
 def test_the_funnel_counts_each_stage_and_converts_between_them():
@@ -199,7 +202,7 @@ def test_the_funnel_counts_each_stage_and_converts_between_them():
     ]
     [funnel] = cohort_funnels(facts, week)
     assert (funnel.mql, funnel.sal, funnel.sql, funnel.sqo, funnel.returned) == (4, 2, 1, 0, 1)
-    assert funnel.conversion == {"mql_to_sal": 0.5, "sal_to_sql": 0.5, "sql_to_sqo": 0.0}
+    assert funnel.conversion == {"mql_to_sal": 0.5, "sal_to_sql": 0.5, "sql_to_sqo": 0.0, "sqo_to_won": None}
     assert (funnel.decided, funnel.in_time, funnel.compliance, funnel.breaches) == (3, 2, 2 / 3, 1)
     assert funnel.stage_seconds["mql"].count == 3
     assert funnel.stage_seconds["mql"].median == 3600.0
@@ -212,9 +215,35 @@ def test_leads_fall_in_the_cohort_of_when_they_became_mql_and_empty_cohorts_have
     before = handoff(entered_at=NOON - timedelta(days=30))
     older, current = cohort_funnels([last_week, before], weeks)
     assert (older.mql, current.mql) == (1, 0)
-    assert current.conversion == {"mql_to_sal": None, "sal_to_sql": None, "sql_to_sqo": None}
+    assert current.conversion == {
+        "mql_to_sal": None,
+        "sal_to_sql": None,
+        "sql_to_sqo": None,
+        "sqo_to_won": None,
+    }
+    assert current.win_rate is None
     assert current.compliance is None
     assert current.stage_seconds["mql"].median is None
+
+
+def test_the_funnel_closes_with_won_and_lost_opportunities_their_win_rate_and_time_to_close():
+    week = [cohort_of(NOON, "week")]
+    opportunity = dict(
+        decision="accepted", decided_at=NOON + HOUR, sql_at=NOON + 2 * HOUR, sqo_at=NOON + 3 * HOUR
+    )
+    facts = [
+        handoff(**opportunity, won_at=NOON + 10 * HOUR),
+        handoff(**opportunity, won_at=NOON + 30 * HOUR),
+        handoff(**opportunity, lost_at=NOON + 5 * HOUR),
+        handoff(**opportunity),  # still open: not in the win rate
+    ]
+    [funnel] = cohort_funnels(facts, week)
+    assert (funnel.sqo, funnel.won, funnel.lost) == (4, 2, 1)
+    assert funnel.win_rate == 2 / 3
+    assert funnel.conversion["sqo_to_won"] == 0.5
+    assert funnel.time_to_close.count == 2
+    assert funnel.time_to_close.median == 20 * 3600.0  # from reaching MQL to won
+    assert funnel.stage_seconds["sqo"].count == 3  # opportunities that closed, won or lost
 
 
 # --- when a breached stage was left -------------------------------------------------------

@@ -6,13 +6,15 @@ from services.handoff.domain import (
     Action,
     InvalidTransition,
     ReasonRequired,
-    ReturnReason,
     Stage,
     allowed_actions,
     check_reason,
     event_type_for,
     next_stage,
 )
+from services.handoff.return_reasons import ReturnReasons
+
+REASONS = ReturnReasons().reasons
 
 # The lifecycle as PRODUCT.md draws it; every pair not listed here must be refused.
 EXPECTED = {
@@ -25,6 +27,8 @@ EXPECTED = {
     (Stage.SQL, Action.OPPORTUNITY): Stage.SQO,
     (Stage.SQL, Action.RETURN): Stage.RETURNED,
     (Stage.SQL, Action.DISQUALIFY): Stage.DISQUALIFIED,
+    (Stage.SQO, Action.WIN): Stage.WON,
+    (Stage.SQO, Action.LOSE): Stage.LOST,
     (Stage.RETURNED, Action.REOPEN): Stage.MQL,
     (Stage.DISQUALIFIED, Action.REOPEN): Stage.MQL,
 }
@@ -60,21 +64,23 @@ def test_refusal_says_what_was_tried_and_what_is_allowed():
     )
 
 
-def test_an_opportunity_is_the_end_of_the_won_path():
-    assert allowed_actions(Stage.SQO) == ()
-    with pytest.raises(InvalidTransition, match="allowed: none"):
-        next_stage(Stage.SQO, Action.REOPEN)
+def test_an_opportunity_ends_won_or_lost_and_that_is_final():
+    assert allowed_actions(Stage.SQO) == (Action.WIN, Action.LOSE)
+    for closed in (Stage.WON, Stage.LOST):
+        assert allowed_actions(closed) == ()
+        with pytest.raises(InvalidTransition, match="allowed: none"):
+            next_stage(closed, Action.REOPEN)
 
 
 @pytest.mark.parametrize("action", [Action.REJECT, Action.RETURN])
-@pytest.mark.parametrize("reason", [r for r in ReturnReason if r is not ReturnReason.OTHER])
-def test_sending_a_lead_back_takes_any_listed_reason(action: Action, reason: ReturnReason):
-    assert check_reason(action, reason.value, None) is reason
+@pytest.mark.parametrize("reason", [r for r in REASONS if r != "other"])
+def test_sending_a_lead_back_takes_any_listed_reason(action: Action, reason: str):
+    assert check_reason(action, reason, None) == reason
 
 
 @pytest.mark.parametrize("action", [Action.REJECT, Action.RETURN])
 def test_other_reason_with_a_note_is_accepted(action: Action):
-    assert check_reason(action, "other", "asked to be called next year") is ReturnReason.OTHER
+    assert check_reason(action, "other", "asked to be called next year") == "other"
 
 
 @pytest.mark.parametrize("note", [None, "", "   "])
@@ -97,19 +103,20 @@ def test_unknown_reason_is_refused_naming_the_allowed_ones():
     with pytest.raises(ReasonRequired) as refused:
         check_reason(Action.REJECT, "too_expensive", None)
     assert refused.value.field == "reason"
-    for reason in ReturnReason:
-        assert reason.value in str(refused.value)
-        assert reason.value in refused.value.rule
+    for reason in REASONS:
+        assert reason in str(refused.value)
+        assert reason in refused.value.rule
 
 
-def test_disqualifying_needs_a_reason_in_words():
-    assert check_reason(Action.DISQUALIFY, "competitor", None) is None
+@pytest.mark.parametrize("action", [Action.DISQUALIFY, Action.LOSE, Action.REOPEN])
+def test_discarding_losing_or_reopening_needs_a_reason_in_words(action: Action):
+    assert check_reason(action, "competitor", None) is None
     with pytest.raises(ReasonRequired) as missing:
-        check_reason(Action.DISQUALIFY, " ", None)
+        check_reason(action, " ", None)
     assert missing.value.field == "reason"
 
 
-@pytest.mark.parametrize("action", [Action.ACCEPT, Action.QUALIFY, Action.OPPORTUNITY, Action.REOPEN])
+@pytest.mark.parametrize("action", [Action.ACCEPT, Action.QUALIFY, Action.OPPORTUNITY, Action.WIN])
 def test_other_actions_carry_no_reason(action: Action):
     assert check_reason(action, None, None) is None
     assert check_reason(action, "not_a_fit", "ignored") is None
@@ -125,6 +132,8 @@ def test_other_actions_carry_no_reason(action: Action):
         (Action.OPPORTUNITY, "lead.sqo_created"),
         (Action.DISQUALIFY, "lead.disqualified"),
         (Action.REOPEN, "handoff.reopened"),
+        (Action.WIN, "lead.opportunity_won"),
+        (Action.LOSE, "lead.opportunity_lost"),
     ],
 )
 def test_each_action_emits_its_lifecycle_event(action: Action, event_type: str):

@@ -342,6 +342,7 @@ def test_the_settings_accept_the_config_map(rendered, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LEADFLOW_ADMIN_KEY", "x" * 32)  # the secrets come from leadflow-secrets
     monkeypatch.setenv("LEADFLOW_SECRETS_KEY", "c2VjcmV0cy1rZXktb2YtYS1rOHMtY2x1c3RlciEhISE=")
+    monkeypatch.setenv("LEADFLOW_PRIVACY_SUBJECT_KEY", "subject-key-of-a-k8s-cluster")
     settings = Settings()
     assert settings.env == "production" and settings.host == "0.0.0.0"
     assert str(settings.config_dir) == "/app/config"

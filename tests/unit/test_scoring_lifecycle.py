@@ -159,6 +159,8 @@ def test_an_mql_whose_new_score_no_longer_meets_the_rule_has_stopped_qualifying(
         (EventType.SQL_QUALIFIED, "sql", None),
         (EventType.SQO_CREATED, "sqo", None),
         (EventType.LEAD_DISQUALIFIED, "disqualified", None),
+        (EventType.OPPORTUNITY_WON, "won", None),
+        (EventType.OPPORTUNITY_LOST, "lost", None),
     ],
 )
 def test_a_sales_decision_moves_the_lead_to_its_stage(event_type: str, stage: str, outcome: str | None):
@@ -189,7 +191,47 @@ def test_scoring_follows_every_sales_decision_and_nothing_else():
         EventType.LEAD_DISQUALIFIED,
         EventType.LEAD_REJECTED,
         EventType.LEAD_RETURNED,
+        EventType.OPPORTUNITY_WON,
+        EventType.OPPORTUNITY_LOST,
+        EventType.HANDOFF_REOPENED,
     }
+
+
+def test_reopening_a_returned_handoff_takes_the_lead_back_from_nurture_to_that_cycle_as_an_mql():
+    change = lifecycle.follow(
+        EventType.HANDOFF_REOPENED, lead_stage="nurture", lead_cycle=3, decided_cycle=2, at=NOW
+    )
+    assert change is not None
+    assert dict(change.values) == {"stage": "mql", "cycle": 2, "mql_at": NOW, "recycled_at": None}
+    assert change.clears_outcome and change.outcome is None
+
+
+def test_reopening_a_disqualified_handoff_makes_the_lead_an_mql_again_in_the_same_cycle():
+    change = lifecycle.follow(
+        EventType.HANDOFF_REOPENED, lead_stage="disqualified", lead_cycle=2, decided_cycle=2, at=NOW
+    )
+    assert change is not None and dict(change.values) == {"stage": "mql"}
+    assert change.clears_outcome
+
+
+@pytest.mark.parametrize(
+    ("stage", "cycle"),
+    [("mql", 3), ("nurture", 4), ("sal", 2), ("nurture", 2), ("disqualified", 3)],
+)
+def test_a_reopen_the_lead_has_moved_on_from_changes_nothing(stage: str, cycle: int):
+    assert (
+        lifecycle.follow(
+            EventType.HANDOFF_REOPENED, lead_stage=stage, lead_cycle=cycle, decided_cycle=2, at=NOW
+        )
+        is None
+    )
+
+
+def test_follow_applies_other_decisions_as_sales_decisions():
+    change = lifecycle.follow(
+        EventType.OPPORTUNITY_WON, lead_stage="sqo", lead_cycle=2, decided_cycle=2, at=NOW
+    )
+    assert change is not None and dict(change.values) == {"stage": "won"}
 
 
 # --- first touch ------------------------------------------------------------------------------

@@ -34,9 +34,20 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_shipped_config_has_a_hot_policy_and_a_standard_fallback(config: SlaConfig):
-    assert [p.name for p in config.policies] == ["hot", "standard"]
+def test_shipped_config_has_a_hot_policy_a_standard_fallback_and_one_for_exploration(config: SlaConfig):
+    assert [p.name for p in config.policies] == ["hot", "standard", "exploration"]
     assert config.fallback.name == "standard"
+    assert config.exploration.name == "exploration"
+
+
+def test_the_exploration_policy_is_never_chosen_for_an_mql_and_defaults_to_the_fallback(config: SlaConfig):
+    events = [("demo_request", MQL_AT - timedelta(hours=1))]
+    assert choose_policy(config, recent_events=events, mql_at=MQL_AT).name == "hot"
+    assert choose_policy(config, recent_events=[], mql_at=MQL_AT).name == "standard"
+    without = SlaConfig(
+        policies=[p for p in config.policies if not p.for_exploration], calendars=config.calendars
+    )
+    assert without.exploration.name == "standard"
     assert config.default_owner == "inbound-queue"
 
 

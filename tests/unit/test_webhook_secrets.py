@@ -64,7 +64,7 @@ def test_after_the_grace_period_only_the_new_secret_verifies() -> None:
 
 
 def test_production_refuses_to_start_without_a_secrets_key() -> None:
-    production = {"env": "production", "admin_key": "lf_" + "x" * 32}
+    production = {"env": "production", "admin_key": "lf_" + "x" * 32, "privacy_subject_key": "s" * 32}
     with pytest.raises(pydantic.ValidationError, match="LEADFLOW_SECRETS_KEY"):
         Settings(**production)
     assert Settings(**production, secrets_key=Fernet.generate_key().decode()).env == "production"

@@ -129,6 +129,11 @@
       render: renderAccountFunnel,
     },
     rules: { label: "rules", path: () => "/v1/metrics/rule-attribution?window=90d", render: renderRules },
+    model: {
+      label: "model",
+      path: () => `/v1/metrics/model-projection?window=${WINDOW}`,
+      render: renderModelProjection,
+    },
     alerts: { label: "alerts", path: () => "/v1/alerts?status=open&limit=100", render: renderAlerts },
   };
 
@@ -243,6 +248,12 @@
     else if (high && d.ci_low > d.threshold) note = "Even the interval's lower bound is above the threshold.";
     $("headline-note").textContent = note;
     renderReasons(d);
+  }
+
+  function renderModelProjection(d) {
+    $("model-projection").textContent = d.decided
+      ? `Projected ${pct(d.projected_rate)} · actual ${pct(d.actual.rate)} (${range(d.actual)}) over ${plural(d.decided, "decision")}`
+      : "No MQLs scored by a model yet.";
   }
 
   function renderTrend(d) {

@@ -1,0 +1,108 @@
+"""`leadflow model train`, `activate` and `recommend`: the predictive model learned from the
+outcomes scoring recorded, the choice of the one scoring applies, and the MQL setting that
+keeps returns under a target.
+
+Training streams history lead by lead: only the leads with decisions are read, each
+lead's events are held while its examples are taken, then dropped. What stays in memory
+is one feature row per labelled handoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.scoring import model_store
+from services.scoring.learning_config import LearningConfig
+from services.scoring.likelihood import Predictor
+from services.scoring.model import ScoringModel
+from services.scoring.model_metrics import Platt
+from services.scoring.recommend import Decided, Recommendation, recommend
+from services.scoring.training import Example, Trained, examples_of, train
+from shared.db import make_engine
+from shared.envelope import utcnow
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    trained: Trained
+    leads: int
+    events: int
+
+
+async def train_model(
+    settings: Settings, *, model: ScoringModel, learning: LearningConfig, since: datetime
+) -> TrainingRun:
+    """Train on decisions since `since` and store the model (inactive); raises NotEnoughExamples."""
+    engine = make_engine(settings, bounded=False)
+    try:
+        async with engine.connect() as conn:
+            decided = await model_store.decisions_by_lead(conn, since=since)
+            examples: list[Example] = []
+            leads = events = 0
+            async for lead in model_store.stream_decided_leads(conn, since=since):
+                leads, events = leads + 1, events + len(lead.events)
+                examples += examples_of(
+                    model,
+                    email=lead.email,
+                    traits=lead.traits,
+                    events=lead.events,
+                    cycles=decided.get(lead.lead_id, {}),
+                    rules=learning.labels,
+                )
+        trained = train(examples, learning.training)
+        async with engine.begin() as conn:
+            await model_store.save_model(conn, trained)
+        return TrainingRun(trained, leads, events)
+    finally:
+        await engine.dispose()
+
+
+async def activate_model(settings: Settings, version: str) -> bool:
+    """Make `version` the model scoring applies; False when no such model is stored."""
+    engine = make_engine(settings, bounded=False)
+    try:
+        async with engine.begin() as conn:
+            return await model_store.activate(conn, version, at=utcnow())
+    finally:
+        await engine.dispose()
+
+
+async def recommend_setting(
+    settings: Settings, *, model: ScoringModel, learning: LearningConfig, since: datetime, target: float
+) -> Recommendation:
+    """Search the MQL setting on decided history since `since`, with the active model's
+    likelihood (none active: the rule score and grade alone). Streams like training."""
+    engine = make_engine(settings, bounded=False)
+    try:
+        async with engine.connect() as conn:
+            row = await model_store.active_model(conn)
+            predictor = None
+            if row is not None:
+                calibration = Platt(row.calibration["a"], row.calibration["b"])
+                predictor = Predictor(row.version, row.booster, row.features, calibration)
+            decided = await model_store.decisions_by_lead(conn, since=since)
+            population: list[Decided] = []
+            async for lead in model_store.stream_decided_leads(conn, since=since):
+                for example in examples_of(
+                    model,
+                    email=lead.email,
+                    traits=lead.traits,
+                    events=lead.events,
+                    cycles=decided.get(lead.lead_id, {}),
+                    rules=learning.labels,
+                ):
+                    likely = predictor.likelihood(example.features, top=0).value if predictor else None
+                    population.append(
+                        Decided(
+                            example.rule_score,
+                            example.grade,
+                            likely,
+                            example.label.positive,
+                            example.label.weight,
+                        )
+                    )
+        return recommend(population, target=target)
+    finally:
+        await engine.dispose()

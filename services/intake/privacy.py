@@ -1,0 +1,67 @@
+"""Intake's part of privacy: seal each event's personal fields before it leaves, and refuse the erased.
+
+One call from the hot path (`seal_events`). A person's data key comes from this process's cache
+(no round trip) or, the first time, from the vault; a destroyed key means the person was erased
+and is suppressed: the event is refused with a 422 naming the rule (or dropped and counted, with
+`LEADFLOW_PRIVACY_SUPPRESSED_EVENTS=drop`), so they do not reappear with the next page view.
+The message key becomes the subject's keyed hash, never the address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.intake.metrics import INTAKE_EVENTS, count_rejected
+from shared import sealing
+from shared.envelope import Envelope
+from shared.problems import FieldError, invalid
+from shared.sealing import SubjectKind
+from shared.vault import Vault
+
+ERASED_RULE = "erased"
+
+
+@dataclass(frozen=True)
+class EventSealer:
+    vault: Vault
+    engine: AsyncEngine
+    suppressed: Literal["refuse", "drop"] = "refuse"
+
+    def subjects(self, envelope: Envelope) -> dict[str, str]:
+        """The subjects an event names, by the field naming them; the first seals it."""
+        named: dict[str, str] = {}
+        if email := envelope.data.get("email"):
+            named["email"] = self.vault.subject(SubjectKind.EMAIL, email)
+        if anonymous_id := envelope.data.get("anonymous_id"):
+            named["anonymous_id"] = self.vault.subject(SubjectKind.ANONYMOUS, anonymous_id)
+        return named
+
+
+async def seal_events(sealer: EventSealer, envelopes: list[Envelope], *, batch: bool) -> list[Envelope]:
+    """The envelopes sealed for `lead.events`, keyed by subject; an erased person's are refused."""
+    named = [sealer.subjects(envelope) for envelope in envelopes]
+    keys = await sealer.vault.keys_now(sealer.engine, {s for n in named for s in n.values()}, create=True)
+    erased = [
+        FieldError(f"events.{index}.{name}" if batch else name, ERASED_RULE, _WHY)
+        for index, subjects in enumerate(named)
+        for name, subject in subjects.items()
+        if keys.get(subject) is None
+    ]
+    if erased and sealer.suppressed == "refuse":
+        count_rejected(erased, events=len(envelopes))
+        raise invalid(erased, title="The event cannot be accepted")
+    sealed: list[Envelope] = []
+    for envelope, subjects in zip(envelopes, named, strict=True):
+        if any(keys.get(s) is None for s in subjects.values()):
+            INTAKE_EVENTS.labels("dropped", ERASED_RULE).inc()
+            continue
+        subject = next(iter(subjects.values()))
+        data = sealing.seal(envelope.type, envelope.data, subject=subject, key=keys[subject])
+        sealed.append(envelope.model_copy(update={"data": data, "identity": subject}))
+    return sealed
+
+
+_WHY = "this person was erased at their request (GDPR Art. 17); events about them are not accepted"

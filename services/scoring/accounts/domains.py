@@ -1,0 +1,29 @@
+"""Registrable domains ("eu.shop.acme.co.uk" -> "acme.co.uk"), public-suffix aware.
+
+tldextract with the Public Suffix List snapshot bundled in its wheel: no network fetch and
+no cache directory, so a service never reaches out and every instance reads the same list.
+Not pure (the extractor reads that snapshot once): the pure matcher takes this function as
+a value.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tldextract
+
+_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+@functools.lru_cache(maxsize=65_536)
+def registrable_domain(host_or_url: str) -> str | None:
+    """The registrable domain of a host, address part or URL; None for an IP, a bare suffix or junk."""
+    text = host_or_url.strip().lower().rstrip(".")
+    if "@" in text:
+        text = text.rpartition("@")[2]
+    if not text or len(text) > 253:
+        return None
+    parts = _EXTRACT(text)
+    if not parts.domain or not parts.suffix:
+        return None
+    return f"{parts.domain}.{parts.suffix}"

@@ -1,0 +1,134 @@
+"""What the predictive model sees of a lead at a moment: named numeric features from its
+profile, its engagement (counts and recency per event type, per engagement rule and per
+website section) and its channel, plus the rule model's own verdict (score, fit rules met).
+
+Pure: a lead's traits and events in, a sparse `{name: value}` out. Features name things
+(`industry=software`, `count:page_view`, `section:pricing`), never a person: no email,
+name or title text ends up in a feature or in a model artifact. Absent features read as
+0, except recency and size, which read as missing (NaN) so the model can tell "never".
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.scoring.domain import LeadEvent, LeadScore, _engagement_match
+from services.scoring.model import ScoringModel, canonical_channel
+from shared.traits import employees
+
+RECENT_DAYS = 30
+CATEGORICAL_TRAITS = ("industry", "country", "department")
+MISSING_MEANS_UNKNOWN = ("days_since:", "rule_days_since:", "company_size_log")
+_SECONDS_PER_DAY = 86_400.0
+
+
+def default_of(name: str) -> float:
+    """What a feature a lead does not have reads as: unknown (NaN) for recency and size, else 0."""
+    return math.nan if name.startswith(MISSING_MEANS_UNKNOWN) else 0.0
+
+
+def lead_features(
+    model: ScoringModel,
+    *,
+    traits: Mapping[str, Any],
+    events: Sequence[LeadEvent],
+    at: datetime,
+    rule_score: LeadScore,
+) -> dict[str, float]:
+    """The lead's features as of `at`, from its events up to `at` (later ones are ignored)."""
+    seen = [e for e in events if e.occurred_at <= at]
+    features: dict[str, float] = {
+        "rule_score": float(rule_score.score),
+        "fit_points": float(rule_score.fit_points),
+        "events": float(len(seen)),
+    }
+    for contribution in rule_score.contributions:
+        if contribution.kind == "fit":
+            features[_named("fit:", contribution.rule)] = 1.0
+    _profile(features, traits, seen)
+    _engagement(features, model, seen, at)
+    return features
+
+
+def _profile(features: dict[str, float], traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> None:
+    size = employees(traits.get("company_size"))
+    if size is not None:
+        features["company_size_log"] = math.log1p(max(0, size))
+    for name in CATEGORICAL_TRAITS:
+        value = traits.get(name)
+        if isinstance(value, str) and value.strip():
+            features[sys.intern(f"{name}={value.strip().lower()[:40]}")] = 1.0
+    if channel := first_channel(traits, events):
+        features[sys.intern(f"channel={channel}")] = 1.0
+
+
+def first_channel(traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> str | None:
+    """The channel the lead came from: its trait, else the earliest event's channel or utm_medium."""
+    raw = traits.get("channel")
+    if not (isinstance(raw, str) and raw.strip()):
+        raw = None
+        for event in sorted(events, key=lambda e: e.occurred_at):
+            raw = event.properties.get("channel") or event.properties.get("utm_medium")
+            if isinstance(raw, str) and raw.strip():
+                break
+            raw = None
+    return canonical_channel(raw)[:40] if raw else None
+
+
+def _engagement(
+    features: dict[str, float], model: ScoringModel, events: Sequence[LeadEvent], at: datetime
+) -> None:
+    last_of: dict[str, datetime] = {}
+    days: set[object] = set()
+    recent_from = at - timedelta(days=RECENT_DAYS)
+    for event in events:
+        days.add(event.occurred_at.date())
+        keys = [event.event_type]
+        if rule_id := _first_rule(model, event):
+            keys.append(rule_id)
+        if event.event_type == "page_view" and (section := page_section(event.properties.get("url"))):
+            name = _named("section:", section)
+            features[name] = features.get(name, 0.0) + 1.0
+        recent = event.occurred_at >= recent_from
+        for key in keys:
+            count, lately = _named("count:", key), _named("recent:", key)
+            features[count] = features.get(count, 0.0) + 1.0
+            if recent:
+                features[lately] = features.get(lately, 0.0) + 1.0
+            if key not in last_of or event.occurred_at > last_of[key]:
+                last_of[key] = event.occurred_at
+    for key, last in last_of.items():
+        prefix = "rule_days_since:" if key.startswith("rule:") else "days_since:"
+        features[_named(prefix, key.removeprefix("rule:"))] = max(
+            0.0, (at - last).total_seconds() / _SECONDS_PER_DAY
+        )
+    features["active_days"] = float(len(days))
+
+
+def _first_rule(model: ScoringModel, event: LeadEvent) -> str | None:
+    rule = next((r for r in model.engagement if _engagement_match(r, event)), None)
+    return _named("rule:", rule.id) if rule else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _named(prefix: str, key: str) -> str:
+    """A feature's name, built and interned once: the same few hundred names on every example."""
+    return sys.intern(prefix + key)
+
+
+def page_section(url: object) -> str | None:
+    """A page's section: the first segment of its path (`/integrations/crm` → `integrations`)."""
+    if not isinstance(url, str):
+        return None
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    segment = path.strip("/").split("/", 1)[0].lower()
+    return segment[:40] if segment else "home"

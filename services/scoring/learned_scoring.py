@@ -1,0 +1,93 @@
+"""The hook that puts what scoring learned into each rescore: the active model's likelihood
+(with its top factors) on every score change, the MQL rule joined with it, and the
+exploration handoffs of near misses.
+
+The active model is read from Postgres at start and every `poll_s` seconds after, so
+`leadflow model activate` reaches every scoring instance within that time. Until a model
+is active, and with learning switched off in config/learning.yaml, scoring is exactly
+the rule model: `apply` returns the rescore unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+from services.scoring import model_store
+from services.scoring.features import lead_features
+from services.scoring.learned_rules import learned_handoff
+from services.scoring.learning_config import LearningConfig
+from services.scoring.lifecycle import NURTURE, Rescored
+from services.scoring.likelihood import Predictor
+from services.scoring.model import ScoringModel
+from services.scoring.model_metrics import Platt
+from shared.logging import get_logger
+from shared.runtime import BackgroundLoop, ServiceRuntime
+
+log = get_logger(__name__)
+
+
+class LearnedScoring:
+    def __init__(self, model: ScoringModel, learning: LearningConfig) -> None:
+        self.model = model
+        self.learning = learning
+        self.predictor: Predictor | None = None
+
+    @property
+    def explores(self) -> bool:
+        return self.learning.exploration.share > 0
+
+    def apply(self, rescored: Rescored) -> Rescored:
+        """The rescore with the likelihood, and the MQL decision the learned rules make."""
+        lead = rescored.lead
+        likelihood = None
+        if self.predictor is not None and (
+            rescored.score_changed or rescored.qualifies or lead.stage == NURTURE
+        ):
+            features = lead_features(
+                self.model,
+                traits=rescored.traits,
+                events=rescored.history,
+                at=rescored.at,
+                rule_score=rescored.result,
+            )
+            likelihood = self.predictor.likelihood(features, top=self.learning.likelihood.top_factors)
+        if likelihood is None and not self.explores:
+            return rescored
+        qualifies, propensity = learned_handoff(
+            self.model,
+            self.learning,
+            rescored.result,
+            likelihood.value if likelihood else None,
+            stage=lead.stage,
+            recycled_at=lead.recycled_at,
+            at=rescored.at,
+            lead_id=lead.lead_id,
+            cycle=lead.cycle,
+        )
+        return dataclasses.replace(
+            rescored, qualifies=qualifies, likelihood=likelihood, propensity=propensity
+        )
+
+    def model_loop(self, *, poll_s: float) -> BackgroundLoop:
+        async def active_model(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                async with runtime.engine.connect() as conn:
+                    row = await model_store.active_model(conn)
+                self._use(row)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=poll_s)
+
+        return active_model
+
+    def _use(self, row: object | None) -> None:
+        version = getattr(row, "version", None)
+        if version == (self.predictor.version if self.predictor else None):
+            return
+        if row is None:
+            self.predictor = None
+        else:
+            calibration = Platt(row.calibration["a"], row.calibration["b"])  # type: ignore[attr-defined]
+            self.predictor = Predictor(version, row.booster, row.features, calibration)  # type: ignore[attr-defined, arg-type]
+        log.info("predictive_model_in_force", version=version)

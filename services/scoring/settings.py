@@ -1,0 +1,13 @@
+"""scoring's own settings, beside the platform's (shared/settings.py); also `LEADFLOW_*`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class ScoringSettings(Settings):
+    predictive_model_poll_s: float = Field(
+        default=30.0, gt=0, description="how often scoring looks for a newly activated predictive model"
+    )

@@ -1,0 +1,108 @@
+"""The scoring hook of what was learned: a rescore gains the active model's likelihood, the
+MQL rule may ask a minimum likelihood, and near misses are drawn to explore. Pure: a
+Rescored in, a Rescored out, no database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from services.scoring import lifecycle
+from services.scoring.config_files import load_model
+from services.scoring.domain import LeadEvent
+from services.scoring.learned_rules import exploration_draw
+from services.scoring.learned_scoring import LearnedScoring
+from services.scoring.learning_config import ExplorationSettings, LearningConfig, LikelihoodSettings
+from services.scoring.likelihood import Predictor
+from services.scoring.training import Trained, examples_of, train
+from tests.generated_buyers import generate, hand_off
+
+MODEL = load_model(Path(__file__).parents[2] / "config" / "scoring-model.yaml")
+T0 = datetime(2026, 2, 2, 9, tzinfo=UTC)
+TRAITS = {"title": "VP of Marketing", "company_size": 400, "industry": "software", "country": "US"}
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    leads = list(generate(600, start=T0, days=30, seed=4))
+    examples = []
+    for h in hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25)):
+        examples += examples_of(
+            MODEL,
+            email=None,
+            traits=h.lead.traits,
+            events=h.lead.events,
+            cycles=h.decisions(),
+            rules=LearningConfig().labels,
+        )
+    trained: Trained = train(examples, LearningConfig().training)
+    return Predictor(trained.version, trained.booster, trained.features, trained.calibration)
+
+
+def stored(lead_id: str = "lead-1", stage: str = "nurture"):  # type: ignore[no-untyped-def]
+    return SimpleNamespace(
+        lead_id=lead_id,
+        email=None,
+        stage=stage,
+        cycle=1,
+        score=0,
+        grade="D",
+        disqualified=None,
+        model_version=None,
+        mql_at=None,
+        recycled_at=None,
+    )
+
+
+def pages(*urls: str) -> list[LeadEvent]:
+    return [
+        LeadEvent("page_view", T0.replace(hour=9 + i), {"url": f"https://x.example{u}"})
+        for i, u in enumerate(urls)
+    ]
+
+
+def demo() -> list[LeadEvent]:
+    asks = [
+        LeadEvent(kind, T0.replace(hour=14), {"form_id": kind}) for kind in ("demo_request", "contact_sales")
+    ]
+    return [*pages("/pricing", "/product"), *asks]
+
+
+def test_without_an_active_model_or_exploration_the_rescore_is_the_rule_models():
+    rescored = lifecycle.rescore(MODEL, stored(), TRAITS, demo())
+    assert LearnedScoring(MODEL, LearningConfig()).apply(rescored) is rescored
+
+
+def test_an_active_model_adds_its_likelihood_to_the_score_and_the_mql(predictor: Predictor):
+    learned = LearnedScoring(MODEL, LearningConfig())
+    learned.predictor = predictor
+    rescored = learned.apply(lifecycle.rescore(MODEL, stored(), TRAITS, demo()))
+    assert rescored.qualifies and rescored.likelihood is not None and rescored.propensity is None
+    scored, mql = rescored.events()
+    assert scored.likelihood == mql.likelihood == rescored.likelihood  # type: ignore[attr-defined]
+    assert mql.exploration is False and rescored.likelihood.model_version == predictor.version  # type: ignore[attr-defined]
+
+
+def test_a_minimum_likelihood_holds_back_an_mql_the_model_doubts(predictor: Predictor):
+    strict = LearningConfig(likelihood=LikelihoodSettings(min_likelihood=100, combine="and"))
+    learned = LearnedScoring(MODEL, strict)
+    learned.predictor = predictor
+    rescored = learned.apply(lifecycle.rescore(MODEL, stored(), TRAITS, demo()))
+    assert rescored.likelihood is not None and rescored.likelihood.value < 100 and not rescored.qualifies
+
+
+def test_a_near_miss_drawn_to_explore_becomes_an_exploration_mql_with_its_propensity():
+    settings = LearningConfig(exploration=ExplorationSettings(share=0.2, within_points=40))
+    drawn = next(f"lead-{n}" for n in range(1000) if exploration_draw(f"lead-{n}", 1) < 0.2)
+    spared = next(f"lead-{n}" for n in range(1000) if exploration_draw(f"lead-{n}", 1) >= 0.2)
+    near = pages("/pricing", "/pricing", "/integrations", "/security")
+    learned = LearnedScoring(MODEL, settings)
+    explored = learned.apply(lifecycle.rescore(MODEL, stored(drawn), TRAITS, near))
+    assert explored.qualifies and explored.propensity == 0.2
+    [*_, mql] = explored.events()
+    assert mql.exploration is True and mql.propensity == 0.2  # type: ignore[attr-defined]
+    assert not learned.apply(lifecycle.rescore(MODEL, stored(spared), TRAITS, near)).qualifies
+    assert not learned.apply(lifecycle.rescore(MODEL, stored(drawn, stage="sal"), TRAITS, near)).qualifies
