@@ -9,7 +9,8 @@ from pydantic import TypeAdapter
 
 from services.scoring import store
 from services.scoring.config_files import load_model
-from services.scoring.handlers import make_handlers
+from services.scoring.decay_loop import make_decay_loop
+from services.scoring.handlers import make_handlers, score_as_of
 from services.scoring.model import ScoringModel
 from services.scoring.schemas import (
     ActiveModel,
@@ -19,15 +20,17 @@ from services.scoring.schemas import (
     LeadPublic,
     TimelineEntry,
 )
+from services.scoring.settings import ScoringSettings
 from shared.auth import Principal, Scope, require
 from shared.cursors import decode_cursor, encode_cursor
-from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
+from shared.envelope import utcnow
+from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE, ScoreContribution
 from shared.http import create_app
 from shared.identities import normalize_email
 from shared.problems import Problem
 from shared.request_rules import Int32
 from shared.runtime import ServiceRuntime, ServiceSpec
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, settings_as
 
 # The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
 SUBSCRIPTIONS = [LEAD_EVENTS, LEAD_LIFECYCLE]
@@ -47,12 +50,21 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 @router.get("/leads/{lead_id}", response_model=LeadPublic, responses={404: PROBLEM})
 async def get_lead(lead_id: str, request: Request, _: Reader) -> LeadPublic:
-    """One lead: profile, stage, score, grade and why."""
+    """One lead: profile, stage, grade, and its score and why as of now."""
+    now = utcnow()
     async with _runtime(request).engine.connect() as conn:
         row = await store.lead_by_id(conn, lead_id)
-    if row is None:
-        raise _not_found(lead_id)
-    return LeadPublic.model_validate(dict(row._mapping))
+        if row is None:
+            raise _not_found(lead_id)
+        current = await score_as_of(conn, request.app.state.model, row, at=now)
+    lead = dict(row._mapping)
+    if current is not None:  # decay goes on after the last event: the score as of now
+        explanation = [
+            ScoreContribution(rule=c.rule, kind=c.kind, points=c.points, detail=c.detail)
+            for c in current.contributions
+        ]
+        lead.update(score=current.score, explanation=explanation, score_as_of=now)
+    return LeadPublic.model_validate(lead)
 
 
 @router.get("/leads", response_model=LeadPage, responses={422: PROBLEM})
@@ -136,9 +148,10 @@ def _not_found(lead_id: str) -> Problem:
 
 
 def create(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings_as(ScoringSettings, settings)
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
     handlers, batch_handlers = make_handlers(model)
+    loops = [make_decay_loop(model, poll_s=settings.decay_poll_s)] if settings.decay_poll_s > 0 else []
     spec = ServiceSpec(
         name="scoring",
         metadata=store.metadata,
@@ -146,6 +159,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
+        loops=loops,
     )
     app = create_app(
         ServiceRuntime(spec, settings),

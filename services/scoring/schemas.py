@@ -25,6 +25,10 @@ class LeadPublic(BaseModel):
     events_count: int
     mql_at: datetime | None
     updated_at: datetime
+    score_as_of: datetime | None = Field(
+        default=None,
+        description="When score and explanation are true: now for one lead; null in lists (stored scores).",
+    )
 
 
 class LeadPage(BaseModel):

@@ -274,7 +274,9 @@ class LeadStateScorer:
             if detail is None:
                 continue
             if rule.points is not None:
-                behaviour.append(Contribution(f"undesirable.{rule.id}", "undesirable", float(rule.points), detail))
+                behaviour.append(
+                    Contribution(f"undesirable.{rule.id}", "undesirable", float(rule.points), detail)
+                )
             if rule.disqualify and disqualified is None:
                 disqualified = f"undesirable.{rule.id}: {detail}"
         fit_points = sum(int(c.points) for c in fit)
@@ -293,8 +295,17 @@ class LeadStateScorer:
         us, value, key = state.channel
         return list(_channel(self.model, traits, (LeadEvent("", moment(us), {key: value}),)))
 
-    def _engagement(self, i: int, tally: RuleTally, at_us: int) -> Contribution | None:
-        """The rule's contribution at `at_us` (points 0: none), or None when not sure."""
+    def half_life(self, i: int) -> float | None:
+        """Engagement rule i's half-life in days (None: it does not decay)."""
+        return self._half_lives[i]
+
+    def rule_points(self, i: int, tally: RuleTally, at: datetime) -> float:
+        """Engagement rule i's points at `at` (after the tally's events), rounded to cents, from
+        the running sums alone: what decay_moments plans with (scoring itself checks them)."""
+        total = self._size_at(i, tally, micros(at))
+        return round(total if self.model.engagement[i].points > 0 else -total, 2)
+
+    def _size_at(self, i: int, tally: RuleTally, at_us: int) -> float:
         rule, half_life = self.model.engagement[i], self._half_lives[i]
         size = float(abs(rule.points))
         factor = 1.0 if half_life is None else 2.0 ** ((tally.origin - at_us) / (half_life * MICROS_PER_DAY))
@@ -305,16 +316,24 @@ class LeadStateScorer:
             total = math.fsum(min(size * w * factor, per_day) for w in tally.days.values())
         if rule.cap is not None and total > rule.cap:
             total = float(rule.cap)
+        return total
+
+    def _engagement(self, i: int, tally: RuleTally, at_us: int) -> Contribution | None:
+        """The rule's contribution at `at_us` (points 0: none), or None when not sure."""
+        rule, half_life = self.model.engagement[i], self._half_lives[i]
+        size = float(abs(rule.points))
+        total = self._size_at(i, tally, at_us)
         if half_life is not None:
             cents = total * 100
             if abs(cents - math.floor(cents) - 0.5) <= _TOLERANCE * 100 * size * tally.count:
                 return None  # too close to a rounding step to trust the running sum's last bits
         points = round(total if rule.points > 0 else -total, 2)
-        decayed: bool | None = False
+        decayed = False
         if points and half_life is not None:
-            decayed = _decayed(size, tally, at_us, half_life)
-            if decayed is None:
+            called = _decayed(size, tally, at_us, half_life)
+            if called is None:
                 return None
+            decayed = called
         detail = engagement_detail(rule, count=tally.count, days=len(tally.days), decayed=decayed)
         return Contribution(f"engagement.{rule.id}", "engagement", points, detail)
 
@@ -329,4 +348,3 @@ def _decayed(size: float, tally: RuleTally, at_us: int, half_life: float) -> boo
     if oldest_short > 4 * math.ulp(full):
         return True
     return None  # decayed by less than the sum's last bits: only the exact sum can tell
-

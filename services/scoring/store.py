@@ -304,7 +304,7 @@ def _lead_columns(r: Rescored) -> dict[str, Any]:
         "disqualified": r.result.disqualified,
         "explanation": [c.model_dump() for c in r.explanation],
         "model_version": r.result.model_version,
-        "events_count": len(r.history),
+        "events_count": r.activity.events_count,
         "stage": r.stage,
         "mql_at": r.mql_at,
     }

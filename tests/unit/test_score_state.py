@@ -61,7 +61,9 @@ def event(event_type: str, hours: float, **properties: Any) -> LeadEvent:
 events_strategy = st.lists(
     st.builds(
         event,
-        st.sampled_from(["page_view", "page_view", "demo_request", "content_download", "email_open", "unsubscribe"]),
+        st.sampled_from(
+            ["page_view", "page_view", "demo_request", "content_download", "email_open", "unsubscribe"]
+        ),
         # Hours over five days, often at whole half-lives; and odd seconds in between.
         st.one_of(
             st.integers(0, 120).map(float),
@@ -84,7 +86,12 @@ def stored(state: LeadState) -> LeadState:
 
 
 def score_or_recompute(
-    scorer: LeadStateScorer, state: LeadState, history: list[LeadEvent], email: str | None, traits: Any, at: datetime
+    scorer: LeadStateScorer,
+    state: LeadState,
+    history: list[LeadEvent],
+    email: str | None,
+    traits: Any,
+    at: datetime,
 ) -> tuple[LeadScore, bool]:
     """What the handler does: the state's score, or the full recompute when the state is unsure."""
     found = scorer.score(state, email=email, traits=traits, at=at)
@@ -97,7 +104,11 @@ def score_or_recompute(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=events_strategy, traits=traits_strategy, email=emails, data=st.data())
 def test_state_scores_equal_the_full_recompute_batch_after_batch_in_any_order(
-    model: ScoringModel, events: list[LeadEvent], traits: dict[str, Any], email: str | None, data: st.DataObject
+    model: ScoringModel,
+    events: list[LeadEvent],
+    traits: dict[str, Any],
+    email: str | None,
+    data: st.DataObject,
 ):
     arriving = data.draw(st.permutations(events))  # late and out-of-order events included
     # A replay: some events arrive twice under new ids (the same body; the store keeps both).
@@ -125,7 +136,7 @@ def test_state_is_unsure_only_rarely_on_real_looking_histories():
     rng = random.Random(16)
     scorer = LeadStateScorer(DEFAULT_MODEL)
     unsure = scores = 0
-    for lead in range(200):
+    for _ in range(200):
         history = [
             event(
                 rng.choice(["page_view", "page_view", "email_open", "email_click", "content_download"]),
@@ -147,7 +158,11 @@ def test_long_history_folds_one_event_at_a_time_and_matches_the_full_recompute()
     rng = random.Random(7)
     scorer = LeadStateScorer(DEFAULT_MODEL)
     history = [
-        event(rng.choice(["page_view", "email_open", "content_download"]), rng.uniform(0, 24 * 365), url="/pricing")
+        event(
+            rng.choice(["page_view", "email_open", "content_download"]),
+            rng.uniform(0, 24 * 365),
+            url="/pricing",
+        )
         for _ in range(3_000)
     ]
     state = LeadState()
@@ -176,7 +191,9 @@ def test_first_touch_and_recent_events_come_from_the_earliest_and_latest_events(
 
 
 def test_a_changed_engagement_rule_or_half_life_changes_the_model_key():
-    longer = DEFAULT_MODEL.model_copy(update={"decay": DEFAULT_MODEL.decay.model_copy(update={"half_life_days": 90.0})})
+    longer = DEFAULT_MODEL.model_copy(
+        update={"decay": DEFAULT_MODEL.decay.model_copy(update={"half_life_days": 90.0})}
+    )
     other_version = DEFAULT_MODEL.model_copy(update={"version": "next"})
     assert model_key(longer) != model_key(DEFAULT_MODEL)
     assert model_key(other_version) == model_key(DEFAULT_MODEL)  # thresholds and fit are read when scoring

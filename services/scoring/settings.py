@@ -1,0 +1,15 @@
+"""scoring's own settings, beside the platform's (shared/settings.py); also `LEADFLOW_*`."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class ScoringSettings(Settings):
+    decay_poll_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="how often scoring looks for leads whose decaying score is due a re-score (0: never)",
+    )
