@@ -8,7 +8,7 @@ from shared.settings import Settings
 
 
 class ScoringSettings(Settings):
-    decay_poll_s: float = Field(
+    scoring_decay_poll_s: float = Field(
         default=5.0,
         ge=0,
         description="how often scoring looks for leads whose decaying score is due a re-score (0: never)",
