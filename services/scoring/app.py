@@ -151,7 +151,11 @@ def create(settings: Settings | None = None) -> FastAPI:
     settings = settings_as(ScoringSettings, settings)
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
     handlers, batch_handlers = make_handlers(model)
-    loops = [make_decay_loop(model, poll_s=settings.scoring_decay_poll_s)] if settings.scoring_decay_poll_s > 0 else []
+    loops = (
+        [make_decay_loop(model, poll_s=settings.scoring_decay_poll_s)]
+        if settings.scoring_decay_poll_s > 0
+        else []
+    )
     spec = ServiceSpec(
         name="scoring",
         metadata=store.metadata,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import decay_moments, lifecycle, score_state_store, store
 from services.scoring.domain import LeadEvent, LeadScore, score_lead
-from services.scoring.identity import IdentityPlan
+from services.scoring.identity import IdentityPlan, identity_lock_keys
 from services.scoring.lifecycle import Activity, FirstTouch, Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
@@ -119,6 +119,11 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
     """The lead of each event, creating, linking and merging leads as identity is learned."""
     emails = {e.email for e in events if e.email}
     anonymous = {e.anonymous_id for e in events if e.anonymous_id}
+    # An anonymous visitor's events (keyed by the anonymous id) and the identify naming them
+    # (keyed by the email) may be consumed by two instances at once. Each batch holds a lock on
+    # every identity it resolves, so such batches take turns, and the second reads what the
+    # first committed (each statement sees the latest commits): no history is split or lost.
+    await store.lock_identities(uow.conn, identity_lock_keys(emails=emails, anonymous=anonymous))
     lead_of_email, lead_of_anonymous, email_of_lead = await store.identities(
         uow.conn, emails=emails, anonymous=anonymous
     )

@@ -136,6 +136,12 @@ outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
 
+async def lock_identities(conn: AsyncConnection, keys: Sequence[int]) -> None:
+    """Hold these advisory locks until the transaction ends (`identity.identity_lock_keys`)."""
+    for key in keys:  # one at a time, in the order given: the order is what prevents deadlocks
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 async def identities(
     conn: AsyncConnection, *, emails: set[str], anonymous: set[str]
 ) -> tuple[dict[str, str], dict[str, str], dict[str, str | None]]:

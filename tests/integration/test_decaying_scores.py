@@ -56,7 +56,9 @@ def events_for(email: str, traits: dict[str, Any], at: datetime) -> list[tuple[E
             traits=traits,
             properties=properties,
         )
-        items.append((envelope_for(data, source="test", lead_id=None, message_id=f"evt:{data.event_id}"), data))
+        items.append(
+            (envelope_for(data, source="test", lead_id=None, message_id=f"evt:{data.event_id}"), data)
+        )
     return items
 
 
@@ -103,7 +105,10 @@ async def test_decaying_scores_are_looked_at_when_they_matter(scoring_db) -> Non
     buyer, close = (f"{uuid.uuid4().hex[:10]}@northwind.example" for _ in range(2))
     now = utcnow()
     await in_one_transaction(
-        scoring_db, lambda uow: record_events(uow, MODEL, events_for(buyer, BUYER, now) + events_for(close, ANALYST, now))
+        scoring_db,
+        lambda uow: record_events(
+            uow, MODEL, events_for(buyer, BUYER, now) + events_for(close, ANALYST, now)
+        ),
     )
     mql, nurture = await lead_of(scoring_db, buyer), await lead_of(scoring_db, close)
     assert (mql.stage, nurture.stage) == ("mql", "nurture")
@@ -112,7 +117,9 @@ async def test_decaying_scores_are_looked_at_when_they_matter(scoring_db) -> Non
     assert due is not None and now < due < now + timedelta(days=60)
 
     later = now + timedelta(days=90)
-    looked = await in_one_transaction(scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000))
+    looked = await in_one_transaction(
+        scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000)
+    )
     assert looked >= 2
     decayed_mql, decayed = await lead_of(scoring_db, buyer), await lead_of(scoring_db, close)
     assert decayed.stage == "nurture" and decayed.score < MODEL.mql.min_score  # no longer close
@@ -124,7 +131,9 @@ async def test_decaying_scores_are_looked_at_when_they_matter(scoring_db) -> Non
     next_due = await due_of(scoring_db, decayed.lead_id)
     assert next_due is None or next_due > later
     # Nothing else is due at that moment: looked at once, not in a loop.
-    again = await in_one_transaction(scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000))
+    again = await in_one_transaction(
+        scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000)
+    )
     assert again == 0
 
 
