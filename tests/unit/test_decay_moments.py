@@ -53,7 +53,7 @@ def look(events: list[LeadEvent], scorer: LeadStateScorer = SCORER) -> tuple[dat
 
 def test_one_demo_request_is_looked_at_when_it_has_lost_five_points():
     events = [event("demo_request", 0)]
-    at, score, due = look(events)
+    _, score, due = look(events)
     assert score == 40 and due is not None
     # The rule's points are rounded to cents first: 40 x 2^(-d/10) below 35.495 shows 35.49, a 35
     expected = START + timedelta(days=10 * math.log2(40 / 35.495))
