@@ -8,8 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from bench.report import handoff_report, report, statement_report
-from bench.runs import run, run_handoff
+from bench.report import (
+    backtest_memory_report,
+    handoff_report,
+    report,
+    scoring_history_report,
+    statement_report,
+)
+from bench.runs import run, run_backtest, run_handoff, run_scoring_history
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -20,9 +26,24 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
         print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
         return
+    if only == "scoring_history":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            rates = asyncio.run(run_scoring_history(Path(tmp), broker))
+        print(f"\n{scoring_history_report(rates)}\n")
+        return
+    if only == "backtest":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            timing, memory = asyncio.run(run_backtest(Path(tmp), broker))
+        print(
+            f"\nbacktest: {timing.events:,} events of {timing.leads:,} leads in {timing.backtest_s:.1f} s "
+            f"(reading alone: {timing.read_s:.1f} s)\n\n{backtest_memory_report(memory)}\n"
+        )
+        return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
-    text = report(figures, latencies, handoff, feedback, backtest, broker=used)
+        figures, latencies, handoff, feedback, backtest, history, memory, used = asyncio.run(
+            run(Path(tmp), broker)
+        )
+    text = report(figures, latencies, handoff, feedback, backtest, history, memory, broker=used)
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
@@ -36,7 +57,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         description="Measure throughput and latency against ceilings from the same run.",
     )
     parser.add_argument(
-        "--only", choices=["handoff"], help="run one part alone: handoff (the handoff API latency)"
+        "--only",
+        choices=["handoff", "scoring_history", "backtest"],
+        help="run one part alone: handoff (the handoff API latency), scoring_history (scoring's rate "
+        "at 0 to 10,000 prior events per lead), backtest (time and peak RSS over 1M events)",
     )
     parser.add_argument(
         "--broker",
