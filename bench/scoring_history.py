@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from bench.backlog import drain_rate
 from bench.lead_events import event
 from bench.seeding import EVENT_COLUMNS, LEAD_COLUMNS, copy_records
+from leadflow.devstack.ports import free_port
 from services.intake.domain import IntakeEvent
 from services.intake.handlers import to_envelope
 from services.scoring import score_state_store
@@ -47,8 +48,10 @@ async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str
         await seed_prior(db_dsn, LeadStateScorer(model), emails, prior, random.Random(prior))
         await publish_new(settings, emails, run)
         done = f"SELECT count(*) FROM {scoring_store.lead_events.fullname} WHERE event_id LIKE $1"
+        # A fresh port each time: on a shared machine the last one may have been taken meanwhile.
+        fresh = {**env, "LEADFLOW_SCORING_PORT": str(free_port())}
         rates[prior] = await drain_rate(
-            "scoring", env, db_dsn, HISTORY_LEADS * NEW_EVENTS_PER_LEAD, done, f"new-{run}-%"
+            "scoring", fresh, db_dsn, HISTORY_LEADS * NEW_EVENTS_PER_LEAD, done, f"new-{run}-%"
         )
     return rates
 

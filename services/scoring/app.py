@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 from services.scoring import store
 from services.scoring.config_files import load_model
 from services.scoring.decay_loop import make_decay_loop
-from services.scoring.handlers import make_handlers, score_as_of
+from services.scoring.handlers import make_handlers
 from services.scoring.model import ScoringModel
 from services.scoring.schemas import (
     ActiveModel,
@@ -21,6 +21,7 @@ from services.scoring.schemas import (
     TimelineEntry,
 )
 from services.scoring.settings import ScoringSettings
+from services.scoring.state_scoring import score_as_of
 from shared.auth import Principal, Scope, require
 from shared.cursors import decode_cursor, encode_cursor
 from shared.envelope import utcnow

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from services.scoring import decay_moments, lifecycle, score_state_store, store
-from services.scoring.domain import LeadEvent, LeadScore, score_lead
+from services.scoring import lifecycle, score_state_store, store
+from services.scoring.domain import LeadEvent
 from services.scoring.identity import IdentityPlan, identity_lock_keys
-from services.scoring.lifecycle import Activity, FirstTouch, Rescored
+from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
-from services.scoring.score_state import LeadState, LeadStateScorer
-from services.scoring.score_state_store import SavedState
+from services.scoring.score_state import LeadState
+from services.scoring.state_scoring import save_states, score_states, state_scorer
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
 from shared.events import HandoffTransition, LeadEventAccepted, MqlReached
@@ -169,127 +166,6 @@ async def rescore(
         announce(uow, rescored, trace_id=touched[rescored.lead.lead_id][-1][0].trace_id)
     await store.save_rescored(uow.conn, evaluated, cause="event")
     await save_states(uow, scorer, evaluated, {lead_id: state for lead_id, (_, state) in scored.items()})
-
-
-async def score_states(
-    uow: UnitOfWork,
-    scorer: LeadStateScorer,
-    leads: Mapping[str, Any],
-    scored: Mapping[str, tuple[dict[str, Any], LeadState]],
-    *,
-    at: datetime | None = None,
-) -> list[Rescored]:
-    """Each lead scored from its state as of `at` (None: its latest event), the MQL decided;
-    the few the state cannot score exactly are scored from their whole history (score_lead)."""
-    results: dict[str, LeadScore] = {}
-    unsure: list[str] = []
-    for lead_id, (traits, state) in scored.items():
-        when = at or state.latest_at
-        assert when is not None  # a scored lead has events
-        found = scorer.score(state, email=leads[lead_id].email, traits=traits, at=when)
-        if found is None:
-            unsure.append(lead_id)
-        else:
-            results[lead_id] = found
-    if unsure:
-        histories = await store.histories(uow.conn, unsure)
-        for lead_id in unsure:
-            traits, state = scored[lead_id]
-            history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
-            when = at or state.latest_at
-            assert when is not None
-            results[lead_id] = score_lead(
-                scorer.model, email=leads[lead_id].email, traits=traits, events=history, at=when
-            )
-    evaluated = []
-    for lead_id, (traits, state) in scored.items():
-        when = at or state.latest_at
-        assert when is not None
-        activity = state_activity(state, traits)
-        evaluated.append(
-            lifecycle.decide(scorer.model, leads[lead_id], traits, results[lead_id], activity, at=when)
-        )
-    return evaluated
-
-
-def state_activity(state: LeadState, traits: Mapping[str, Any]) -> Activity:
-    channel, campaign, source = state.first_touch_values()
-    touch = FirstTouch(channel=channel or traits.get("channel"), campaign=campaign, source=source)
-    return Activity(state.events, touch, state.recent_events())
-
-
-async def save_states(
-    uow: UnitOfWork, scorer: LeadStateScorer, evaluated: list[Rescored], states: Mapping[str, LeadState]
-) -> None:
-    """Store each lead's state with the next moment its decaying score needs a look."""
-    saved = [
-        SavedState(
-            r.lead.lead_id,
-            states[r.lead.lead_id],
-            decay_moments.next_look(scorer, states[r.lead.lead_id], r.result, at=r.at),
-        )
-        for r in evaluated
-    ]
-    await score_state_store.save_states(uow.conn, saved, model_key=scorer.key)
-
-
-_SCORERS: dict[int, tuple[ScoringModel, LeadStateScorer]] = {}
-
-
-def state_scorer(model: ScoringModel) -> LeadStateScorer:
-    """The model's state scorer, prepared once per model (the entry holds the model, so its id
-    is not reused while cached)."""
-    entry = _SCORERS.get(id(model))
-    if entry is None or entry[0] is not model:
-        entry = _SCORERS[id(model)] = (model, LeadStateScorer(model))
-    return entry[1]
-
-
-async def look_at_decayed(uow: UnitOfWork, model: ScoringModel, *, now: datetime, limit: int = 200) -> int:
-    """Re-score the leads whose decaying score is due a look (decay_moments), as of `now`:
-    saved, recorded in the score history (cause `decay`), announced with `lead.scored`, and
-    the next look planned. A nurture lead may qualify (a penalty faded) or stop being close; a
-    lead already with sales stays where it is. Leads another instance holds are left to it."""
-    scorer = state_scorer(model)
-    lead_ids = await score_state_store.claim_due(uow.conn, now=now, limit=limit)
-    if not lead_ids:
-        return 0
-    leads = await store.leads_by_ids(uow.conn, lead_ids)
-    states = await score_state_store.states(uow.conn, lead_ids, model_key=scorer.key)
-    stale = [lead_id for lead_id in lead_ids if lead_id not in states]  # folded under other rules
-    for lead_id, rows in (await store.histories(uow.conn, stale)).items():
-        states[lead_id] = scorer.fold(
-            LeadState(), [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
-        )
-    scored = {
-        lead_id: (dict(leads[lead_id].traits), states[lead_id])
-        for lead_id in lead_ids
-        if states[lead_id].events
-    }
-    evaluated = await score_states(uow, scorer, leads, scored, at=now)
-    for rescored in evaluated:
-        announce(uow, rescored, trace_id=None)
-    await store.save_rescored(uow.conn, evaluated, cause="decay")
-    await save_states(uow, scorer, evaluated, states)
-    return len(lead_ids)
-
-
-async def score_as_of(
-    conn: AsyncConnection, model: ScoringModel, lead: Any, *, at: datetime
-) -> LeadScore | None:
-    """The lead's score as of `at` (what GET answers: decay continues after the last event),
-    from its state, else from its history; None when it has no events."""
-    scorer = state_scorer(model)
-    state = (await score_state_store.states(conn, [lead.lead_id], model_key=scorer.key)).get(lead.lead_id)
-    if state is not None and state.events:
-        found = scorer.score(state, email=lead.email, traits=lead.traits, at=at)
-        if found is not None:
-            return found
-    rows = (await store.histories(conn, [lead.lead_id]))[lead.lead_id]
-    if not rows:
-        return None
-    history = [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
-    return score_lead(model, email=lead.email, traits=lead.traits, events=history, at=at)
 
 
 def announce(uow: UnitOfWork, rescored: Rescored, *, trace_id: str | None, scored: bool = True) -> None:

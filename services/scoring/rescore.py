@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from services.scoring import lifecycle, store
 from services.scoring.domain import LeadEvent
-from services.scoring.handlers import announce, save_states, state_scorer
+from services.scoring.handlers import announce
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
+from services.scoring.state_scoring import save_states, state_scorer
 from shared.unit_of_work import UnitOfWork
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]

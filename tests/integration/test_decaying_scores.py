@@ -15,8 +15,10 @@ from sqlalchemy import select
 from leadflow.admin.migrations import migrate_all
 from services.scoring import lifecycle, score_state_store, store
 from services.scoring.config_files import load_model
+from services.scoring.decay_loop import look_at_decayed
 from services.scoring.domain import LeadEvent
-from services.scoring.handlers import look_at_decayed, record_events, score_as_of
+from services.scoring.handlers import record_events
+from services.scoring.state_scoring import score_as_of
 from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.event_types import EventType
