@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
+    column,
     func,
     or_,
     select,
@@ -137,9 +140,15 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 async def lock_identities(conn: AsyncConnection, keys: Sequence[int]) -> None:
-    """Hold these advisory locks until the transaction ends (`identity.identity_lock_keys`)."""
-    for key in keys:  # one at a time, in the order given: the order is what prevents deadlocks
-        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+    """Hold these advisory locks until the transaction ends (`identity.identity_lock_keys`).
+
+    One statement: unnest yields the keys in the array's order, and each lock is taken as its
+    row comes, so the locks are taken in the order given, which is what prevents deadlocks."""
+    if keys:
+        locks = select(func.pg_advisory_xact_lock(column("key"))).select_from(
+            func.unnest(cast(list(keys), ARRAY(BigInteger))).alias("key")
+        )
+        await conn.execute(locks)
 
 
 async def identities(
