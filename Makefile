@@ -11,10 +11,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The real @segment/analytics-next for the browser test (tests/e2e/test_browser_tracking.py),
+# from the committed lockfile; the test's fixture runs the same `npm ci` when this was not made.
+BROWSER_SDK := tests/e2e/browser_sdk
+$(BROWSER_SDK)/node_modules/.package-lock.json: $(BROWSER_SDK)/package-lock.json
+	cd $(BROWSER_SDK) && npm ci --no-audit --no-fund
+
 run: $(STAMP)  ## start broker, Postgres, the four services and demo traffic
 	$(VENV)/bin/leadflow dev
 
-test: $(STAMP)  ## unit, integration (real broker + Postgres) and end-to-end tests
+test: $(STAMP) $(BROWSER_SDK)/node_modules/.package-lock.json  ## unit, integration (real broker + Postgres) and end-to-end tests
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)

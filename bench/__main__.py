@@ -10,17 +10,24 @@ from typing import Literal
 
 from bench.report import (
     backtest_memory_report,
+    figures_table,
     handoff_report,
     report,
     scoring_history_report,
     statement_report,
 )
-from bench.runs import run, run_backtest, run_handoff, run_scoring_history
+from bench.runs import run, run_backtest, run_handoff, run_scoring_history, run_tracking
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
 
 def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
+    if only == "retention":
+        from bench.retention import retention_report, retention_timings
+
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
+        return
     if only == "handoff":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             handoff = asyncio.run(run_handoff(Path(tmp), broker))
@@ -38,6 +45,11 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
             f"\nbacktest: {timing.events:,} events of {timing.leads:,} leads in {timing.backtest_s:.1f} s "
             f"(reading alone: {timing.read_s:.1f} s)\n\n{backtest_memory_report(memory)}\n"
         )
+        return
+    if only == "tracking":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
+        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
         figures, latencies, handoff, feedback, backtest, history, memory, used = asyncio.run(
@@ -58,9 +70,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "scoring_history", "backtest"],
-        help="run one part alone: handoff (the handoff API latency), scoring_history (scoring's rate "
-        "at 0 to 10,000 prior events per lead), backtest (time and peak RSS over 1M events)",
+        choices=["handoff", "retention", "tracking", "scoring_history", "backtest"],
+        help="run one part alone: handoff (the handoff API latency), retention (pruning, Postgres only), "
+        "tracking (/v1/batch beside /v1/events/batch), scoring_history (scoring's rate at 0 to 10,000 "
+        "prior events per lead), backtest (time and peak RSS over 1M events)",
     )
     parser.add_argument(
         "--broker",

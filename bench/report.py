@@ -30,6 +30,15 @@ class Figure:
         return self.value / self.ceiling if self.ceiling else 0.0
 
 
+def figures_table(figures: list[Figure]) -> str:
+    lines = ["| figure | leadflow | ceiling (same run) | ratio |", "| --- | ---: | --- | ---: |"]
+    for f in figures:
+        lines.append(
+            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def report(
     figures: list[Figure],
     latencies: dict[str, list[float]],
@@ -46,14 +55,7 @@ def report(
         f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; broker: {broker}; command: `make bench`.",
         "",
-        "| figure | leadflow | ceiling (same run) | ratio |",
-        "| --- | ---: | --- | ---: |",
-    ]
-    for f in figures:
-        lines.append(
-            f"| {f.name} | {f.value:,.0f} {f.unit} | {f.ceiling_name}: {f.ceiling:,.0f}/s | {f.ratio:.2f} |"
-        )
-    lines += [
+        figures_table(figures),
         "",
         f"| end-to-end latency, intake POST → `lead.mql_reached` ({len(lf)} leads at {LATENCY_RATE:.0f}/s) "
         "| p50 | p99 |",

@@ -1,5 +1,5 @@
-"""The two runs: the whole bench (every phase in order, on one broker and one Postgres), and the
-handoff part alone (`--only handoff`, about a minute)."""
+"""The runs: the whole bench (every phase in order, on one broker and one Postgres), the
+handoff part alone (`--only handoff`, about a minute) and the Tracking API's (`--only tracking`)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
 from bench.scoring_history import scoring_by_history
 from bench.stack import libpq_dsn, prepare, serve, start_bench_broker, wait_ready, with_statement_stats
+from bench.tracking import tracking_throughput
 from leadflow.devstack.broker import BrokerKind
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import start_postgres
@@ -89,6 +90,31 @@ async def run_backtest(
         postgres.stop()
 
 
+async def run_tracking(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> tuple[Figure, str]:
+    """`python -m bench --only tracking`: /v1/batch beside /v1/events/batch (under a minute)."""
+    broker = start_bench_broker(work, broker_kind)
+    postgres = start_postgres(work / "pg")
+    try:
+        settings, env = await prepare(broker, postgres)
+        print("tracking: /v1/batch beside /v1/events/batch …", flush=True)
+        return tracking_figure(
+            *await tracking_throughput(settings, env, settings.admin_key)
+        ), broker.description
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
+def tracking_figure(own_batch: float, tracking_batch: float) -> Figure:
+    return Figure(
+        "intake, Tracking API /v1/batch (100/batch)",
+        tracking_batch,
+        "events/s",
+        "intake /v1/events/batch, same process",
+        own_batch,
+    )
+
+
 async def run(
     work: Path, broker_kind: BrokerKind | Literal["auto"]
 ) -> tuple[
@@ -125,6 +151,9 @@ async def run(
 
         print("intake: single and batch endpoints …", flush=True)
         single, batch_rps = await intake_throughput(settings, env, headers)
+
+        print("tracking: /v1/batch beside /v1/events/batch …", flush=True)
+        tracking = tracking_figure(*await tracking_throughput(settings, env, settings.admin_key))
 
         print(f"scoring: draining {SCORING_LEADS * EVENTS_PER_LEAD} events …", flush=True)
         db_dsn = libpq_dsn(settings)
@@ -165,6 +194,7 @@ async def run(
                 "raw aiokafka produce",
                 produce,
             ),
+            tracking,
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
         latency = {"leadflow": latencies, "broker": baseline}

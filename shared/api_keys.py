@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ARRAY, Column, DateTime, MetaData, Table, Text, func, select, update
+from sqlalchemy import ARRAY, Boolean, Column, DateTime, MetaData, Table, Text, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 AUTH_SCHEMA = "auth"
@@ -36,6 +36,9 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("changed_at", DateTime(timezone=True), nullable=True),
     Column("rotated_to", Text, nullable=True),
+    # A public (browser) write key: events:write only, accepted only from these origins.
+    Column("public", Boolean, nullable=False, server_default=false()),
+    Column("allowed_origins", ARRAY(Text), nullable=True),
     schema=AUTH_SCHEMA,
 )
 
@@ -52,6 +55,8 @@ class KeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
     rotated_to: str | None
+    public: bool = False
+    allowed_origins: list[str] | None = None
 
     def status(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -81,10 +86,30 @@ async def create_key(
     scopes: Sequence[str],
     owner: str | None = None,
     expires_at: datetime | None = None,
+    public: bool = False,
+    allowed_origins: Sequence[str] = (),
 ) -> tuple[str, KeyRecord]:
-    """A new key (shown once) and its record."""
+    """A new key (shown once) and its record; a public key carries the origins it works from."""
     async with engine.begin() as conn:
-        return await _insert(conn, name=name, scopes=scopes, owner=owner, expires_at=expires_at)
+        return await _insert(
+            conn,
+            name=name,
+            scopes=scopes,
+            owner=owner,
+            expires_at=expires_at,
+            public=public,
+            allowed_origins=allowed_origins,
+        )
+
+
+async def public_origins(engine: AsyncEngine) -> frozenset[str]:
+    """Every origin some active public key is allowed from (what a CORS preflight may be told)."""
+    origins = func.unnest(api_keys.c.allowed_origins)
+    query = select(origins.distinct()).where(
+        api_keys.c.public, api_keys.c.revoked_at.is_(None), api_keys.c.allowed_origins.is_not(None)
+    )
+    async with engine.connect() as conn:
+        return frozenset((await conn.execute(query)).scalars())
 
 
 async def list_keys(engine: AsyncEngine, *, include_revoked: bool = True) -> list[KeyRecord]:
@@ -123,7 +148,13 @@ async def rotate_key(
         if old is None:
             return None
         key, record = await _insert(
-            conn, name=old.name, scopes=old.scopes, owner=old.owner, expires_at=old.expires_at
+            conn,
+            name=old.name,
+            scopes=old.scopes,
+            owner=old.owner,
+            expires_at=old.expires_at,
+            public=old.public,
+            allowed_origins=old.allowed_origins or (),
         )
         change: dict[str, Any]
         if grace > timedelta(0):
@@ -146,6 +177,8 @@ async def _insert(
     scopes: Sequence[str],
     owner: str | None,
     expires_at: datetime | None,
+    public: bool = False,
+    allowed_origins: Sequence[str] = (),
 ) -> tuple[str, KeyRecord]:
     key, key_id = generate_key()
     row = (
@@ -158,6 +191,8 @@ async def _insert(
                 scopes=[str(s) for s in scopes],
                 owner=owner,
                 expires_at=expires_at,
+                public=public,
+                allowed_origins=list(allowed_origins) or None,
             )
             .returning(*_RECORD_COLUMNS)
         )

@@ -15,6 +15,8 @@ is trusted only while that poll is fresh, else it is looked up again.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hmac
 import re
@@ -34,7 +36,17 @@ from shared.outages import DependencyUnavailable, is_outage
 from shared.problems import Problem
 from shared.rate_limits import RateLimits, remember_headers
 
-__all__ = ["AUTH_MIGRATIONS", "AUTH_SCHEMA", "KeyStore", "Principal", "Scope", "hash_key", "require"]
+__all__ = [
+    "AUTH_MIGRATIONS",
+    "AUTH_SCHEMA",
+    "KeyStore",
+    "Principal",
+    "Scope",
+    "admit",
+    "hash_key",
+    "presented_key",
+    "require",
+]
 
 ADMIN_KEY_ID = "admin"
 _KEY_SHAPE = re.compile(r"lf_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")  # what generate_key makes
@@ -59,6 +71,8 @@ class Principal:
     scopes: frozenset[str]
     owner: str | None = None
     expires_at: datetime | None = None
+    public: bool = False  # a browser key: sends events only, from `origins` only
+    origins: frozenset[str] = frozenset()
 
     def has(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
@@ -164,6 +178,8 @@ class KeyStore:
             scopes=frozenset(row.scopes),
             owner=row.owner,
             expires_at=row.expires_at,
+            public=row.public,
+            origins=frozenset(row.allowed_origins or ()),
         )
 
     async def create(
@@ -209,11 +225,22 @@ class KeyStore:
         return read
 
 
-def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The key of `X-API-Key`, `Authorization: Bearer <key>`, or HTTP Basic with the key as the
+    user name and an empty password (how Segment's and RudderStack's SDKs send a write key)."""
     if x_api_key:
         return x_api_key.strip()
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, _ = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user.strip() or None
     return None
 
 
@@ -225,27 +252,51 @@ def require(scope: Scope):  # type: ignore[no-untyped-def]
         authorization: Annotated[str | None, Header()] = None,
         x_api_key: Annotated[str | None, Header()] = None,
     ) -> Principal:
-        key = _presented_key(authorization, x_api_key)
-        if not key:
-            raise Problem(
-                status=401,
-                title="API key required",
-                detail="Send the key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = await _authenticate(request, key)
-        if not principal.has(scope):
-            raise Problem(status=403, title="Missing scope", detail=f"This call needs the '{scope}' scope.")
-        if principal.key_id != ADMIN_KEY_ID:  # the operator's own key, never handed out
-            limits: RateLimits = request.app.state.rate_limits
-            quota = await limits.hit_key(principal.key_id, scope)
-            if quota is not None:
-                remember_headers(request.state, quota)
-                if not quota.allowed:
-                    raise quota.refusal(f"This key's limit for '{scope}' is {quota.limit} per window.")
-        return principal
+        return await admit(request, presented_key(authorization, x_api_key), scope)
 
     return Depends(dependency)
+
+
+async def admit(request: Request, key: str | None, scope: Scope) -> Principal:
+    """The principal of `key` if it may make this request with `scope`: known, scoped, within
+    its rate limits, and, for a public (browser) key, from one of its origins."""
+    if not key:
+        raise Problem(
+            status=401,
+            title="API key required",
+            detail="Send the key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await _authenticate(request, key)
+    if not principal.has(scope):
+        raise Problem(status=403, title="Missing scope", detail=f"This call needs the '{scope}' scope.")
+    if principal.public:
+        await _admit_browser(request, principal)
+    if principal.key_id != ADMIN_KEY_ID:  # the operator's own key, never handed out
+        limits: RateLimits = request.app.state.rate_limits
+        quota = await limits.hit_key(principal.key_id, scope)
+        if quota is not None:
+            remember_headers(request.state, quota)
+            if not quota.allowed:
+                raise quota.refusal(f"This key's limit for '{scope}' is {quota.limit} per window.")
+    return principal
+
+
+async def _admit_browser(request: Request, principal: Principal) -> None:
+    """A public key is in every visitor's page: it works only from its own origins, and each
+    visitor's address has a quota of its own, so one client cannot spend the key's."""
+    origin = request.headers.get("origin")
+    if origin not in principal.origins:
+        raise Problem(
+            status=403,
+            title="Origin not allowed",
+            detail="This public write key works only from the origins listed for it.",
+        )
+    limits: RateLimits = request.app.state.rate_limits
+    address = request.client.host if request.client else "unknown"
+    quota = await limits.hit_public_address(principal.key_id, address)
+    if not quota.allowed:
+        raise quota.refusal(f"A public key admits {quota.limit} requests per window from one address.")
 
 
 async def _authenticate(request: Request, key: str) -> Principal:

@@ -11,6 +11,8 @@ from enum import StrEnum
 class EventType(StrEnum):
     # lead.events
     LEAD_EVENT = "lead.event"
+    # lead.events.failed: Tracking API messages accepted but not mapped (feedback lists them)
+    TRACKING_MESSAGE_FAILED = "tracking.message_failed"
     # lead.lifecycle: scoring
     LEAD_SCORED = "lead.scored"
     MQL_REACHED = "lead.mql_reached"
@@ -23,6 +25,7 @@ class EventType(StrEnum):
     SQO_CREATED = "lead.sqo_created"
     LEAD_DISQUALIFIED = "lead.disqualified"
     HANDOFF_REASSIGNED = "handoff.reassigned"
+    HANDOFF_CLAIMED = "handoff.claimed"
     # The reopen transition exists in the handoff lifecycle but no route exposes it yet, so
     # it has no payload model (and is never published).
     HANDOFF_REOPENED = "handoff.reopened"

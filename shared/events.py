@@ -21,7 +21,9 @@ from shared.logging import current_trace_id, new_trace_id
 LEAD_EVENTS = "lead.events"
 LEAD_LIFECYCLE = "lead.lifecycle"
 OPS_ALERTS = "ops.alerts"
-BASE_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS)
+# Tracking API messages intake accepted but could not map (feedback's failed-events view).
+FAILED_EVENTS = "lead.events.failed"
+BASE_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS, FAILED_EVENTS)
 
 
 class EventData(BaseModel):
@@ -85,6 +87,23 @@ class LeadEventAccepted(EventData):
         return f"evt:{self.event_id}:{self.body_digest()[:16]}"
 
 
+class TrackingMessageFailed(EventData):
+    """A Tracking API message intake accepted (an SDK drops a whole batch on a 4xx) but did not
+    put on lead.events: it maps to no tracking-plan type or breaks the contract. Its sample has
+    every identity, trait and email-like text redacted; nothing here names a person."""
+
+    event_type: ClassVar[EventType] = EventType.TRACKING_MESSAGE_FAILED
+    topic: ClassVar[str] = FAILED_EVENTS
+
+    reason: str = Field(description="The rule the message broke, e.g. `unmapped_event`, `identity_required`.")
+    field: str = Field(description="Where in the message, e.g. `event`, `userId`, `properties.form_id`.")
+    detail: str
+    message_type: str | None = Field(default=None, description="identify, track, page, screen, group, alias")
+    event: str | None = Field(default=None, description="A track call's event name.")
+    received_at: datetime
+    sample: dict[str, Any] = Field(default_factory=dict, description="The message, redacted.")
+
+
 # --- lead.lifecycle: scoring ---------------------------------------------------
 
 
@@ -110,6 +129,24 @@ class LeadScored(EventData):
     explanation: list[ScoreContribution]
 
 
+class AccountContext(BaseModel):
+    """The account a lead is matched to, as handoff, webhooks and sales tools see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_id: str
+    name: str
+    owner: str | None = None
+    tier: str | None = None
+    score: int | None = None
+    grade: str | None = None
+    engaged_people: int = 0
+    matched_by: str = Field(
+        description="How the lead was matched: domain, name_exact, name_close+country, ..."
+    )
+    confidence: float = Field(ge=0, le=1)
+
+
 class MqlReached(EventData):
     """A lead crossed the MQL rule in this cycle; carries why, for the rep."""
 
@@ -129,6 +166,7 @@ class MqlReached(EventData):
     channel: str | None = None
     campaign: str | None = None
     source: str | None = Field(default=None, description="First-touch `source` or `utm_source`.")
+    account: AccountContext | None = None
 
 
 # --- lead.lifecycle: handoff ---------------------------------------------------
@@ -153,6 +191,14 @@ class HandoffCreated(EventData):
     explanation: list[ScoreContribution] = Field(
         default_factory=list, description="The scoring rules that made the lead an MQL."
     )
+    account: AccountContext | None = None
+    routing_reason: str | None = Field(
+        default=None,
+        description="Why this owner: account_owner, territory, round_robin, capacity_overflow, "
+        "ooo_backup, ooo_skipped, team_queue or fallback.",
+    )
+    routing_rule: str | None = Field(default=None, description="The routing rule that assigned it, if any.")
+    routing_note: str | None = Field(default=None, description="Who was passed over and why, if anyone.")
 
 
 class HandoffTransition(EventData):
@@ -209,6 +255,19 @@ class HandoffReassigned(EventData):
     from_owner: str
     to_owner: str
     reason: str | None = None
+
+
+class HandoffClaimed(EventData):
+    """A rep took a handoff from a queue; the first claim wins."""
+
+    event_type: ClassVar[EventType] = EventType.HANDOFF_CLAIMED
+    topic: ClassVar[str] = LEAD_LIFECYCLE
+
+    handoff_id: str
+    from_owner: str = Field(description="The queue it was claimed from.")
+    to_owner: str = Field(description="The rep who claimed it.")
+    team: str | None = None
+    account: AccountContext | None = None
 
 
 class SlaTimerFired(EventData):
@@ -271,6 +330,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
         LeadEventAccepted,
+        TrackingMessageFailed,
         LeadScored,
         MqlReached,
         HandoffCreated,
@@ -281,6 +341,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         SqoCreated,
         LeadDisqualified,
         HandoffReassigned,
+        HandoffClaimed,
         SlaWarning,
         SlaBreached,
         AlertRaised,

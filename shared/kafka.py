@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.retention_policy import kafka_retention_ms, keep_for, redelivery_horizon
 from shared.settings import Settings
 from shared.topics import Topics
 
@@ -37,8 +41,20 @@ async def ensure_topics(settings: Settings, topics: Topics | None = None) -> lis
         wanted = [name for name in topics.all() if name not in existing]
         if wanted:
             configs = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+            # Dead letters hold whole messages (personal data included): they are kept for
+            # LEADFLOW_RETENTION_DEAD_LETTERS_DAYS, the other topics for the broker's default.
+            dead_letters = {
+                **configs,
+                "retention.ms": kafka_retention_ms(keep_for(settings.retention_dead_letters_days)),
+            }
+            dlqs = {topics.dlq(name) for name in topics.all()}
             new = [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication, topic_configs=configs)
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs=dead_letters if name in dlqs else configs,
+                )
                 for name in wanted
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
@@ -66,3 +82,42 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
         if t["topic"] == topic and t["error_code"] == 0
         for p in t["partitions"]
     )
+
+
+async def redelivery_horizons(bootstrap: str, topics: list[str]) -> dict[str, timedelta | None]:
+    """How old a record of each topic may be and still be delivered: its `retention.ms` plus
+    `segment.ms` (and a day), as the cluster says; None for a topic that keeps records forever.
+
+    Raises when the broker cannot describe topic configs (the embedded broker cannot).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        wanted = {"retention.ms": None, "segment.ms": None}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t, configs=dict(wanted)) for t in topics]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    horizons: dict[str, timedelta | None] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"] != 0:
+                raise RuntimeError(
+                    f"cannot describe {resource['resource_name']}: {resource['error_message']}"
+                )
+            values = _config_values(resource["config_entries"])
+            horizons[resource["resource_name"]] = redelivery_horizon(
+                _int(values.get("retention.ms")), _int(values.get("segment.ms"))
+            )
+    missing = set(topics) - set(horizons)
+    if missing:
+        raise RuntimeError(f"the broker did not describe {sorted(missing)}")
+    return horizons
+
+
+def _config_values(entries: list[dict[str, Any]]) -> dict[str, str | None]:
+    return {entry["config_names"]: entry["config_value"] for entry in entries}
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value not in (None, "") else None

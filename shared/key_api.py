@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import api_keys
@@ -30,6 +31,17 @@ class KeyCreate(BaseModel):
     scopes: list[Scope] = Field(min_length=1)
     owner: str | None = Field(default=None, max_length=200, description="the rep a handoffs key belongs to")
     expires_in: str | None = Field(default=None, description="e.g. 24h, 30d, 2w; none: does not expire")
+    public: bool = Field(
+        default=False,
+        description="A browser write key: it is in every visitor's page, so it may only send events "
+        "(scopes exactly ['events:write']) and only from `allowed_origins`.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="A public key's origins, e.g. https://www.example.com (scheme, host, port)",
+        examples=[["https://www.example.com"]],
+    )
 
     @field_validator("expires_in")
     @classmethod
@@ -37,6 +49,35 @@ class KeyCreate(BaseModel):
         if value is not None:
             parse_window(value)
         return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [origin_of(origin) for origin in value]
+
+    @model_validator(mode="after")
+    def _public_key_sends_events_only(self) -> KeyCreate:
+        if self.public and set(self.scopes) != {Scope.EVENTS_WRITE}:
+            raise ValueError("a public key's scopes are exactly ['events:write']")
+        if self.public and not self.allowed_origins:
+            raise ValueError("a public key needs at least one allowed origin")
+        if self.allowed_origins and not self.public:
+            raise ValueError("allowed_origins are for public keys only")
+        return self
+
+
+def origin_of(value: str) -> str:
+    """An origin as browsers send it: `scheme://host[:port]`, lower case, nothing after."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an origin such as https://www.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{value!r}: an origin has no path, query or user")
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        raise ValueError(f"{value!r}: not a valid port") from None
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 class KeyRotate(BaseModel):
@@ -52,6 +93,8 @@ class KeyPublic(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     rotated_to: str | None = Field(description="the key a rotation replaced this one with")
+    public: bool = False
+    allowed_origins: list[str] | None = None
     status: str = Field(description="active, expired or revoked")
 
 
@@ -83,7 +126,13 @@ async def create_key(body: KeyCreate, request: Request, _: Admin) -> KeyCreated:
     """Create a key with scopes and, optionally, an expiry; the key is in this answer only."""
     expires_at = datetime.now(UTC) + parse_window(body.expires_in) if body.expires_in else None
     key, record = await api_keys.create_key(
-        _engine(request), name=body.name, scopes=body.scopes, owner=body.owner, expires_at=expires_at
+        _engine(request),
+        name=body.name,
+        scopes=body.scopes,
+        owner=body.owner,
+        expires_at=expires_at,
+        public=body.public,
+        allowed_origins=body.allowed_origins,
     )
     return KeyCreated(**_public(record).model_dump(), key=key)
 

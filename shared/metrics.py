@@ -38,3 +38,11 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook delivery attempts; outcome: delivered, retrying (will be tried again) or failed (gave up)",
     ["outcome"],
 )
+
+# --- retention (shared/retention.py), which every service with tables runs ------------------
+
+RETENTION_PRUNED = Counter(
+    "leadflow_retention_pruned_total",
+    "Rows deleted because they were past their retention; kind: raw_events, inbox, webhook_deliveries, ...",
+    ["kind"],  # the service is the scrape target's label
+)

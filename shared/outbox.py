@@ -93,12 +93,6 @@ async def record_deliveries(conn: AsyncConnection, inbox: Table, messages: list[
     return {row.message_id for row in result}
 
 
-async def forget_deliveries(conn: AsyncConnection, inbox: Table, *, older_than: datetime) -> int:
-    """Drop inbox ids recorded before `older_than`: no redelivery can be that old (topic retention)."""
-    result = await conn.execute(delete(inbox).where(inbox.c.processed_at < older_than))
-    return int(result.rowcount or 0)
-
-
 class OutboxRelay:
     """Publishes committed outbox rows in order; safe with several instances.
 

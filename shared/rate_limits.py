@@ -6,6 +6,7 @@ e.g. events:write higher than reads), counted in a moving window by default
 limited answer carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
 (seconds until a request is free again). Failed authentications count per client address
 (`LEADFLOW_RATE_LIMIT_FAILED_AUTH`); an address over it gets a 429 before its key is looked up.
+A public (browser) write key is also limited per client address (`LEADFLOW_RATE_LIMIT_PUBLIC_ADDRESS`).
 
 Counts live in `LEADFLOW_RATE_LIMIT_STORAGE`: `memory://` (the default) counts in each
 process alone, so N instances admit N times the limit; a shared storage such as
@@ -78,6 +79,7 @@ class RateLimits:
         strategy: Strategy,
         per_scope: Mapping[str, str],
         failed_auth: str,
+        public_address: str = "50/second",
     ) -> None:
         uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
         storage = storage_from_string(uri)
@@ -85,6 +87,7 @@ class RateLimits:
         self._limiter = _STRATEGIES[strategy](storage)
         self._per_scope = {scope: parse(limit) for scope, limit in per_scope.items()}
         self._failed_auth = parse(failed_auth)
+        self._public_address = parse(public_address)
 
     @classmethod
     def of(cls, settings: Settings) -> RateLimits:
@@ -93,6 +96,7 @@ class RateLimits:
             strategy=settings.rate_limit_strategy,
             per_scope=settings.rate_limits,
             failed_auth=settings.rate_limit_failed_auth,
+            public_address=settings.rate_limit_public_address,
         )
 
     async def hit_key(self, key_id: str, scope: str) -> Quota | None:
@@ -102,6 +106,11 @@ class RateLimits:
             return None
         allowed = await self._limiter.hit(item, "key", key_id, scope)
         return await self._quota(item, allowed, "key", key_id, scope)
+
+    async def hit_public_address(self, key_id: str, address: str) -> Quota:
+        """Count a request of a public (browser) key from one client address."""
+        allowed = await self._limiter.hit(self._public_address, "public", key_id, address)
+        return await self._quota(self._public_address, allowed, "public", key_id, address)
 
     async def failed_auth_exhausted(self, address: str) -> Quota | None:
         """The address's quota if it has no failed authentication left, else None (nothing counted)."""

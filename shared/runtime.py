@@ -14,7 +14,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -27,7 +27,8 @@ from shared.db import make_engine, migrate, ping
 from shared.envelope import utcnow
 from shared.kafka import make_producer
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, forget_deliveries, inbox_table, outbox_table
+from shared.outbox import OutboxRelay, inbox_table, outbox_table
+from shared.retention import Pruned, PruneTarget, inbox_target, prune_service
 from shared.settings import ServiceName, Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork, unit_of_work
@@ -35,6 +36,7 @@ from shared.unit_of_work import UnitOfWork, unit_of_work
 log = get_logger(__name__)
 
 _STOP_GRACE_S = 5.0
+_FIRST_PRUNE_S = 60.0
 BackgroundLoop = Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]]
 
 
@@ -52,6 +54,8 @@ class ServiceSpec:
     # False: the service does its work without Postgres (intake: API keys from its cache),
     # so it starts and stays ready while Postgres is down, and reports it as degraded.
     needs_postgres: bool = True
+    # Tables pruned past their retention (services/<name>/retention.py); the inbox is added.
+    retention: list[PruneTarget] = field(default_factory=list)
 
 
 class ServiceRuntime:
@@ -119,7 +123,7 @@ class ServiceRuntime:
         await self._retry("kafka", self.producer.start)
         if self.spec.migrations is not None:
             self._spawn("outbox-relay", self.relay.run)
-            self._spawn("inbox-pruning", self._prune_inbox)
+            self._spawn("retention", self._prune_periodically)
         if self.spec.subscriptions:
             self.consumer = ConsumerRunner(
                 group_id=self.topics.group(self.spec.name),
@@ -191,16 +195,28 @@ class ServiceRuntime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _prune_inbox(self, stop: asyncio.Event) -> None:
-        """Hourly, forget message ids older than the retention; the table would grow forever."""
+    async def _prune_periodically(self, stop: asyncio.Event) -> None:
+        """Prune what is past its retention a minute after start-up (not an interval later, so
+        instances restarted more often than hourly still prune), then every
+        LEADFLOW_RETENTION_INTERVAL_S."""
+        wait = min(_FIRST_PRUNE_S, self.settings.retention_interval_s)
         while not stop.is_set():
-            older_than = utcnow() - timedelta(days=self.settings.inbox_retention_days)
-            async with self.engine.begin() as conn:
-                forgotten = await forget_deliveries(conn, self.inbox, older_than=older_than)
-            if forgotten:
-                log.info("inbox_pruned", forgotten=forgotten)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=3600)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            if not stop.is_set():
+                await self.prune(now=utcnow())
+            wait = self.settings.retention_interval_s
+
+    async def prune(self, *, now: datetime, dry_run: bool = False) -> list[Pruned]:
+        """Prune this service's tables as of `now` (the retention job's one run)."""
+        return await prune_service(
+            self.settings,
+            service=self.spec.name,
+            targets=[*self.spec.retention, inbox_target(self.inbox)],
+            topics=[self.topics.name(t) for t in self.spec.subscriptions],
+            now=now,
+            dry_run=dry_run,
+        )
 
     # --- what handlers and routes use ---------------------------------------
 

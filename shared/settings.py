@@ -82,7 +82,10 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_idle_poll_ms: int = Field(default=500, ge=10)
     inbox_retention_days: float = Field(
-        default=30.0, gt=0, description="Keep message ids this long; longer than any topic's retention."
+        default=14.0,
+        ge=0,
+        description="Keep message ids this long (0: forever); never less than the retention of the "
+        "topics they came from (shared/retention_policy.inbox_keep)",
     )
 
     # Webhook delivery (shared/webhooks.py), which handoff and feedback both run.
@@ -257,6 +260,71 @@ class Settings(BaseSettings):
 
     def config_file(self, name: str) -> Path:
         return self.config_dir / name
+
+    # Retention (shared/retention.py, shared/retention_policy.py): how long each kind of data is
+    # kept, in days; 0 keeps it forever. The inbox's is `inbox_retention_days` above.
+    retention_raw_events_days: float = Field(
+        default=395.0,
+        ge=0,
+        description="scoring's lead events, counted from the lead's latest event (13 months)",
+    )
+    retention_handoff_history_days: float = Field(
+        default=730.0, ge=0, description="handoff's history entries and notes (2 years)"
+    )
+    retention_webhook_deliveries_days: float = Field(
+        default=30.0, ge=0, description="finished webhook deliveries (delivered, failed, dropped)"
+    )
+    retention_dead_letters_days: float = Field(
+        default=30.0, ge=0, description="retention.ms of the dead-letter topics leadflow creates"
+    )
+    retention_event_conflicts_days: float = Field(
+        default=90.0, ge=0, description="scoring's records of reused event ids"
+    )
+    retention_idempotency_keys_days: float = Field(
+        default=7.0, ge=0, description="handoff's Idempotency-Keys and the answers a retry gets"
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="how often each service prunes")
+    retention_batch_rows: int = Field(default=5000, ge=1, description="rows one DELETE statement removes")
+    retention_max_rows_per_run: int = Field(
+        default=1_000_000, ge=0, description="rows one run prunes of each table at most (0: no bound)"
+    )
+    retention_statement_timeout_s: float = Field(
+        default=30.0, gt=0, description="one pruning statement (its own, not LEADFLOW_DB_STATEMENT_TIMEOUT_S)"
+    )
+    retention_redelivery_horizon_days: float = Field(
+        default=38.0,
+        gt=0,
+        description="the oldest record a topic may still deliver, when the broker cannot say "
+        "(retention.ms + segment.ms + 1 day); keeps the inbox at least this long",
+    )
+
+    @property
+    def retention_days(self) -> dict[str, float]:
+        """Each kind's retention in days, by `DataKind` value (0: forever)."""
+        return {
+            "raw_events": self.retention_raw_events_days,
+            "handoff_history": self.retention_handoff_history_days,
+            "webhook_deliveries": self.retention_webhook_deliveries_days,
+            "dead_letters": self.retention_dead_letters_days,
+            "inbox": self.inbox_retention_days,
+            "event_conflicts": self.retention_event_conflicts_days,
+            "idempotency_keys": self.retention_idempotency_keys_days,
+        }
+
+    # Tracking API (issue 14): public (browser) write keys, limited per visitor's address too.
+    rate_limit_public_address: str = Field(
+        default="50/second",
+        description="requests one client address may make with one public (browser) write key",
+    )
+    public_origins_ttl_s: float = Field(
+        default=5.0, gt=0, description="intake re-reads the public keys' allowed origins this often"
+    )
+
+    @field_validator("rate_limit_public_address")
+    @classmethod
+    def _public_limit_parses(cls, value: str) -> str:
+        limits.parse(value)
+        return value
 
 
 @lru_cache

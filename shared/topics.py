@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.events import BASE_TOPICS, LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS
+from shared.events import BASE_TOPICS, FAILED_EVENTS, LEAD_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class Topics:
     @property
     def alerts(self) -> str:
         return self.name(OPS_ALERTS)
+
+    @property
+    def failed_events(self) -> str:
+        return self.name(FAILED_EVENTS)
 
     def group(self, service: str) -> str:
         """The consumer group of a service (`<prefix>leadflow-<service>`)."""

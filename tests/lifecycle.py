@@ -8,6 +8,7 @@ from typing import Any
 from shared.envelope import Envelope, utcnow
 from shared.events import (
     EVENT_MODELS,
+    AccountContext,
     HandoffCreated,
     HandoffTransition,
     ScoreContribution,
@@ -38,6 +39,7 @@ def created(
     score: int = 70,
     grade: str = "A",
     rules: dict[str, float] | None = None,
+    account: AccountContext | None = None,
 ) -> Envelope:
     at = at or utcnow()
     explanation = [
@@ -59,6 +61,7 @@ def created(
             grade=grade,
             mql_at=at,
             explanation=explanation,
+            account=account,
         ),
         source="handoff",
         lead_id=f"lead-{n}",
@@ -111,4 +114,16 @@ def breached(
         source="handoff",
         lead_id=f"lead-{n}",
         occurred_at=at,
+    )
+
+
+def account(tier: str | None = "strategic", *, account_id: str = "acc-1") -> AccountContext:
+    """A matched account as scoring puts it on `lead.mql_reached` and handoff copies it."""
+    return AccountContext(
+        account_id=account_id,
+        name="Acme",
+        owner="sophie.laurent",
+        tier=tier,
+        matched_by="domain",
+        confidence=1.0,
     )

@@ -36,12 +36,19 @@ async def create_key(
     scopes: list[Scope],
     owner: str | None,
     expires_in: timedelta | None = None,
+    origins: list[str] | None = None,
 ) -> tuple[str, str]:
-    """A new key (shown once) and its id."""
+    """A new key (shown once) and its id; with `origins`, a public (browser) key."""
     expires_at = datetime.now(UTC) + expires_in if expires_in else None
     async with _auth_engine(settings) as engine:
         key, record = await api_keys.create_key(
-            engine, name=name, scopes=scopes, owner=owner, expires_at=expires_at
+            engine,
+            name=name,
+            scopes=scopes,
+            owner=owner,
+            expires_at=expires_at,
+            public=bool(origins),
+            allowed_origins=origins or (),
         )
     return key, record.key_id
 

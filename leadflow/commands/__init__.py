@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from leadflow.commands import demo, dev, feedback, keys, migrate, model, replay, schemas, serve
+from leadflow.commands import demo, dev, feedback, keys, migrate, model, replay, retention, schemas, serve
 
 app = typer.Typer(help="leadflow: real-time lead qualification on Kafka.", no_args_is_help=True)
 app.command()(serve.serve)
@@ -19,6 +19,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(model.app, name="model")
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(retention.app, name="retention")
 app.command()(model.rescore)
 app.command()(model.backtest)
 app.command()(replay.replay)

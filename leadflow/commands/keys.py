@@ -32,18 +32,34 @@ def keys_create(
     expires_in: Annotated[
         str | None, typer.Option("--expires-in", help="e.g. 24h, 30d, 2w; default: does not expire")
     ] = None,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(help="a public (browser) key's allowed origin, e.g. https://www.example.com; repeat"),
+    ] = None,
 ) -> None:
-    """Create an API key with scopes; the key is printed once and stored hashed."""
+    """Create an API key with scopes; the key is printed once and stored hashed. With --origin it
+    is a public browser key: events:write only, accepted only from those origins."""
+    from pydantic import ValidationError
+
     from leadflow.admin.keys import create_key
     from shared.auth import Scope
+    from shared.key_api import KeyCreate
 
     try:
         scopes = [Scope(s) for s in scope]
     except ValueError as exc:
         raise typer.BadParameter(f"{exc}; scopes: {', '.join(s.value for s in Scope)}") from exc
+    try:
+        origins = KeyCreate(
+            name=name, scopes=scopes, public=bool(origin), allowed_origins=origin or []
+        ).allowed_origins
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="--origin") from exc
     lifetime = _duration(expires_in, "--expires-in")
     key, key_id = asyncio.run(
-        create_key(get_settings(), name=name, scopes=scopes, owner=owner, expires_in=lifetime)
+        create_key(
+            get_settings(), name=name, scopes=scopes, owner=owner, expires_in=lifetime, origins=origins
+        )
     )
     typer.echo(key)
     until = f", expires in {expires_in}" if expires_in else ""

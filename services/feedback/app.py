@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.feedback import alert_webhooks, dashboard, reports, store
+from services.feedback import alert_webhooks, dashboard, failed_events, reports, retention, store
 from services.feedback.alerting import RETURN_RATE_PREFIX, make_alert_timer
 from services.feedback.config_files import load_feedback_config
 from services.feedback.domain import (
@@ -25,6 +25,7 @@ from services.feedback.schemas import (
     AlertList,
     AlertPublic,
     Funnel,
+    FunnelGroups,
     ReturnRate,
     ReturnRateGroups,
     ReturnRateSeries,
@@ -33,14 +34,14 @@ from services.feedback.schemas import (
 from services.feedback.settings import FeedbackSettings
 from shared.auth import Principal, Scope, require
 from shared.envelope import utcnow
-from shared.events import LEAD_LIFECYCLE, OPS_ALERTS
+from shared.events import FAILED_EVENTS, LEAD_LIFECYCLE, OPS_ALERTS
 from shared.http import create_app
 from shared.problems import FieldError, invalid
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.settings import Settings, settings_as
 
 # The topics its consumer reads (base names); `leadflow dev` drains this group on them at Ctrl-C.
-SUBSCRIPTIONS = [LEAD_LIFECYCLE, OPS_ALERTS]
+SUBSCRIPTIONS = [LEAD_LIFECYCLE, OPS_ALERTS, FAILED_EVENTS]
 router = APIRouter(prefix="/v1", tags=["metrics"])
 Reader = Annotated[Principal, require(Scope.METRICS_READ)]
 PROBLEM = {"description": "Problem (application/problem+json)"}
@@ -104,7 +105,8 @@ async def get_return_rate_groups(
     by: Annotated[Dimension, Query(description=f"One of {', '.join(DIMENSIONS)}.")],
     window: WindowQuery = None,
 ) -> dict[str, Any]:
-    """The return rate of each source, channel, campaign, owner, team, policy, score band or grade."""
+    """The return rate of each source, channel, campaign, owner, team, policy, score band, grade,
+    account tier or account match (matched | unmatched)."""
     config = _config(request)
     window = window or config.window
     span = Window.ending(utcnow(), _duration("window", window))
@@ -132,6 +134,22 @@ async def get_funnel(
     async with _runtime(request).engine.connect() as conn:
         answer = await reports.funnel(conn, end=utcnow(), kind=cohort, count=cohorts)
     return {"cohort": cohort, **answer}
+
+
+@router.get("/metrics/funnel/groups", response_model=FunnelGroups, responses={422: PROBLEM})
+async def get_funnel_groups(
+    request: Request,
+    _: Reader,
+    by: Annotated[Dimension, Query(description=f"One of {', '.join(DIMENSIONS)}.")],
+    cohort: Annotated[Literal["week", "month"], Query()] = "week",
+    cohorts: Annotated[int, Query(ge=1, le=104)] = 8,
+) -> dict[str, Any]:
+    """MQL → SAL → SQL → SQO of each account tier, account match, source, ... over the last cohorts."""
+    async with _runtime(request).engine.connect() as conn:
+        answer = await reports.funnel_groups(
+            conn, _config(request), end=utcnow(), kind=cohort, count=cohorts, by=by
+        )
+    return {"cohort": cohort, "cohorts": cohorts, "by": by, **answer}
 
 
 @router.get("/metrics/rule-attribution", response_model=RuleAttributions, responses={422: PROBLEM})
@@ -166,7 +184,11 @@ def create(settings: Settings | None = None) -> FastAPI:
         migrations=store.MIGRATIONS,
         subscriptions=SUBSCRIPTIONS,
         handlers={},
-        batch_handlers={**make_handlers(config), **alert_webhooks.batch_handlers()},
+        batch_handlers={
+            **make_handlers(config),
+            **alert_webhooks.batch_handlers(),
+            **failed_events.batch_handlers(),
+        },
         loops=[
             make_alert_timer(config, interval_s=settings.alert_eval_interval_s),
             alert_webhooks.make_delivery_loop(
@@ -175,12 +197,13 @@ def create(settings: Settings | None = None) -> FastAPI:
                 poll_s=settings.webhook_poll_s,
             ),
         ],
+        retention=retention.TARGETS,
     )
     app = create_app(
         ServiceRuntime(spec, settings),
         title="leadflow feedback",
         description="Return rates against the threshold, the funnel, rule attribution, alerts, dashboard.",
-        routers=[router, dashboard.router, alert_webhooks.router],
+        routers=[router, dashboard.router, alert_webhooks.router, failed_events.router],
     )
     app.state.feedback = config
     return app

@@ -44,8 +44,20 @@ __all__ = [
     "wilson_interval",
 ]
 
-# The groupings of a return rate (PRODUCT.md, issue 5). `score_band` is derived from the score.
-Dimension = Literal["source", "channel", "campaign", "owner", "team", "policy", "score_band", "grade"]
+# The groupings of a return rate (PRODUCT.md, issue 5). `score_band` is derived from the score;
+# `account_tier` and `account_matched` (matched | unmatched) from the account on handoff.created.
+Dimension = Literal[
+    "source",
+    "channel",
+    "campaign",
+    "owner",
+    "team",
+    "policy",
+    "score_band",
+    "grade",
+    "account_tier",
+    "account_matched",
+]
 DIMENSIONS: tuple[Dimension, ...] = typing.get_args(Dimension)
 
 
@@ -351,6 +363,7 @@ DEFAULT_METRIC_VALUES: dict[Dimension, tuple[str, ...]] = {
     "team": ("emea-sales", "amer-sales", "enterprise"),
     "policy": ("hot", "standard"),
     "grade": ("A", "B", "C", "D"),
+    "account_matched": ("matched", "unmatched"),
 }
 
 

@@ -94,7 +94,17 @@ def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any
         "score": event.score,
         "handed_off_at": envelope.occurred_at,
         "mql_at": event.mql_at or envelope.occurred_at,
+        "account_tier": event.account.tier if event.account is not None else None,
+        "account_matched": _account_matched(event),
     }
+
+
+def _account_matched(event: HandoffCreated) -> bool | None:
+    """Whether the lead had an account; None (unknown) for a handoff announced before handoffs
+    carried accounts, whose payload has no `account` at all, so a rebuild agrees with the migration."""
+    if "account" not in event.model_fields_set:
+        return None
+    return event.account is not None
 
 
 def rules_of(event: HandoffCreated) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.feedback import store
 from services.feedback.domain import (
+    CohortFunnel,
     CohortKind,
     FeedbackConfig,
     Window,
@@ -72,38 +73,54 @@ async def groups(
     return sorted(items, key=lambda i: (i["group"] is None, -(i["rate"] or 0.0), -i["denominator"]))
 
 
+def _funnel_figures(f: CohortFunnel) -> dict[str, Any]:
+    return {
+        "mql": f.mql,
+        "sal": f.sal,
+        "sql": f.sql,
+        "sqo": f.sqo,
+        "returned": f.returned,
+        "disqualified": f.disqualified,
+        "conversion": f.conversion,
+        "stage_seconds": {stage: asdict(time) for stage, time in f.stage_seconds.items()},
+        "sla": {
+            "decided": f.decided,
+            "in_time": f.in_time,
+            "compliance": f.compliance,
+            "breaches": f.breaches,
+        },
+    }
+
+
 async def funnel(conn: AsyncConnection, *, end: datetime, kind: CohortKind, count: int) -> dict[str, Any]:
     cohorts = previous_cohorts(end, kind, count)
     since = cohorts[0][1]
     funnels = cohort_funnels(await store.funnel_facts(conn, since), cohorts)
     return {
         "items": [
-            {
-                "cohort": f.cohort,
-                "start": f.start,
-                "end": f.end,
-                "mql": f.mql,
-                "sal": f.sal,
-                "sql": f.sql,
-                "sqo": f.sqo,
-                "returned": f.returned,
-                "disqualified": f.disqualified,
-                "conversion": f.conversion,
-                "stage_seconds": {stage: asdict(time) for stage, time in f.stage_seconds.items()},
-                "sla": {
-                    "decided": f.decided,
-                    "in_time": f.in_time,
-                    "compliance": f.compliance,
-                    "breaches": f.breaches,
-                },
-            }
-            for f in funnels
+            {"cohort": f.cohort, "start": f.start, "end": f.end, **_funnel_figures(f)} for f in funnels
         ],
         "breaches_by_team": [
             {"team": team, "breaches": total, "open": still_open}
             for team, total, still_open in await store.breaches_by_team(conn, since)
         ],
     }
+
+
+async def funnel_groups(
+    conn: AsyncConnection, config: FeedbackConfig, *, end: datetime, kind: CohortKind, count: int, by: str
+) -> dict[str, Any]:
+    """The funnel of each value of `by` over the last `count` cohorts together, largest first:
+    e.g. whether leads at matched accounts, or at strategic ones, convert better."""
+    cohorts = previous_cohorts(end, kind, count)
+    since, until = cohorts[0][1], cohorts[-1][2]
+    grouped = await store.grouped_funnel_facts(conn, since, by, config.score_bands)
+    items = []
+    for value, facts in grouped.items():
+        [figures] = cohort_funnels(facts, [(value or "", since, until)])
+        items.append({"group": value, **_funnel_figures(figures)})
+    items.sort(key=lambda i: (i["group"] is None, -i["mql"], i["group"] or ""))
+    return {"start": since, "end": until, "items": items}
 
 
 async def rule_attribution(conn: AsyncConnection, window: Window) -> list[dict[str, Any]]:

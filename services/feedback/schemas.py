@@ -88,6 +88,28 @@ class CohortFunnel(BaseModel):
     sla: SlaFigures
 
 
+class GroupFunnel(BaseModel):
+    group: str | None = Field(description="The value of the grouping; null: not known for these leads.")
+    mql: int
+    sal: int
+    sql: int
+    sqo: int
+    returned: int
+    disqualified: int
+    conversion: dict[str, float | None]
+    stage_seconds: dict[str, StageTime]
+    sla: SlaFigures
+
+
+class FunnelGroups(BaseModel):
+    cohort: str
+    cohorts: int
+    by: str
+    start: datetime
+    end: datetime
+    items: list[GroupFunnel]
+
+
 class TeamBreaches(BaseModel):
     team: str | None
     breaches: int

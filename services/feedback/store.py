@@ -67,6 +67,13 @@ handoff_facts = Table(
     Column("team", Text, nullable=True),
     Column("source", Text, nullable=True),
     Column("mql_at", DateTime(timezone=True), nullable=True, comment="the cohort: when it became MQL"),
+    Column("account_tier", Text, nullable=True, comment="the tier of the lead's account at handoff"),
+    Column(
+        "account_matched",
+        Boolean,
+        nullable=True,
+        comment="whether the lead had an account at handoff; null: handed off before accounts",
+    ),
     Index("ix_handoff_facts_decided_at", "decided_at"),
     Index("ix_handoff_facts_mql_at", "mql_at"),
     schema=SCHEMA,
@@ -237,9 +244,18 @@ def score_band_column(edges: Sequence[int]) -> ColumnElement[Any]:
     return case(*whens, else_=case((score.is_(None), None), else_=literal(last)))
 
 
+def account_matched_column() -> ColumnElement[Any]:
+    matched = handoff_facts.c.account_matched
+    return case(
+        (matched.is_(True), literal("matched")), (matched.is_(False), literal("unmatched")), else_=None
+    )
+
+
 def dimension_column(dimension: str, edges: Sequence[int]) -> ColumnElement[Any]:
     if dimension == "score_band":
         return score_band_column(edges)
+    if dimension == "account_matched":
+        return account_matched_column()
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}")
     return handoff_facts.c[dimension]
@@ -363,10 +379,19 @@ async def rule_counts(
 
 async def funnel_facts(conn: AsyncConnection, since: datetime) -> list[FunnelFacts]:
     """The funnel facts of every handoff whose lead reached MQL at or after `since`."""
+    return (await grouped_funnel_facts(conn, since, None, [])).get(None, [])
+
+
+async def grouped_funnel_facts(
+    conn: AsyncConnection, since: datetime, dimension: str | None, edges: Sequence[int]
+) -> dict[str | None, list[FunnelFacts]]:
+    """`funnel_facts` by value of `dimension` (all under None when it is None)."""
     f, b = handoff_facts, sla_breaches
     entered = f.c.mql_at
     breaches = select(func.count()).where(b.c.handoff_id == f.c.handoff_id).scalar_subquery()
+    group = dimension_column(dimension, edges) if dimension else literal(None)
     query = select(
+        group.label("group_value"),
         entered.label("entered_at"),
         f.c.handed_off_at,
         f.c.decision,
@@ -378,7 +403,11 @@ async def funnel_facts(conn: AsyncConnection, since: datetime) -> list[FunnelFac
         f.c.disqualified_at,
         breaches.label("breaches"),
     ).where(entered >= since)
-    return [FunnelFacts(**row._mapping) for row in await conn.execute(query)]
+    grouped: dict[str | None, list[FunnelFacts]] = {}
+    for row in await conn.execute(query):
+        values = dict(row._mapping)
+        grouped.setdefault(values.pop("group_value"), []).append(FunnelFacts(**values))
+    return grouped
 
 
 async def breaches_by_team(conn: AsyncConnection, since: datetime) -> list[tuple[str | None, int, int]]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.handoff import idempotency, store, webhooks
+from services.handoff import idempotency, retention, routing_api, store, webhooks
 from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.domain import (
     Action,
@@ -319,6 +319,9 @@ async def reassign_handoff(
 # --- webhooks ---------------------------------------------------------------------------
 
 router.include_router(webhooks.router)  # POST/GET /v1/webhooks, GET /v1/webhooks/{id}/deliveries
+router.include_router(
+    routing_api.router
+)  # POST /v1/handoffs/{id}/claim, /v1/reps, /v1/reps/{rep}/availability
 
 
 def create(settings: Settings | None = None) -> FastAPI:
@@ -345,6 +348,7 @@ def create(settings: Settings | None = None) -> FastAPI:
                 poll_s=settings.webhook_poll_s,
             ),
         ],
+        retention=retention.TARGETS,
     )
     app = create_app(
         ServiceRuntime(spec, settings),

@@ -93,6 +93,9 @@ _EVENT_TYPES: dict[Action, EventType] = {
     Action.REOPEN: EventType.HANDOFF_REOPENED,
 }
 
+# The stages in which a handoff counts against its owner's capacity: not yet ended.
+OPEN_STAGES = (Stage.MQL, Stage.SAL, Stage.SQL)
+
 # Actions that send a lead back to marketing and so must say why, from the closed list.
 _SENDS_BACK = frozenset({Action.REJECT, Action.RETURN})
 
@@ -203,6 +206,8 @@ class HandoffConfig:
         for team in self.routing.teams:
             owners.update([team.name, *team.members, *([team.manager] if team.manager else [])])
         owners.update(rule.assign.owner for rule in self.routing.rules if rule.assign.owner)
+        owners.update(self.routing.reps)
+        owners.update(r.backup for r in self.routing.reps.values() if r.backup)
         owners.update(p.on_breach.reassign_to for p in self.sla.policies if p.on_breach.reassign_to)
         return frozenset(owners)
 

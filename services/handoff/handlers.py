@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from services.handoff import sla, store, webhooks
+from services.handoff.assignments import assign
 from services.handoff.domain import Decision, Handoff, HandoffConfig, Stage
-from services.handoff.routing import RouteDecision, route
+from services.handoff.routing import LeadToRoute
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope, utcnow
 from shared.events import HandoffCreated, MqlReached
@@ -44,17 +45,6 @@ def make_handlers(config: HandoffConfig) -> tuple[Mapping[str, Handler], Mapping
     }
 
 
-async def assign(
-    uow: UnitOfWork, config: HandoffConfig, *, traits: Mapping[str, Any], policy: str
-) -> RouteDecision:
-    """Route by the rules; a team assignment takes the team's next round-robin turn."""
-    decision = route(config.routing, traits=traits, policy=policy, turn=0)
-    if decision.team is None:
-        return decision
-    turn = await store.next_turn(uow.conn, decision.team)
-    return route(config.routing, traits=traits, policy=policy, turn=turn)
-
-
 async def open_handoff(
     uow: UnitOfWork,
     config: HandoffConfig,
@@ -68,7 +58,9 @@ async def open_handoff(
     if await store.handoff_of(uow.conn, lead_id=lead_id, cycle=mql.cycle) is not None:
         return  # a redelivered MQL: routing must not take another turn
     policy = sla.choose_policy(config.sla, recent_events=mql.recent_events, mql_at=mql_at)
-    owner = await assign(uow, config, traits=mql.traits, policy=policy.name)
+    # Who is in and who is full is judged at the moment of the handoff (stable under redelivery).
+    lead = LeadToRoute(traits=mql.traits, policy=policy.name, account=mql.account)
+    owner = await assign(uow, config, lead, now=handed_off_at)
     due = sla.decide_by(policy, handed_off_at, calendar=config.calendar_of_team(owner.team))
     handoff_id = str(uuid.uuid4())
     inserted = await store.insert_handoff(
@@ -87,10 +79,21 @@ async def open_handoff(
         lead={"email": mql.email, "traits": mql.traits},
         channel=mql.channel,
         campaign=mql.campaign,
+        account=mql.account.model_dump() if mql.account else None,
+        routing_reason=owner.reason.value,
+        routing_rule=owner.rule,
     )
     if not inserted:
         return
-    await store.record(uow.conn, handoff_id=handoff_id, actor="leadflow", action="create", to_stage=Stage.MQL)
+    await store.record(
+        uow.conn,
+        handoff_id=handoff_id,
+        actor="leadflow",
+        action="create",
+        to_stage=Stage.MQL,
+        reason=owner.reason.value,
+        note=owner.note,
+    )
     await schedule_sla(
         uow, config, handoff_id, policy=policy, stage=Stage.MQL, start=handed_off_at, due=due, team=owner.team
     )
@@ -108,6 +111,10 @@ async def open_handoff(
         source=mql.source,
         mql_at=mql_at,
         explanation=mql.explanation,
+        account=mql.account,
+        routing_reason=owner.reason.value,
+        routing_rule=owner.rule,
+        routing_note=owner.note,
     )
     uow.emit(created, lead_id=lead_id, occurred_at=handed_off_at)
 

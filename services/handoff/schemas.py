@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.events import (
+    AccountContext,
+    HandoffClaimed,
     HandoffCreated,
     HandoffReassigned,
     LeadDisqualified,
@@ -20,6 +22,7 @@ from shared.events import (
     SqlQualified,
     SqoCreated,
 )
+from shared.request_rules import Instant
 
 # The webhook shapes are every service's; the client imports them from here.
 from shared.webhook_api import DeliveryPublic as DeliveryPublic
@@ -38,6 +41,7 @@ WEBHOOK_EVENT_TYPES: tuple[str, ...] = tuple(
         SqoCreated,
         LeadDisqualified,
         HandoffReassigned,
+        HandoffClaimed,
         SlaWarning,
         SlaBreached,
     )
@@ -64,6 +68,13 @@ class HandoffPublic(BaseModel):
     allowed_actions: list[str]
     created_at: datetime
     updated_at: datetime
+    account: AccountContext | None = Field(
+        default=None, description="The lead's account at MQL time: name, owner, tier, score, how matched."
+    )
+    routing_reason: str | None = Field(
+        default=None, description="Why its owner has it: account_owner, round_robin, ooo_backup, claimed, ..."
+    )
+    routing_rule: str | None = Field(default=None, description="The routing rule that assigned it, if any.")
 
 
 class HandoffPage(BaseModel):
@@ -92,3 +103,43 @@ class HistoryEntry(BaseModel):
     to_stage: str
     reason: str | None
     note: str | None
+
+
+class ClaimBody(BaseModel):
+    rep: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who claims it; a rep's own key claims for its rep, managers may name one.",
+    )
+
+
+class OutOfOfficeWindow(BaseModel):
+    start: Instant = Field(description="Away from this instant (with an offset).")
+    end: Instant = Field(description="Back at this instant; after `start`.")
+    backup: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Takes the rep's account handoffs meanwhile."
+    )
+
+
+class AvailabilityBody(BaseModel):
+    out_of_office: list[OutOfOfficeWindow] = Field(
+        max_length=50, description="Replaces the windows set over the API; [] clears them."
+    )
+
+
+class RepAvailability(BaseModel):
+    rep: str
+    away_now: bool
+    back_at: datetime | None = Field(description="When the current window ends, if away now.")
+    out_of_office: list[OutOfOfficeWindow] = Field(description="Set over the API, not yet over.")
+    configured: list[OutOfOfficeWindow] = Field(description="From the routing file.")
+
+
+class RepPublic(BaseModel):
+    rep: str
+    teams: list[str]
+    weight: int
+    capacity: int | None
+    open_handoffs: int
+    away_now: bool

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -31,7 +33,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
-from services.handoff.domain import Transition
+from services.handoff.availability import AwayWindow
+from services.handoff.domain import OPEN_STAGES, Transition
+from services.handoff.routing import RouteDecision, RoutingState, TurnTaken
 from shared.outbox import inbox_table, outbox_table
 from shared.webhooks import webhook_tables
 
@@ -61,8 +65,13 @@ handoffs = Table(
     Column("team", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("account", JSONB, nullable=True, comment="the lead's account at MQL time (AccountContext)"),
+    Column("routing_reason", Text, nullable=True, comment="why this owner (routing.RoutingReason)"),
+    Column("routing_rule", Text, nullable=True),
     UniqueConstraint("lead_id", "cycle", name="uq_handoffs_lead_cycle"),
     Index("ix_handoffs_stage_decide_by", "stage", "decide_by"),
+    # Each rep's open handoffs are counted on every routing decision that could reach them.
+    Index("ix_handoffs_open_by_owner", "owner", postgresql_where=text("stage IN ('mql', 'sal', 'sql')")),
     schema=SCHEMA,
 )
 
@@ -116,6 +125,20 @@ routing_turns = Table(
     metadata,
     Column("team", Text, primary_key=True),
     Column("turn", BigInteger, nullable=False, server_default="0"),
+    schema=SCHEMA,
+)
+
+rep_availability = Table(
+    "rep_availability",
+    metadata,
+    Column("rep", Text, nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("backup", Text, nullable=True),
+    Column("set_by", Text, nullable=False, comment="the key's owner or name"),
+    PrimaryKeyConstraint("rep", "window_start", name="pk_rep_availability"),
+    Index("ix_rep_availability_end", "window_end"),
+    comment="out-of-office windows set over the API (the routing file has its own)",
     schema=SCHEMA,
 )
 
@@ -360,15 +383,103 @@ async def remember_response(
     return result.first() is not None
 
 
-# --- routing -----------------------------------------------------------------------------
+# --- routing ----------------------------------------------------------------------------
+# The router is pure (routing.route); here is what it reads and how its decision is applied
+# so that two instances routing at once never overrun a rep's capacity or reuse a turn.
+
+# Namespace of the per-rep advisory locks (pg_advisory_xact_lock(namespace, hashtext(rep))).
+_REP_LOCKS = 0x4C46_0001
+_OPEN = [stage.value for stage in OPEN_STAGES]
 
 
-async def next_turn(conn: AsyncConnection, team: str) -> int:
-    """The team's round-robin position, advanced by one (safe with several instances)."""
-    statement = insert(routing_turns).values(team=team, turn=1)
-    result = await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["team"], set_={"turn": routing_turns.c.turn + 1}
-        ).returning(routing_turns.c.turn)
+async def routing_state(conn: AsyncConnection, reps: Sequence[str], *, now: datetime) -> RoutingState:
+    """Every team's cursor, the open handoffs of `reps`, and the API-set windows covering `now`."""
+    turns = {row.team: int(row.turn) for row in await conn.execute(select(routing_turns))}
+    counts = await open_handoffs(conn, reps)
+    away = await away_windows(conn, now=now)
+    return RoutingState(now=now, turns=turns, open_handoffs=counts, away=away)
+
+
+async def open_handoffs(conn: AsyncConnection, owners: Sequence[str]) -> dict[str, int]:
+    if not owners:
+        return {}
+    query = (
+        select(handoffs.c.owner, func.count())
+        .where(handoffs.c.owner.in_(list(owners)), handoffs.c.stage.in_(_OPEN))
+        .group_by(handoffs.c.owner)
     )
-    return int(result.scalar_one()) - 1
+    return {owner: int(count) for owner, count in await conn.execute(query)}
+
+
+async def apply_route(conn: AsyncConnection, decision: RouteDecision) -> bool:
+    """Take the decision's turn and a place under its owner's capacity, or nothing and False.
+
+    False means another instance moved the team's cursor or filled the rep since the state was
+    read: the caller reads the state again and routes anew. The cursor moves by a conditional
+    update (only if still where the router saw it); the rep's count is taken again under the
+    rep's lock, which every decision that could add to it holds until it commits, so the
+    count cannot go stale before this transaction's handoff is in.
+    """
+    if decision.turn is None and decision.capacity is None:
+        return True  # a queue or an uncapped named owner: nothing another instance could take
+    savepoint = await conn.begin_nested()
+    if decision.turn is not None and not await _move_cursor(conn, decision.turn):
+        await savepoint.rollback()
+        return False
+    if decision.capacity is not None and not await has_room(conn, decision.owner, decision.capacity):
+        await savepoint.rollback()
+        return False
+    await savepoint.commit()
+    return True
+
+
+async def _move_cursor(conn: AsyncConnection, turn: TurnTaken) -> bool:
+    await conn.execute(
+        insert(routing_turns).values(team=turn.team, turn=0).on_conflict_do_nothing(index_elements=["team"])
+    )
+    moved = await conn.execute(
+        update(routing_turns)
+        .where(routing_turns.c.team == turn.team, routing_turns.c.turn == turn.seen)
+        .values(turn=turn.next)
+        .returning(routing_turns.c.team)
+    )
+    return moved.first() is not None
+
+
+async def has_room(conn: AsyncConnection, rep: str, capacity: int) -> bool:
+    """Lock the rep (until commit) and count their open handoffs again: True if below `capacity`."""
+    await conn.execute(select(func.pg_advisory_xact_lock(_REP_LOCKS, func.hashtext(rep))))
+    return (await open_handoffs(conn, [rep])).get(rep, 0) < capacity
+
+
+async def claim(conn: AsyncConnection, handoff_id: str, *, queue: str, rep: str) -> Row[Any] | None:
+    """Give a handoff waiting in `queue` to `rep`; None when it is no longer there (the first claim won)."""
+    result = await conn.execute(
+        update(handoffs)
+        .where(handoffs.c.handoff_id == handoff_id, handoffs.c.owner == queue, handoffs.c.stage == "mql")
+        .values(owner=rep, routing_reason="claimed", version=handoffs.c.version + 1, updated_at=func.now())
+        .returning(*handoffs.c)
+    )
+    return result.first()
+
+
+async def away_windows(conn: AsyncConnection, *, now: datetime, rep: str | None = None) -> list[AwayWindow]:
+    """The API-set windows not over at `now` (of one rep, or everyone's)."""
+    a = rep_availability
+    query = select(a).where(a.c.window_end > now).order_by(a.c.rep, a.c.window_start)
+    if rep is not None:
+        query = query.where(a.c.rep == rep)
+    return [AwayWindow(r.rep, r.window_start, r.window_end, r.backup) for r in await conn.execute(query)]
+
+
+async def replace_away_windows(
+    conn: AsyncConnection, rep: str, windows: Sequence[AwayWindow], *, set_by: str
+) -> None:
+    """The rep's API-set windows become `windows` (an empty list: back in the office)."""
+    await conn.execute(rep_availability.delete().where(rep_availability.c.rep == rep))
+    if windows:
+        rows = [
+            {"rep": rep, "window_start": w.start, "window_end": w.end, "backup": w.backup, "set_by": set_by}
+            for w in windows
+        ]
+        await conn.execute(insert(rep_availability), rows)

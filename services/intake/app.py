@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import MetaData
 
+from services.intake import tracking_api
 from services.intake.config_files import load_tracking_plan
 from services.intake.domain import EventBatch, IntakeEvent, TrackingPlan
 from services.intake.event_limits import EventLimits
@@ -100,12 +101,13 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
         runtime,
         title="leadflow intake",
         description="Accepts website and form events, validated against the tracking plan.",
-        routers=[router],
+        routers=[router, tracking_api.router],
     )
     app.state.tracking_plan = load_tracking_plan(settings.config_file("tracking-plan.yaml"))
     app.state.event_limits = settings.event_limits
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_middleware(CountOversized, max_bytes=settings.max_body_bytes)
+    tracking_api.install(app, settings)
     return app
 
 

@@ -85,3 +85,16 @@ class CountOversized:
             return message
 
         await self.app(scope, measured_receive, send)
+
+
+# The Tracking API's messages that became failed events (lead.events.failed, listed by feedback's
+# GET /v1/failed-events); reason: the rule the message broke, a name from code.
+TRACKING_FAILED = prometheus_client.Counter(
+    "leadflow_intake_tracking_failed_total",
+    "Tracking API messages accepted but not put on lead.events; reason: the rule each one broke",
+    ["reason"],
+)
+
+
+def count_tracking_failed(reason: str) -> None:
+    TRACKING_FAILED.labels(reason).inc()

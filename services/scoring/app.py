@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import TypeAdapter
 
-from services.scoring import store
+from services.scoring import retention, store
 from services.scoring.config_files import load_model
 from services.scoring.decay_loop import make_decay_loop
 from services.scoring.handlers import make_handlers
@@ -165,6 +165,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         handlers=handlers,
         batch_handlers=batch_handlers,
         loops=loops,
+        retention=retention.targets(model),
     )
     app = create_app(
         ServiceRuntime(spec, settings),

@@ -258,3 +258,12 @@ def _first_property(ordered: Sequence[LeadEvent], *names: str) -> str | None:
             if value:
                 return str(value)
     return None
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def event_types_kept_forever(model: ScoringModel) -> list[str]:
+    """Event types retention never prunes: those a disqualifier of the model tests (an
+    `unsubscribe`), so a lead whose older events went stays disqualified when it returns."""
+    return sorted({str(rule.event) for rule in model.undesirables if rule.disqualify and rule.event})

@@ -263,6 +263,13 @@ async def sees_the_first_month(page: Page, leads: list[Lead]) -> None:
     for cohort in {cohort_of(lead.mql_at) for lead in leads}:
         mqls = sum(1 for lead in leads if cohort_of(lead.mql_at) == cohort)
         await expect(mqls_of(page, cohort).locator("b")).to_have_text(str(mqls))
+    # None of these leads had an account: the split by account puts every one under unmatched.
+    by_account = page.locator('[data-testid="account-funnel-row"][data-cohort="unmatched"]')
+    await expect(by_account.get_by_test_id("funnel-mql").locator("b")).to_have_text(str(len(leads)))
+    await page.get_by_label("Group by").select_option("account_matched")
+    await expect(row(page, "group-row", "unmatched")).to_contain_text("20.0%")
+    await page.get_by_label("Group by").select_option("source")
+    await expect(row(page, "group-row", "webinar")).to_be_visible()
     await expect(row(page, "rule-row", WEBINAR_RULE)).to_contain_text("6.0×")
     await expect(page.get_by_test_id("alert")).to_have_count(1)
     await expect(page.get_by_test_id("alert")).to_contain_text("Overall return rate")

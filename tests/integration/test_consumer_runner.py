@@ -80,29 +80,3 @@ async def test_poison_in_a_batch_is_dead_lettered_alone_and_redelivery_changes_n
             assert len(dlq.records) == 1
     finally:
         await engine.dispose()
-
-
-async def test_inbox_forgets_ids_older_than_the_retention(settings: Settings) -> None:
-    from datetime import timedelta
-
-    from sqlalchemy import func, select, update
-
-    from shared.outbox import forget_deliveries, record_deliveries
-
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    inbox = inbox_table(MetaData(), "scoring")
-    try:
-        async with engine.begin() as conn:
-            await record_deliveries(conn, inbox, [("old", "t"), ("new", "t")])
-            await conn.execute(
-                update(inbox)
-                .where(inbox.c.message_id == "old")
-                .values(processed_at=utcnow() - timedelta(days=40))
-            )
-            assert await forget_deliveries(conn, inbox, older_than=utcnow() - timedelta(days=30)) == 1
-            left = (await conn.execute(select(inbox.c.message_id))).scalars().all()
-            assert left == ["new"]
-            assert (await conn.execute(select(func.count()).select_from(inbox))).scalar_one() == 1
-    finally:
-        await engine.dispose()

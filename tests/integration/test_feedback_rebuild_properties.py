@@ -25,7 +25,7 @@ from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.lifecycle import breached, created, moved
+from tests.lifecycle import account, breached, created, moved
 
 START = datetime(2026, 11, 2, 9, tzinfo=UTC)
 TOPIC = "t.lead.lifecycle"
@@ -63,6 +63,7 @@ def topic_contents(draw: st.DrawFn) -> list[Envelope]:
                 source=draw(st.sampled_from(["webinar", "referral", None])),
                 score=draw(st.integers(min_value=40, max_value=120)),
                 rules=draw(st.sampled_from([{"fit.title": 20.0}, {"engagement.demo": 40.0, "x.y": -5.0}])),
+                account=draw(st.sampled_from([None, account("strategic"), account(None)])),
             )
         ]
         path = draw(st.sampled_from(PATHS))

@@ -18,8 +18,9 @@ from services.feedback.domain import FeedbackConfigError
 from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.routing import RoutingConfigError
 from services.handoff.sla import SlaConfigError
-from services.intake.config_files import load_tracking_plan
+from services.intake.config_files import load_tracking_mapping, load_tracking_plan
 from services.intake.domain import TrackingPlanError
+from services.intake.tracking_mapping import TrackMappingError
 from services.scoring.config_files import load_model
 from services.scoring.model import ModelError
 from shared.config_errors import ConfigError
@@ -75,6 +76,13 @@ FILES = [
         FeedbackConfigError,
         "threshold: 0.1\nmin_decisions: 20\nwindow: 30d\n",
         ("min_decisions: 20", "min_decisions: 0", "min_decisions"),
+    ),
+    ConfigFile(
+        "tracking-mapping.yaml",
+        lambda path: load_tracking_mapping(path, load_tracking_plan(CONFIG / "tracking-plan.yaml")),
+        TrackMappingError,
+        'version: "1"\nevents:\n  Signed Up: trial_signup\n',
+        ("Signed Up: trial_signup", "Signed Up: [trial_signup]", "events.Signed Up"),
     ),
 ]
 

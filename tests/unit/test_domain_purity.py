@@ -22,6 +22,8 @@ PACKAGES = ("services", "shared", "leadflow")
 
 PURE_MODULES = (
     "services.intake.event_limits",
+    "services.intake.tracking_mapping",
+    "services.intake.tracking_schemas",
     "services.scoring.model",
     "services.scoring.identity",
     "services.scoring.incremental_scorer",
@@ -33,6 +35,9 @@ PURE_MODULES = (
     "services.handoff.sla",
     "services.handoff.routing",
     "services.handoff.business_hours",
+    "services.handoff.weighted_turns",
+    "services.handoff.availability",
+    "services.handoff.claims",
     "shared.traits",
     "shared.field_errors",
     "shared.identities",
@@ -40,6 +45,7 @@ PURE_MODULES = (
     "shared.event_types",
     "shared.destinations",
     "shared.request_rules",
+    "shared.retention_policy",
 )
 
 # Neither imported by a pure module nor loaded, however indirectly, by importing one.

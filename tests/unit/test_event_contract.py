@@ -21,6 +21,7 @@ LIFECYCLE = {
     "lead.sqo_created",
     "lead.disqualified",
     "handoff.reassigned",
+    "handoff.claimed",
     "handoff.sla_warning",
     "handoff.sla_breached",
 }

@@ -1,5 +1,6 @@
 """Routing: every new handoff gets an owner, by the first rule that fits the lead, else the queue."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -8,9 +9,11 @@ import pytest
 
 from services.handoff.config_files import load_routing_config, load_sla_config
 from services.handoff.routing import (
+    LeadToRoute,
     RouteDecision,
     RoutingConfig,
     RoutingConfigError,
+    RoutingState,
     route,
 )
 
@@ -23,8 +26,17 @@ def shipped() -> RoutingConfig:
     return load_routing_config(CONFIG / "routing.yaml")
 
 
+NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+
 def owner_of(config: RoutingConfig, policy: str = "standard", turn: int = 0, **traits: Any) -> RouteDecision:
-    return route(config, traits=traits, policy=policy, turn=turn)
+    """The decision for a lead without an account, every team's cursor at `turn`, nobody away or full."""
+    state = RoutingState(now=NOW, turns={team.name: turn for team in config.teams})
+    return route(config, LeadToRoute(traits=traits, policy=policy), state)
+
+
+def placed(decision: RouteDecision) -> tuple[str, str | None, str | None]:
+    return decision.owner, decision.team, decision.rule
 
 
 def test_shipped_config_has_three_teams_and_falls_back_to_the_inbound_queue(shipped: RoutingConfig):
@@ -40,9 +52,9 @@ def test_team_calendars_are_calendars_of_the_sla_config():
 
 
 def test_a_german_lead_goes_to_the_emea_team(shipped: RoutingConfig):
-    assert owner_of(shipped, country="DE", company_size=200) == RouteDecision(
-        owner="lena.hoffmann", team="emea-sales", rule="emea"
-    )
+    decision = owner_of(shipped, country="DE", company_size=200)
+    assert placed(decision) == ("lena.hoffmann", "emea-sales", "emea")
+    assert decision.reason == "round_robin"
 
 
 def test_an_american_lead_goes_to_the_amer_team(shipped: RoutingConfig):
@@ -60,15 +72,16 @@ def test_a_company_just_below_the_enterprise_size_stays_regional(shipped: Routin
     assert owner_of(shipped, country="DE", company_size=999).team == "emea-sales"
 
 
-def test_team_members_take_turns(shipped: RoutingConfig):
-    owners = [owner_of(shipped, turn=turn, country="FR").owner for turn in range(6)]
-    assert owners == EMEA_REPS * 2
+def test_team_members_take_turns_by_their_weights(shipped: RoutingConfig):
+    # lena.hoffmann has weight 2 in the shipped file: two turns in every four, spread out.
+    owners = [owner_of(shipped, turn=turn, country="FR").owner for turn in range(8)]
+    assert owners == ["lena.hoffmann", "julien.moreau", "oliver.grant", "lena.hoffmann"] * 2
 
 
 def test_a_lead_no_rule_fits_goes_to_the_fallback_queue(shipped: RoutingConfig):
-    assert owner_of(shipped, country="JP", company_size=50) == RouteDecision(
-        owner="inbound-queue", team=None, rule=None
-    )
+    decision = owner_of(shipped, country="JP", company_size=50)
+    assert placed(decision) == ("inbound-queue", None, None)
+    assert decision.reason == "fallback"
 
 
 def test_a_lead_with_unknown_country_and_size_goes_to_the_fallback_queue(shipped: RoutingConfig):
@@ -92,7 +105,8 @@ def test_the_first_matching_rule_wins():
         {"name": "first", "when": {"countries": ["DE"]}, "assign": {"owner": "ann"}},
         {"name": "second", "when": {"countries": ["DE"]}, "assign": {"owner": "bob"}},
     ]
-    assert owner_of(config(rules), country="DE") == RouteDecision(owner="ann", team=None, rule="first")
+    decision = owner_of(config(rules), country="DE")
+    assert placed(decision) == ("ann", None, "first") and decision.reason == "territory"
 
 
 def test_a_rule_without_conditions_takes_every_lead():
@@ -124,7 +138,7 @@ def test_every_condition_of_a_rule_must_hold():
 
 def test_a_rule_can_name_a_queue_instead_of_a_team():
     rules = [{"name": "hot", "when": {"policies": ["hot"]}, "assign": {"owner": "hot-queue"}}]
-    assert owner_of(config(rules), "hot") == RouteDecision(owner="hot-queue", team=None, rule="hot")
+    assert placed(owner_of(config(rules), "hot")) == ("hot-queue", None, "hot")
 
 
 @pytest.mark.parametrize(
@@ -134,6 +148,33 @@ def test_a_rule_can_name_a_queue_instead_of_a_team():
         ({"teams": [{"name": "empty", "members": []}]}, "team 'empty' has no members"),
         ({"teams": [{"name": "t", "members": ["ann", "ann"]}]}, "lists ann more than once"),
         ({"rules": [{"name": "r", "assign": {"owner": "ann", "team": "t"}}]}, "exactly one; got both"),
+        (
+            {"rules": [{"name": "r", "assign": {"owner": "a", "account_owner": True}}]},
+            "exactly one; got both",
+        ),
+        ({"reps": {"ann": {"weight": 0}}}, "greater than or equal to 1"),
+        ({"reps": {"ann": {"capacity": -1}}}, "greater than or equal to 0"),
+        ({"reps": {"ann": {"backup": "ann"}}}, "rep 'ann' names themself as their backup"),
+        (
+            {
+                "reps": {
+                    "ann": {
+                        "out_of_office": [{"start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}]
+                    }
+                }
+            },
+            "is not after start",
+        ),
+        (
+            {
+                "reps": {
+                    "ann": {
+                        "out_of_office": [{"start": "2026-12-01T00:00:00", "end": "2026-12-02T00:00:00Z"}]
+                    }
+                }
+            },
+            "timezone",
+        ),
         ({"rules": [{"name": "r", "assign": {}}]}, "exactly one; got neither"),
         (
             {"rules": [{"name": "r", "when": {"regions": ["apac"]}, "assign": {"owner": "a"}}]},

@@ -123,6 +123,11 @@
       path: () => `/v1/metrics/funnel?cohort=${$("cohort").value}&cohorts=8`,
       render: renderFunnel,
     },
+    accountFunnel: {
+      label: "funnel by account",
+      path: () => `/v1/metrics/funnel/groups?by=${$("funnel-by").value}&cohort=${$("cohort").value}&cohorts=8`,
+      render: renderAccountFunnel,
+    },
     rules: { label: "rules", path: () => "/v1/metrics/rule-attribution?window=90d", render: renderRules },
     alerts: { label: "alerts", path: () => "/v1/alerts?status=open&limit=100", render: renderAlerts },
   };
@@ -389,7 +394,16 @@
     $("team-breaches").replaceChildren(items.length ? shareRows(items, "team-row") : empty("No SLA breaches"));
   }
 
-  function funnelTable(cohorts) {
+  function renderAccountFunnel(d) {
+    if (d.by !== $("funnel-by").value || d.cohort !== $("cohort").value) return;
+    // Each group is a row of the funnel table, labelled by its value over the same period.
+    const rows = d.items
+      .filter((g) => g.mql > 0)
+      .map((g) => ({ ...g, cohort: g.group ?? "(none)", start: d.start }));
+    $("account-funnel").replaceChildren(rows.length ? funnelTable(rows, "Account", "account-funnel-row") : empty("No handoffs yet"));
+  }
+
+  function funnelTable(cohorts, heading = "Cohort", rowTestid = "funnel-row") {
     const max = Math.max(...cohorts.map((c) => c.mql));
     const stages = [
       ["mql", "MQL", null, null],
@@ -416,7 +430,7 @@
       const sla = c.sla;
       return el(
         "tr",
-        { "data-testid": "funnel-row", "data-cohort": c.cohort },
+        { "data-testid": rowTestid, "data-cohort": c.cohort },
         el("th", { scope: "row" }, c.cohort, el("small", {}, `from ${day(c.start)}`)),
         ...cells,
         el(
@@ -434,7 +448,7 @@
         ),
       );
     });
-    return table("funnel", ["Cohort", ...stages.map((s) => s[1]), "SLA in time", "Sent back"], rows);
+    return table("funnel", [heading, ...stages.map((s) => s[1]), "SLA in time", "Sent back"], rows);
   }
 
   function renderRules(d) {
@@ -539,7 +553,11 @@
     start();
   });
   $("group-by").addEventListener("change", () => reload("groups"));
-  $("cohort").addEventListener("change", () => reload("funnel"));
+  $("cohort").addEventListener("change", () => {
+    reload("funnel");
+    reload("accountFunnel");
+  });
+  $("funnel-by").addEventListener("change", () => reload("accountFunnel"));
   window.addEventListener("hashchange", () => location.hash.includes("key=") && start());
   start();
 })();
