@@ -11,14 +11,16 @@ from typing import Literal
 from bench.accounts import accounts_report, run_accounts
 from bench.privacy import run_privacy
 from bench.report import (
+    backtest_memory_report,
     figures_report,
     figures_table,
     handoff_report,
     report,
+    scoring_history_report,
     served_report,
     statement_report,
 )
-from bench.runs import run, run_handoff, run_intake, run_tracking
+from bench.runs import run, run_backtest, run_handoff, run_intake, run_scoring_history, run_tracking
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
@@ -57,14 +59,29 @@ def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto")
         table = figures_report(figures, broker=used, command="python -m bench --only intake")
         print(f"\n{table}\n\n{served_report(costs)}\n")
         return
+    if only == "scoring_history":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            rates = asyncio.run(run_scoring_history(Path(tmp), broker))
+        print(f"\n{scoring_history_report(rates)}\n")
+        return
+    if only == "backtest":
+        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
+            timing, memory = asyncio.run(run_backtest(Path(tmp), broker))
+        print(
+            f"\nbacktest: {timing.events:,} events of {timing.leads:,} leads in {timing.backtest_s:.1f} s "
+            f"(reading alone: {timing.read_s:.1f} s)\n\n{backtest_memory_report(memory)}\n"
+        )
+        return
     if only == "tracking":
         with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
             figure, used = asyncio.run(run_tracking(Path(tmp), broker))
         print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
         return
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies, handoff, feedback, backtest, used = asyncio.run(run(Path(tmp), broker))
-    text = report(figures, latencies, handoff, feedback, backtest, broker=used)
+        figures, latencies, handoff, feedback, backtest, history, memory, used = asyncio.run(
+            run(Path(tmp), broker)
+        )
+    text = report(figures, latencies, handoff, feedback, backtest, history, memory, broker=used)
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:  # a stack of its own
         text += "\n\n" + accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
@@ -81,12 +98,24 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["handoff", "accounts", "intake", "retention", "tracking", "training", "privacy"],
+        choices=[
+            "handoff",
+            "accounts",
+            "intake",
+            "retention",
+            "tracking",
+            "training",
+            "privacy",
+            "scoring_history",
+            "backtest",
+        ],
         help=(
             "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
             "intake (its throughput figures), "
             "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch), "
-            "training (model train on 1M events), privacy (erasure with 100,000 leads)"
+            "training (model train on 1M events), privacy (erasure with 100,000 leads), "
+            "scoring_history (scoring's rate at 0 to 10,000 prior events per lead), "
+            "backtest (time and peak RSS over 1M events)"
         ),
     )
     parser.add_argument(

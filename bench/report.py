@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench.backtest import BacktestTiming
+from bench.backtest import BACKTEST_EVENTS, BacktestMemory, BacktestTiming
 from bench.end_to_end import LATENCY_RATE
 from bench.feedback import API_REQUESTS, HANDOFFS, FeedbackTiming
 from bench.handoff import HANDOFF_RATE, HANDOFF_REQUESTS, HandoffPhase
 from bench.intake import Served
 from bench.quantiles import percentile
+from bench.scoring_history import HISTORY_LEADS, NEW_EVENTS_PER_LEAD
 
 
 @dataclass
@@ -45,6 +46,8 @@ def report(
     handoff: dict[str, HandoffPhase],
     feedback: FeedbackTiming,
     backtest: BacktestTiming,
+    history: dict[int, float],
+    memory: BacktestMemory,
     *,
     broker: str,
 ) -> str:
@@ -72,6 +75,10 @@ def report(
         f"| leadflow: {backtest.events:,} events of {backtest.leads:,} leads, two models "
         f"| {backtest.backtest_s:.1f} s |",
         f"| ceiling: streaming the same history out of Postgres | {backtest.read_s:.1f} s |",
+        "",
+        backtest_memory_report(memory),
+        "",
+        scoring_history_report(history),
     ]
     return "\n".join(lines)
 
@@ -94,6 +101,30 @@ def served_report(served: dict[str, Served]) -> str:
     for name, s in served.items():
         lines.append(f"| {name} | {s.rps:,.0f} | {s.cpu_ms:.3f} ms | {s.machine_busy:.0f}% |")
     return "\n".join(lines)
+
+
+def scoring_history_report(rates: dict[int, float]) -> str:
+    """Scoring's rate by prior events per lead, each beside the rate with no history (target 0.8)."""
+    base = rates.get(0) or 0.0
+    lines = [
+        f"| scoring, one process, by prior events per lead ({HISTORY_LEADS} leads, "
+        f"{HISTORY_LEADS * NEW_EVENTS_PER_LEAD:,} new events each) | events/s | ratio to no history |",
+        "| --- | ---: | ---: |",
+    ]
+    for prior, rate in sorted(rates.items()):
+        lines.append(f"| {prior:,} prior events | {rate:,.0f} | {rate / base if base else 0.0:.2f} |")
+    return "\n".join(lines)
+
+
+def backtest_memory_report(memory: BacktestMemory) -> str:
+    return "\n".join(
+        [
+            f"| `leadflow backtest --since 90d` as its own process, about {BACKTEST_EVENTS:,} events "
+            "| peak RSS | seconds |",
+            "| --- | ---: | ---: |",
+            f"| leadflow (target: under 300 MB) | {memory.peak_rss_mb:,.0f} MB | {memory.seconds:.1f} s |",
+        ]
+    )
 
 
 def handoff_report(phases: dict[str, HandoffPhase]) -> str:

@@ -10,7 +10,13 @@ from typing import Literal
 
 import orjson
 
-from bench.backtest import BACKTEST_EVENTS, BacktestTiming, backtest_timing
+from bench.backtest import (
+    BACKTEST_EVENTS,
+    BacktestMemory,
+    BacktestTiming,
+    backtest_peak_rss,
+    backtest_timing,
+)
 from bench.ceilings import (
     RAW_TOPIC,
     ensure_raw_topic,
@@ -28,6 +34,7 @@ from bench.intake import BATCH_SIZE, HTTP_REQUESTS, Served, intake_throughput, s
 from bench.lead_events import event
 from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
+from bench.scoring_history import scoring_by_history
 from bench.stack import libpq_dsn, prepare, serve, start_bench_broker, wait_ready, with_statement_stats
 from bench.tracking import tracking_throughput
 from leadflow.devstack.broker import BrokerKind
@@ -97,6 +104,34 @@ async def run_intake(
         postgres.stop()
 
 
+async def run_scoring_history(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> dict[int, float]:
+    """`python -m bench --only scoring_history`: scoring's rate by prior events per lead."""
+    broker = start_bench_broker(work, broker_kind)
+    postgres = start_postgres(work / "pg")
+    try:
+        settings, env = await prepare(broker, postgres)
+        return await scoring_by_history(settings, libpq_dsn(settings), env)
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
+async def run_backtest(
+    work: Path, broker_kind: BrokerKind | Literal["auto"]
+) -> tuple[BacktestTiming, BacktestMemory]:
+    """`python -m bench --only backtest`: the backtest's time and peak RSS over the seeded history."""
+    broker = start_bench_broker(work, broker_kind)  # unused by the backtest; the settings name one
+    postgres = start_postgres(work / "pg")
+    try:
+        settings, env = await prepare(broker, postgres)
+        print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
+        timing = await backtest_timing(settings, libpq_dsn(settings))
+        return timing, backtest_peak_rss(env, work)
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
 async def run_tracking(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> tuple[Figure, str]:
     """`python -m bench --only tracking`: /v1/batch beside /v1/events/batch (under a minute)."""
     broker = start_bench_broker(work, broker_kind)
@@ -138,7 +173,14 @@ def tracking_figure(own_batch: float, tracking_batch: float) -> Figure:
 async def run(
     work: Path, broker_kind: BrokerKind | Literal["auto"]
 ) -> tuple[
-    list[Figure], dict[str, list[float]], dict[str, HandoffPhase], FeedbackTiming, BacktestTiming, str
+    list[Figure],
+    dict[str, list[float]],
+    dict[str, HandoffPhase],
+    FeedbackTiming,
+    BacktestTiming,
+    dict[int, float],
+    BacktestMemory,
+    str,
 ]:
     broker = start_bench_broker(work, broker_kind)
     postgres = await with_statement_stats(start_postgres(work / "pg"), work / "pg")
@@ -172,6 +214,7 @@ async def run(
         print(f"scoring: draining {SCORING_LEADS * EVENTS_PER_LEAD} events …", flush=True)
         db_dsn = libpq_dsn(settings)
         scoring_rate = await scoring_throughput(settings, db_dsn, env)
+        history = await scoring_by_history(settings, db_dsn, env)
 
         print(f"end to end: {LATENCY_LEADS} journeys at {LATENCY_RATE:.0f}/s …", flush=True)
         intake_url = f"http://127.0.0.1:{env['LEADFLOW_INTAKE_PORT']}"
@@ -196,6 +239,7 @@ async def run(
 
         print(f"backtest: seeding {BACKTEST_EVENTS:,} events …", flush=True)
         backtest = await backtest_timing(settings, db_dsn)
+        memory = backtest_peak_rss(env, work)
 
         figures = [
             *intake_figures(single_rps, empty, batch_rps, produce),
@@ -203,7 +247,7 @@ async def run(
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]
         latency = {"leadflow": latencies, "broker": baseline}
-        return figures, latency, handoff, feedback, backtest, broker.description
+        return figures, latency, handoff, feedback, backtest, history, memory, broker.description
     finally:
         for process in processes:
             stop_process(process)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from services.scoring import store as scoring_store
 from services.scoring.accounts import store as account_store
-from services.scoring.backtest import BacktestReport, run_backtest
+from services.scoring.backtest import BacktestReport, BacktestTally
 from services.scoring.model import ScoringModel
 from shared.db import make_engine
 from shared.settings import Settings
@@ -17,14 +17,16 @@ from shared.settings import Settings
 async def backtest(
     settings: Settings, *, current: ScoringModel, candidate: ScoringModel, since: datetime
 ) -> BacktestReport:
-    """Replay stored history through both models; emits nothing."""
+    """Replay stored history through both models, streamed one lead at a time; emits nothing."""
     engine = make_engine(settings, bounded=False)
     started = time.perf_counter()
     try:
         async with engine.connect() as conn:
-            histories = [h async for h in scoring_store.stream_histories(conn, since=since)]
-            book = await account_store.account_book(conn)
-        report = run_backtest(current, candidate, histories, since=since, accounts=book)
-        return dataclasses.replace(report, elapsed_s=time.perf_counter() - started)
+            book = await account_store.account_book(conn)  # accounts: a few KB each, not history
+            tally = BacktestTally(current, candidate, since=since, accounts=book)
+            # One lead at a time off one streamed scan: memory stays flat however long the history.
+            async for history in scoring_store.stream_histories(conn, since=since):
+                tally.add(history)
+        return dataclasses.replace(tally.report(), elapsed_s=time.perf_counter() - started)
     finally:
         await engine.dispose()

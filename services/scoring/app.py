@@ -12,6 +12,7 @@ from services.scoring.accounts import api as accounts_api
 from services.scoring.accounts import store as account_store
 from services.scoring.accounts.schemas import LeadAccount
 from services.scoring.config_files import load_learning_config, load_model
+from services.scoring.decay_loop import make_decay_loop
 from services.scoring.erasure_api import router as erasure_router
 from services.scoring.handlers import make_handlers
 from services.scoring.learned_scoring import LearnedScoring
@@ -25,9 +26,11 @@ from services.scoring.schemas import (
     TimelineEntry,
 )
 from services.scoring.settings import ScoringSettings
+from services.scoring.state_scoring import score_as_of
 from shared.auth import Principal, Scope, require
 from shared.cursors import decode_cursor, encode_cursor
-from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE
+from shared.envelope import utcnow
+from shared.events import LEAD_EVENTS, LEAD_LIFECYCLE, ScoreContribution
 from shared.http import create_app
 from shared.identities import normalize_email
 from shared.problems import Problem
@@ -53,16 +56,23 @@ def _runtime(request: Request) -> ServiceRuntime:
 
 @router.get("/leads/{lead_id}", response_model=LeadPublic, responses={404: PROBLEM})
 async def get_lead(lead_id: str, request: Request, _: Reader) -> LeadPublic:
-    """One lead: profile, stage, score, grade and why, and its account."""
+    """One lead: profile, stage, grade, its score and why as of now, and its account."""
+    now = utcnow()
     async with _runtime(request).engine.connect() as conn:
         row = await store.lead_by_id(conn, lead_id)
-        account = await account_store.lead_account(conn, lead_id) if row is not None else None
-    if row is None:
-        raise _not_found(lead_id)
-    lead = LeadPublic.model_validate(dict(row._mapping))
-    return lead.model_copy(
-        update={"account": LeadAccount.model_validate(dict(account._mapping)) if account else None}
-    )
+        if row is None:
+            raise _not_found(lead_id)
+        current = await score_as_of(conn, request.app.state.model, row, at=now)
+        account = await account_store.lead_account(conn, lead_id)
+    lead = dict(row._mapping)
+    if current is not None:  # decay goes on after the last event: the score as of now
+        explanation = [
+            ScoreContribution(rule=c.rule, kind=c.kind, points=c.points, detail=c.detail)
+            for c in current.contributions
+        ]
+        lead.update(score=current.score, explanation=explanation, score_as_of=now)
+    lead["account"] = LeadAccount.model_validate(dict(account._mapping)) if account else None
+    return LeadPublic.model_validate(lead)
 
 
 @router.get("/leads", response_model=LeadPage, responses={422: PROBLEM})
@@ -150,6 +160,9 @@ def create(settings: Settings | None = None) -> FastAPI:
     model = load_model(settings.config_file("scoring-model.yaml"))  # a bad model refuses to start
     learned = LearnedScoring(model, load_learning_config(settings.config_file("learning.yaml")))
     handlers, batch_handlers = make_handlers(model, learned)
+    loops = [learned.model_loop(poll_s=settings.predictive_model_poll_s)]
+    if settings.scoring_decay_poll_s > 0:
+        loops.append(make_decay_loop(model, poll_s=settings.scoring_decay_poll_s))
     spec = ServiceSpec(
         name="scoring",
         metadata=store.metadata,
@@ -157,7 +170,7 @@ def create(settings: Settings | None = None) -> FastAPI:
         subscriptions=SUBSCRIPTIONS,
         handlers=handlers,
         batch_handlers=batch_handlers,
-        loops=[learned.model_loop(poll_s=settings.predictive_model_poll_s)],
+        loops=loops,
         retention=retention.targets(model),
     )
     app = create_app(

@@ -1,6 +1,7 @@
 """Backtests: what a candidate scoring model would have done with the stored history.
 
-Pure: the caller streams the histories in and prints the report. Each lead is replayed under
+Pure: the caller streams the histories in (`BacktestTally.add`, one lead at a time, so memory
+stays flat however long the history) and prints the report. Each lead is replayed under
 both models (see services.scoring.incremental_scorer); a lead "qualifies" under a model if its score
 meets the MQL rule at some instant of the window. Returns and cool-offs are not simulated:
 each lead counts once, as an MQL or not.
@@ -24,7 +25,7 @@ from services.scoring.incremental_scorer import EVENT_ORDER, TimelineScorer
 from services.scoring.model import GRADES, ScoringModel
 from shared.rates import RateFigure, rate_figure
 
-__all__ = ["BacktestReport", "LeadHistory", "render_report", "run_backtest"]
+__all__ = ["BacktestReport", "BacktestTally", "LeadHistory", "render_report", "run_backtest"]
 
 Outcome = Literal["accepted", "sent_back"]
 
@@ -76,54 +77,86 @@ def run_backtest(
 
     `leads` is consumed once, one lead at a time; only counters are kept.
     """
-    now_scorer, new_scorer = TimelineScorer(current), TimelineScorer(candidate)
-    # Candidates often change only engagement or thresholds: then fit is computed once per lead.
-    shared = now_scorer.reads_profiles_like(new_scorer)
-    counts: Counter[str] = Counter()
-    grades: dict[str, Counter[str]] = {"current": Counter(), "candidate": Counter()}
-    decided: Counter[Subset] = Counter()
-    sent_back: Counter[Subset] = Counter()
+    tally = BacktestTally(current, candidate, since=since, accounts=accounts)
     for lead in leads:
-        events = sorted((e for e in lead.events if e.occurred_at >= since), key=EVENT_ORDER)
+        tally.add(lead)
+    return tally.report()
+
+
+class BacktestTally:
+    """A backtest fed one lead at a time (as a stream of histories arrives), keeping counters
+    only: its memory does not grow with the history."""
+
+    def __init__(
+        self,
+        current: ScoringModel,
+        candidate: ScoringModel,
+        *,
+        since: datetime,
+        accounts: AccountBook | None = None,
+    ) -> None:
+        self.current, self.candidate, self.since = current, candidate, since
+        self.accounts = accounts  # the account roll-up under both models, if any
+        self._now, self._new = TimelineScorer(current), TimelineScorer(candidate)
+        # Candidates often change only engagement or thresholds: then fit is computed once per lead.
+        self._shared = self._now.reads_profiles_like(self._new)
+        self._counts: Counter[str] = Counter()
+        self._grades: dict[str, Counter[str]] = {"current": Counter(), "candidate": Counter()}
+        self._decided: Counter[Subset] = Counter()
+        self._sent_back: Counter[Subset] = Counter()
+
+    def add(self, lead: LeadHistory) -> None:
+        events = sorted((e for e in lead.events if e.occurred_at >= self.since), key=EVENT_ORDER)
         if not events:
-            continue
+            return
+        counts = self._counts
         counts["leads"] += 1
         counts["events"] += len(events)
-        if accounts is not None:
-            accounts.add(
-                current, candidate, lead_id=lead.lead_id, email=lead.email, traits=lead.traits, events=events
+        if self.accounts is not None:
+            self.accounts.add(
+                self.current,
+                self.candidate,
+                lead_id=lead.lead_id,
+                email=lead.email,
+                traits=lead.traits,
+                events=events,
             )
-        profile = now_scorer.profile(email=lead.email, traits=lead.traits)
-        now = now_scorer.qualify(email=lead.email, traits=lead.traits, events=events, profile=profile)
-        new = new_scorer.qualify(
-            email=lead.email, traits=lead.traits, events=events, profile=profile if shared else None
+        profile = self._now.profile(email=lead.email, traits=lead.traits)
+        now = self._now.qualify(email=lead.email, traits=lead.traits, events=events, profile=profile)
+        new = self._new.qualify(
+            email=lead.email, traits=lead.traits, events=events, profile=profile if self._shared else None
         )
-        grades["current"][now.grade] += 1
-        grades["candidate"][new.grade] += 1
+        self._grades["current"][now.grade] += 1
+        self._grades["candidate"][new.grade] += 1
         subset = _subset(now.first_mql_at is not None, new.first_mql_at is not None)
         if subset is None:
-            continue
+            return
         counts[subset] += 1
         if lead.outcome is not None:
-            decided[subset] += 1
-            sent_back[subset] += lead.outcome == "sent_back"
-    return BacktestReport(
-        current_version=current.version,
-        candidate_version=candidate.version,
-        since=since,
-        leads=counts["leads"],
-        events=counts["events"],
-        mqls_current=counts["both"] + counts["current_only"],
-        mqls_candidate=counts["both"] + counts["candidate_only"],
-        newly_qualifying=counts["candidate_only"],
-        no_longer_qualifying=counts["current_only"],
-        grade_mix_current={grade: grades["current"][grade] for grade in GRADES},
-        grade_mix_candidate={grade: grades["candidate"][grade] for grade in GRADES},
-        return_rate_both=rate_figure(sent_back["both"], decided["both"]),
-        return_rate_candidate_only=rate_figure(sent_back["candidate_only"], decided["candidate_only"]),
-        return_rate_current_only=rate_figure(sent_back["current_only"], decided["current_only"]),
-        accounts=accounts.figures(current, candidate) if accounts is not None else None,
-    )
+            self._decided[subset] += 1
+            self._sent_back[subset] += lead.outcome == "sent_back"
+
+    def report(self) -> BacktestReport:
+        counts, grades, decided, sent_back = self._counts, self._grades, self._decided, self._sent_back
+        return BacktestReport(
+            current_version=self.current.version,
+            candidate_version=self.candidate.version,
+            since=self.since,
+            leads=counts["leads"],
+            events=counts["events"],
+            mqls_current=counts["both"] + counts["current_only"],
+            mqls_candidate=counts["both"] + counts["candidate_only"],
+            newly_qualifying=counts["candidate_only"],
+            no_longer_qualifying=counts["current_only"],
+            grade_mix_current={grade: grades["current"][grade] for grade in GRADES},
+            grade_mix_candidate={grade: grades["candidate"][grade] for grade in GRADES},
+            return_rate_both=rate_figure(sent_back["both"], decided["both"]),
+            return_rate_candidate_only=rate_figure(sent_back["candidate_only"], decided["candidate_only"]),
+            return_rate_current_only=rate_figure(sent_back["current_only"], decided["current_only"]),
+            accounts=self.accounts.figures(self.current, self.candidate)
+            if self.accounts is not None
+            else None,
+        )
 
 
 def _subset(current: bool, candidate: bool) -> Subset | None:

@@ -39,6 +39,7 @@ __all__ = [
     "MqlRule",
     "ScoringModel",
     "email_domain",
+    "engagement_detail",
     "engagement_points",
     "may_requalify",
     "meets_mql_rule",
@@ -230,7 +231,8 @@ def _engagement(
             matched[i].append(event.occurred_at)
     for i, times in sorted(matched.items()):
         rule = rules[i]
-        earned = [rule.points * _decay_factor(decay, t, at) for t in times]
+        half_life = rule.half_life(decay)
+        earned = [rule.points * _decay_factor(half_life, t, at) for t in times]
         total = round(_capped_total(rule, times, earned), 2)
         if total:
             yield Contribution(
@@ -245,7 +247,8 @@ def engagement_points(
 
     Not rounded; score_lead shows round(points, 2).
     """
-    return _capped_total(rule, times, [rule.points * _decay_factor(decay, t, at) for t in times])
+    half_life = rule.half_life(decay)
+    return _capped_total(rule, times, [rule.points * _decay_factor(half_life, t, at) for t in times])
 
 
 def _capped_total(rule: EngagementRule, times: Sequence[datetime], earned: Sequence[float]) -> float:
@@ -265,11 +268,16 @@ def _bounded(points: float, limit: int) -> float:
 
 
 def _engagement_detail(rule: EngagementRule, times: Sequence[datetime], earned: Sequence[float]) -> str:
-    detail = f"{len(times)} \N{MULTIPLICATION SIGN} {_describe_event(rule.event, rule.where)}"
+    decayed = abs(math.fsum(earned)) < abs(rule.points * len(earned))
+    return engagement_detail(rule, count=len(times), days=len({utc_day(t) for t in times}), decayed=decayed)
+
+
+def engagement_detail(rule: EngagementRule, *, count: int, days: int, decayed: bool) -> str:
+    """Why a rule earned its points: "3 x page_view on 2 days, decayed (cap 4 a day, 10 in all)"."""
+    detail = f"{count} \N{MULTIPLICATION SIGN} {_describe_event(rule.event, rule.where)}"
     if rule.cap_per_day is not None:
-        days = len({utc_day(t) for t in times})
         detail += f" on {days} day{'s' if days != 1 else ''}"
-    detail += ", decayed" if abs(math.fsum(earned)) < abs(rule.points * len(earned)) else ""
+    detail += ", decayed" if decayed else ""
     caps = [f"{rule.cap_per_day} a day"] if rule.cap_per_day is not None else []
     if rule.cap is not None:
         caps.append(f"{rule.cap} in all" if caps else str(rule.cap))
@@ -285,12 +293,12 @@ def _engagement_match(rule: EngagementRule, event: LeadEvent) -> bool:
     return event.event_type == rule.event and _where_matches(rule.where, event)
 
 
-def _decay_factor(decay: Decay | None, occurred_at: datetime, at: datetime) -> float:
-    if decay is None:
+def _decay_factor(half_life_days: float | None, occurred_at: datetime, at: datetime) -> float:
+    if half_life_days is None:
         return 1.0
     # An event stamped a little after `at` (clock skew) counts in full rather than vanishing.
     age_days = max(0.0, (at - occurred_at).total_seconds() / 86_400)
-    return float(0.5 ** (age_days / decay.half_life_days))
+    return float(0.5 ** (age_days / half_life_days))
 
 
 def _where_matches(where: Mapping[str, Matcher], event: LeadEvent) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.accounts.tables import account_members, accounts
+from services.scoring.score_state_store import lead_score_states
 from services.scoring.store import (
     SCHEMA,
     anonymous_ids,
@@ -62,6 +63,7 @@ ERASURE_PLAN: dict[str, str] = {
     score_changes.fullname: "deleted",
     handoff_outcomes.fullname: "deleted",
     lead_merges.fullname: "deleted",
+    lead_score_states.fullname: "deleted (the running score state: counts and decayed sums)",
     sales_decisions.fullname: "deleted (the person's outcomes no longer teach the model)",
     account_members.fullname: "deleted; the account's roll-up keeps the share, with no identity",
     accounts.fullname: "kept: a company, not a person (name, domains, owner, roll-up counts)",
@@ -108,7 +110,14 @@ async def find_person(conn: AsyncConnection, *, email: str | None, lead_id: str 
 async def delete_person(conn: AsyncConnection, lead_ids: Sequence[str]) -> None:
     """Every scoring row of these leads, gone (events and anonymous ids go with the lead)."""
     ids = list(lead_ids)
-    for table in (event_conflicts, score_changes, handoff_outcomes, sales_decisions, account_members):
+    for table in (
+        event_conflicts,
+        score_changes,
+        handoff_outcomes,
+        sales_decisions,
+        account_members,
+        lead_score_states,
+    ):
         await conn.execute(delete(table).where(table.c.lead_id.in_(ids)))
     await conn.execute(
         delete(lead_merges).where(or_(lead_merges.c.absorbed.in_(ids), lead_merges.c.into.in_(ids)))

@@ -11,15 +11,17 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from services.scoring import lifecycle, store
+from services.scoring import lifecycle, score_state_store, store
 from services.scoring.accounts.handlers import roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.erasures import forget_late_arrivals, record_confirmation
-from services.scoring.identity import IdentityPlan
+from services.scoring.identity import IdentityPlan, identity_lock_keys
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
 from services.scoring.model import ScoringModel
+from services.scoring.score_state import LeadState
+from services.scoring.state_scoring import save_states, score_states, state_scorer
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
 from shared.events import ErasureConfirmed, HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
@@ -127,6 +129,11 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
     """The lead of each event, creating, linking and merging leads as identity is learned."""
     emails = {e.email for e in events if e.email}
     anonymous = {e.anonymous_id for e in events if e.anonymous_id}
+    # An anonymous visitor's events (keyed by the anonymous id) and the identify naming them
+    # (keyed by the email) may be consumed by two instances at once. Each batch holds a lock on
+    # every identity it resolves, so such batches take turns, and the second reads what the
+    # first committed (each statement sees the latest commits): no history is split or lost.
+    await store.lock_identities(uow.conn, identity_lock_keys(emails=emails, anonymous=anonymous))
     lead_of_email, lead_of_anonymous, email_of_lead = await store.identities(
         uow.conn, emails=emails, anonymous=anonymous
     )
@@ -141,6 +148,8 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
         merges=plan.merges_of_stored_leads,
         links=plan.links_to_write,
     )
+    # A merge moved events under the known lead: its state no longer holds them all.
+    await score_state_store.forget_states(uow.conn, sorted(set(plan.merges_of_stored_leads.values())))
     return [plan.final(lead_id) for lead_id in resolved]
 
 
@@ -150,29 +159,57 @@ async def rescore(
     touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
     learned: LearnedScoring | None = None,
 ) -> None:
-    """Recompute each touched lead's score from its whole history, then (one step, after) roll
-    the leads up into their accounts, which may qualify a lead with its account's context;
-    emit what changed."""
+    """Fold each touched lead's new events into its score state and score it from that; emit
+    what changed. A lead without a state under this model (new, merged, or scored under other
+    rules) has its state rebuilt from its history once."""
+    scorer = state_scorer(model)
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
-    histories = await store.histories(uow.conn, lead_ids)
-    evaluated = []
-    trace_ids: dict[str, str | None] = {}
+    states = await score_state_store.states(uow.conn, lead_ids, model_key=scorer.key)
+    rebuilt = await store.histories(uow.conn, [lead_id for lead_id in lead_ids if lead_id not in states])
+    scored: dict[str, tuple[dict[str, Any], LeadState]] = {}
     for lead_id in lead_ids:
-        lead, items = leads[lead_id], touched[lead_id]
-        traits = dict(lead.traits)
-        for _, event in items:
+        traits = dict(leads[lead_id].traits)
+        for _, event in touched[lead_id]:
             traits.update(event.traits)
-        history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in histories[lead_id]]
-        rescored = lifecycle.rescore(model, lead, traits, history)
-        if learned is not None:  # the likelihood, and the learned MQL rule and exploration
-            rescored = learned.apply(rescored)
-        evaluated.append(rescored)
-        trace_ids[lead_id] = items[-1][0].trace_id
+        if lead_id in states:
+            new = [LeadEvent(e.type, e.occurred_at, e.properties) for _, e in touched[lead_id]]
+        else:
+            new = [LeadEvent(row.type, row.occurred_at, row.properties) for row in rebuilt[lead_id]]
+        scored[lead_id] = traits, scorer.fold(states.get(lead_id) or LeadState(), new)
+    evaluated = await score_states(uow, scorer, leads, scored)
+    if learned is not None:  # the likelihood, and the learned MQL rule and exploration
+        evaluated = await learned_decisions(uow, learned, evaluated)
+    # Then (one step, after) the leads roll up into their accounts, which may qualify a lead
+    # with its account's context.
     evaluated = await roll_up_accounts(uow, model, evaluated)
     for rescored in evaluated:
-        announce(uow, rescored, trace_id=trace_ids.get(rescored.lead.lead_id))
+        announce(uow, rescored, trace_id=touched[rescored.lead.lead_id][-1][0].trace_id)
     await store.save_rescored(uow.conn, evaluated, cause="event")
+    await save_states(uow, scorer, evaluated, {lead_id: state for lead_id, (_, state) in scored.items()})
+
+
+async def learned_decisions(
+    uow: UnitOfWork, learned: LearnedScoring, evaluated: list[Rescored]
+) -> list[Rescored]:
+    """The active model's likelihood and the learned MQL rule on each rescore.
+
+    The model's features read the lead's whole history (counts and recency per type, rule and
+    section), so only the leads it will judge have their history loaded, and only while a
+    model is active: with none, scoring's cost stays independent of history.
+    """
+    judged = [r.lead.lead_id for r in evaluated if learned.judges(r)]
+    histories = await store.histories(uow.conn, judged) if judged else {}
+    return [
+        learned.apply(
+            r,
+            [
+                LeadEvent(row.type, row.occurred_at, row.properties)
+                for row in histories.get(r.lead.lead_id, [])
+            ],
+        )
+        for r in evaluated
+    ]
 
 
 def announce(uow: UnitOfWork, rescored: Rescored, *, trace_id: str | None, scored: bool = True) -> None:

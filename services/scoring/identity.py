@@ -8,8 +8,18 @@ leads merged into known ones). Applying the plan is the store's job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+
+def identity_lock_keys(*, emails: Iterable[str], anonymous: Iterable[str]) -> list[int]:
+    """The Postgres advisory-lock keys of these identities, in the one order every instance
+    takes them (ascending), so two batches sharing identities wait for each other and never
+    deadlock. A key is 64 bits of a hash: a collision only makes two batches wait."""
+    named = [f"email:{e}" for e in emails] + [f"anonymous:{a}" for a in anonymous]
+    keys = {int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big", signed=True) for n in named}
+    return sorted(keys)
 
 
 @dataclass

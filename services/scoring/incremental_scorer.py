@@ -298,7 +298,7 @@ class _RuleTally:
         self.rule, self.decay = rule, decay
         self.size = float(abs(rule.points))
         self.cap, self.per_day = rule.cap, rule.cap_per_day
-        self.half_life = decay.half_life_days if decay is not None else None
+        self.half_life = rule.half_life(decay)
         self.times: list[datetime] = []
         self.origin = self.linear = self.today = 0.0
         self.day: date | None = None

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 
 from services.scoring import model_store
+from services.scoring.domain import LeadEvent
 from services.scoring.features import lead_features
 from services.scoring.learned_rules import learned_handoff
 from services.scoring.learning_config import LearningConfig
@@ -38,17 +40,23 @@ class LearnedScoring:
     def explores(self) -> bool:
         return self.learning.exploration.share > 0
 
-    def apply(self, rescored: Rescored) -> Rescored:
-        """The rescore with the likelihood, and the MQL decision the learned rules make."""
+    def judges(self, rescored: Rescored) -> bool:
+        """Whether `apply` computes this rescore's likelihood (and so needs the lead's history)."""
+        return self.predictor is not None and (
+            rescored.score_changed or rescored.qualifies or rescored.lead.stage == NURTURE
+        )
+
+    def apply(self, rescored: Rescored, history: Sequence[LeadEvent] = ()) -> Rescored:
+        """The rescore with the likelihood, and the MQL decision the learned rules make.
+
+        `history` is the lead's whole history, needed only when `judges(rescored)`."""
         lead = rescored.lead
         likelihood = None
-        if self.predictor is not None and (
-            rescored.score_changed or rescored.qualifies or lead.stage == NURTURE
-        ):
+        if self.predictor is not None and self.judges(rescored):
             features = lead_features(
                 self.model,
                 traits=rescored.traits,
-                events=rescored.history,
+                events=history,
                 at=rescored.at,
                 rule_score=rescored.result,
             )

@@ -76,12 +76,26 @@ def qualifies(
 
 
 @dataclass(frozen=True)
+class Activity:
+    """What the lead row and an MQL announcement need of the lead's events: how many, where
+    the lead came from, and the latest few. Read from the whole history or from its state."""
+
+    events_count: int
+    touch: FirstTouch
+    recent: list[tuple[str, datetime]]  # (type, time), oldest first
+
+    @classmethod
+    def of(cls, history: Sequence[LeadEvent], traits: Mapping[str, Any]) -> Activity:
+        return cls(len(history), first_touch(history, traits), recent_events(history))
+
+
+@dataclass(frozen=True)
 class Rescored:
-    """A lead's new score from its whole history, and whether it becomes an MQL with it."""
+    """A lead's new score, and whether it becomes an MQL with it."""
 
     lead: StoredLead
     traits: dict[str, Any]
-    history: Sequence[LeadEvent]
+    activity: Activity
     at: datetime  # the score is as of this moment: the lead's latest event
     result: LeadScore
     explanation: list[ScoreContribution]
@@ -125,7 +139,7 @@ class Rescored:
         return events
 
     def mql_event(self) -> MqlReached:
-        touch = first_touch(self.history, self.traits)
+        touch = self.activity.touch
         r = self.result
         return MqlReached(
             cycle=self.lead.cycle,
@@ -135,7 +149,7 @@ class Rescored:
             explanation=self.explanation,
             email=self.lead.email,
             traits=dict(self.traits),
-            recent_events=recent_events(self.history),
+            recent_events=self.activity.recent,
             channel=touch.channel,
             campaign=touch.campaign,
             source=touch.source,
@@ -152,12 +166,25 @@ def rescore(
     """Score a lead from its whole history, as of its latest event, and decide whether it qualifies."""
     at = max(e.occurred_at for e in history)
     result = score_lead(model, email=lead.email, traits=traits, events=history, at=at)
+    return decide(model, lead, traits, result, Activity.of(history, traits), at=at)
+
+
+def decide(
+    model: ScoringModel,
+    lead: StoredLead,
+    traits: dict[str, Any],
+    result: LeadScore,
+    activity: Activity,
+    *,
+    at: datetime,
+) -> Rescored:
+    """The lead with its score as of `at` (however computed): explained, and whether it qualifies."""
     explanation = [
         ScoreContribution(rule=c.rule, kind=c.kind, points=c.points, detail=c.detail)
         for c in result.contributions
     ]
     qualified = qualifies(model, stage=lead.stage, recycled_at=lead.recycled_at, score=result, at=at)
-    return Rescored(lead, traits, history, at, result, explanation, qualified)
+    return Rescored(lead, traits, activity, at, result, explanation, qualified)
 
 
 def qualifies_at_mqa_account(

@@ -107,6 +107,7 @@ ChannelName = Annotated[str, BeforeValidator(_channel_name)]
 Country = Annotated[str, BeforeValidator(_country)]
 Domain = Annotated[str, AfterValidator(str.lower)]
 Count = Annotated[StrictInt, Field(ge=0)]
+HalfLife = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 
 
 class _Schema(BaseModel):
@@ -209,10 +210,19 @@ class EngagementRule(_Schema):
     # At most this many points per UTC calendar day of the events (after decay), so a
     # binge of fifty page views in one sitting counts like a few.
     cap_per_day: Annotated[StrictInt, Field(gt=0)] | None = None
+    # This rule's points halve every this many days, instead of the model's `decay`: a demo
+    # request stays meaningful for months, a page view for weeks.
+    half_life_days: HalfLife | None = None
+
+    def half_life(self, decay: Decay | None) -> float | None:
+        """The rule's half-life in days: its own, else the model's; None: it does not decay."""
+        if self.half_life_days is not None:
+            return self.half_life_days
+        return decay.half_life_days if decay is not None else None
 
 
 class Decay(_Schema):
-    half_life_days: Annotated[float, Field(strict=True, gt=0)]
+    half_life_days: HalfLife
 
 
 class UndesirableRule(_Schema):

@@ -27,6 +27,10 @@ class LeadPublic(BaseModel):
     mql_at: datetime | None
     updated_at: datetime
     account: LeadAccount | None = Field(default=None, description="Its account (on a single lead's read).")
+    score_as_of: datetime | None = Field(
+        default=None,
+        description="When score and explanation are true: now for one lead; null in lists (stored scores).",
+    )
 
 
 class LeadPage(BaseModel):

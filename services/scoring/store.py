@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     Column,
@@ -25,6 +26,8 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
+    column,
     delete,
     func,
     or_,
@@ -189,6 +192,18 @@ lead_merges = Table(
 
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
+
+
+async def lock_identities(conn: AsyncConnection, keys: Sequence[int]) -> None:
+    """Hold these advisory locks until the transaction ends (`identity.identity_lock_keys`).
+
+    One statement: unnest yields the keys in the array's order, and each lock is taken as its
+    row comes, so the locks are taken in the order given, which is what prevents deadlocks."""
+    if keys:
+        locks = select(func.pg_advisory_xact_lock(column("key"))).select_from(
+            func.unnest(cast(list(keys), ARRAY(BigInteger))).alias("key")
+        )
+        await conn.execute(locks)
 
 
 async def identities(
@@ -360,7 +375,7 @@ def _lead_columns(r: Rescored) -> dict[str, Any]:
         "disqualified": r.result.disqualified,
         "explanation": [c.model_dump() for c in r.explanation],
         "model_version": r.result.model_version,
-        "events_count": len(r.history),
+        "events_count": r.activity.events_count,
         "stage": r.stage,
         "mql_at": r.mql_at,
     }

@@ -108,7 +108,13 @@ async def final_state(dsn: str) -> dict[str, object]:
 
 async def run_pipeline(settings: Settings, config_dir: Path, *, instances: int, kill_halfway: bool) -> dict:
     dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    fast = {"LEADFLOW_SLA_TIMER_POLL_S": "0.2", "LEADFLOW_ALERT_EVAL_INTERVAL_S": "0.5"}
+    fast = {
+        "LEADFLOW_SLA_TIMER_POLL_S": "0.2",
+        "LEADFLOW_ALERT_EVAL_INTERVAL_S": "0.5",
+        # The history is dated START, days ago: decay looks would re-score it at whatever moment
+        # each run reaches them, and the runs are compared as of their events.
+        "LEADFLOW_SCORING_DECAY_POLL_S": "0",
+    }
     processes = {
         (service, i): start_service(service, settings, config_dir=config_dir, **fast)
         for service in ("scoring", "handoff", "feedback")

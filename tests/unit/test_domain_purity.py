@@ -27,6 +27,8 @@ PURE_MODULES = (
     "services.scoring.model",
     "services.scoring.identity",
     "services.scoring.incremental_scorer",
+    "services.scoring.score_state",
+    "services.scoring.decay_moments",
     "services.scoring.lifecycle",
     "services.scoring.backtest",
     "services.scoring.features",

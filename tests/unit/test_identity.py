@@ -68,3 +68,14 @@ def test_a_shared_device_does_not_hand_one_persons_history_to_another() -> None:
     assert bob != "ada"
     assert p.leads_to_create == {bob: "bob@x.example"}
     assert p.merges_of_stored_leads == {}
+
+
+def test_identity_locks_are_taken_in_one_order_whatever_the_batch_order():
+    from services.scoring.identity import identity_lock_keys
+
+    one = identity_lock_keys(emails=["ana@acme.com", "kim@acme.com"], anonymous=["a1"])
+    other = identity_lock_keys(emails=["kim@acme.com", "ana@acme.com", "ana@acme.com"], anonymous=["a1"])
+    assert one == other == sorted(one) and len(one) == 3
+    # an email and an anonymous id with the same text are different identities
+    assert identity_lock_keys(emails=["x"], anonymous=[]) != identity_lock_keys(emails=[], anonymous=["x"])
+    assert all(-(2**63) <= key < 2**63 for key in one)  # Postgres bigint

@@ -238,6 +238,23 @@ def test_event_one_half_life_old_counts_half():
     assert result.contributions[0].detail == f"1 {TIMES} demo_request, decayed"
 
 
+def test_a_rule_with_its_own_half_life_decays_by_it_and_the_others_by_the_models():
+    own = DECAY.replace("points: 30}", "points: 30, half_life_days: 60}")
+    events = [
+        event("demo_request", days_ago=60, form_id="d"),
+        event("page_view", days_ago=30, url="/pricing"),
+    ]
+    assert points_by_rule(score(model(own), events=events)) == {
+        "engagement.demo_request": 15.0,  # one of its own half-lives
+        "engagement.pricing_page": 2.5,  # one of the model's
+    }
+
+
+def test_a_rule_with_its_own_half_life_decays_even_without_the_models_decay():
+    own = ENGAGEMENT.replace("points: 30}", "points: 30, half_life_days: 10}")
+    assert score(model(own), events=[event("demo_request", days_ago=10, form_id="d")]).score == 15
+
+
 def test_event_two_half_lives_old_counts_a_quarter():
     result = score(model(DECAY), events=[event("demo_request", days_ago=60, form_id="d")])
     assert result.contributions[0].points == 7.5

@@ -1,0 +1,114 @@
+"""scoring with history: one process draining the same backlog for leads that already have 0,
+100, 1,000 and 10,000 events each, in one run. Scoring folds new events into each lead's
+running state (`scoring.lead_score_states`), so the rate should not fall with history length
+(target: at 10,000 prior events, at least 0.8 of the rate at 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from bench.backlog import drain_rate
+from bench.lead_events import event
+from bench.seeding import EVENT_COLUMNS, LEAD_COLUMNS, copy_records
+from leadflow.devstack.ports import free_port
+from services.intake.domain import IntakeEvent
+from services.intake.handlers import to_envelope
+from services.scoring import score_state_store
+from services.scoring import store as scoring_store
+from services.scoring.config_files import load_model
+from services.scoring.domain import LeadEvent
+from services.scoring.score_state import LeadState, LeadStateScorer
+from shared.envelope import utcnow
+from shared.settings import Settings
+
+PRIOR_EVENTS = (0, 100, 1_000, 10_000)
+HISTORY_LEADS = 100
+NEW_EVENTS_PER_LEAD = 20
+TRAITS = {"title": "VP of Marketing", "company_size": 500, "industry": "Software", "country": "US"}
+_KINDS = ("page_view", "page_view", "page_view", "email_open", "email_click", "content_download")
+_STATES = score_state_store.lead_score_states.c
+
+
+async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str]) -> dict[int, float]:
+    """Events/s of one scoring process at each number of prior events per lead."""
+    model = load_model(settings.config_file("scoring-model.yaml"))
+    rates = {}
+    for prior in PRIOR_EVENTS:
+        run = uuid.uuid4().hex[:8]
+        emails = [f"history{prior}.{lead}.{run}@northwind.example" for lead in range(HISTORY_LEADS)]
+        print(f"scoring history: {prior:,} prior events for each of {HISTORY_LEADS} leads …", flush=True)
+        await seed_prior(db_dsn, LeadStateScorer(model), emails, prior, random.Random(prior))
+        await publish_new(settings, emails, run)
+        done = f"SELECT count(*) FROM {scoring_store.lead_events.fullname} WHERE event_id LIKE $1"
+        # A fresh port each time: on a shared machine the last one may have been taken meanwhile.
+        fresh = {**env, "LEADFLOW_SCORING_PORT": str(free_port())}
+        rates[prior] = await drain_rate(
+            "scoring", fresh, db_dsn, HISTORY_LEADS * NEW_EVENTS_PER_LEAD, done, f"new-{run}-%"
+        )
+    return rates
+
+
+async def seed_prior(
+    dsn: str, scorer: LeadStateScorer, emails: list[str], prior: int, rng: random.Random
+) -> None:
+    """The leads with `prior` events each over the last 85 days, and the running state scoring
+    keeps for them (as it has once a lead's first event after the upgrade built it)."""
+    now = datetime.now(UTC)
+    lead_rows: list[tuple[Any, ...]] = []
+    event_rows: list[tuple[Any, ...]] = []
+    state_rows: list[dict[str, Any]] = []
+    for email in emails:
+        lead_id = str(uuid.uuid4())
+        lead_rows.append((lead_id, email, orjson.dumps(TRAITS).decode()))
+        history = []
+        for n in range(prior):
+            kind = rng.choice(_KINDS)
+            props = {"url": f"https://leadflow.example/{rng.choice(['blog', 'pricing', 'product'])}/{n}"}
+            at = now - timedelta(minutes=rng.randrange(60, 85 * 24 * 60))
+            history.append(LeadEvent(kind, at, props))
+            event_rows.append((f"prior-{lead_id}-{n}", lead_id, kind, at, orjson.dumps(props).decode()))
+        if history:
+            state = scorer.fold(LeadState(), history)
+            state_rows.append({"lead_id": lead_id, "model_key": scorer.key, "state": state.as_json()})
+    conn = await asyncpg.connect(dsn)
+    try:
+        await copy_records(conn, LEAD_COLUMNS, lead_rows)
+        await copy_records(conn, EVENT_COLUMNS, event_rows)
+        if state_rows:
+            await conn.executemany(
+                f"INSERT INTO {score_state_store.lead_score_states.fullname} "
+                f"({_STATES.lead_id.name}, {_STATES.model_key.name}, {_STATES.state.name})"
+                " VALUES ($1, $2, $3)",
+                [(r["lead_id"], r["model_key"], orjson.dumps(r["state"]).decode()) for r in state_rows],
+            )
+        await conn.execute(f"ANALYZE {scoring_store.lead_events.fullname}")
+    finally:
+        await conn.close()
+
+
+async def publish_new(settings: Settings, emails: list[str], run: str) -> None:
+    """The backlog: NEW_EVENTS_PER_LEAD page views of each lead, keyed by its email."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for n in range(NEW_EVENTS_PER_LEAD):
+            for lead, email in enumerate(emails):
+                body = {**event(email, n), "event_id": f"new-{run}-{lead}-{n}"}
+                envelope = to_envelope(IntakeEvent.model_validate(body), received_at=utcnow(), source="bench")
+                futures.append(
+                    await producer.send(
+                        settings.topic_prefix + "lead.events", envelope.to_bytes(), key=email.encode()
+                    )
+                )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()

@@ -1,0 +1,350 @@
+"""A lead's running score state: what its score needs, folded in event by event.
+
+Pure. Storing this beside the lead lets scoring add a batch's events and score the lead without
+reading its history, so the cost of an event does not grow with the lead's past:
+
+- each engagement rule keeps its count and its events as weights 2^((t - origin) / half-life)
+  (summed, or per UTC day when the rule has a per-day cap), so the decayed points at any `at`
+  after the events are one multiplication per sum. Addition does not care about order, so an
+  event older than the others, or arriving late, folds in like any other;
+- the event undesirables fired, the earliest channel / campaign / source and the latest few
+  events (all order-independent: a set, minima, the top N by time);
+- fit, the grade and the profile's undesirables are read from the traits when scoring.
+
+A duplicate is never folded twice: the caller folds only events the store took as new.
+
+Exactness: `LeadStateScorer.score` gives exactly what `domain.score_lead` gives over the same
+events, or None when it cannot be sure: a rule's running sum too close to a rounding step
+(x.xx5) to trust its last bits, a "decayed" too close to call, or events dated after `at`.
+Then the caller scores the whole history with `score_lead` (rare: about once in 10^7 scores
+per event behind the sum).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.scoring.domain import (
+    Contribution,
+    LeadEvent,
+    LeadScore,
+    _channel,
+    _describe_event,
+    _fit,
+    _grade,
+    _round_half_up,
+    _text,
+    _undesirable_match,
+    _where_matches,
+    engagement_detail,
+)
+from services.scoring.model import EngagementRule, ScoringModel
+
+__all__ = ["LeadState", "LeadStateScorer", "RuleTally", "model_key"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROS_PER_DAY = 86_400_000_000
+RECENT_KEPT = 20  # as many as an MQL carries (lifecycle.RECENT_EVENTS_CARRIED)
+_RESCALE_HALF_LIVES = 512.0  # weights stay within 2^±512, far from overflow
+# Relative error allowed for running sums (actual: ~1e-13 plus ~1e-16 per event summed).
+_TOLERANCE = 1e-9
+_STATE_FORMAT = 1
+
+
+def micros(moment: datetime) -> int:
+    """A tz-aware moment as whole microseconds since 1970 (exact, unlike a float timestamp)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def moment(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def model_key(model: ScoringModel) -> str:
+    """What a state depends on (which rule an event counts for, half-lives, undesirables): a
+    state folded under another key is rebuilt from the history."""
+    parts = {
+        "format": _STATE_FORMAT,
+        "engagement": [rule.model_dump(mode="json") for rule in model.engagement],
+        "decay": model.decay.model_dump(mode="json") if model.decay else None,
+        "undesirables": [rule.model_dump(mode="json") for rule in model.undesirables],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class RuleTally:
+    """One engagement rule's events: their number, oldest time and weights.
+
+    A weight is 2^((t - origin) / half-life) (1 without decay); `weight` sums them when the rule
+    has no per-day cap, `days` sums them per UTC day (ordinal) when it has one.
+    """
+
+    count: int = 0
+    oldest: int | None = None  # microseconds
+    origin: int = 0  # microseconds
+    weight: float = 0.0
+    days: dict[int, float] = field(default_factory=dict)
+
+    def add(self, at_us: int, day: int, half_life: float | None, per_day: bool) -> None:
+        if self.count == 0:
+            self.origin = at_us
+        self.count += 1
+        self.oldest = at_us if self.oldest is None else min(self.oldest, at_us)
+        weight = 1.0
+        if half_life is not None:
+            half_lives = (at_us - self.origin) / (half_life * MICROS_PER_DAY)
+            if half_lives > _RESCALE_HALF_LIVES:
+                self._rescale(2.0**-half_lives)
+                self.origin = at_us
+            else:
+                weight = 2.0**half_lives
+        if per_day:
+            self.days[day] = self.days.get(day, 0.0) + weight
+        else:
+            self.weight += weight
+
+    def _rescale(self, factor: float) -> None:
+        self.weight *= factor
+        self.days = {day: weight * factor for day, weight in self.days.items()}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": self.count,
+            "old": self.oldest,
+            "o": self.origin,
+            "w": self.weight,
+            "d": {str(day): w for day, w in self.days.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RuleTally:
+        days = {int(day): float(w) for day, w in data["d"].items()}
+        return cls(int(data["n"]), data["old"], int(data["o"]), float(data["w"]), days)
+
+
+@dataclass
+class LeadState:
+    """Everything a lead's score and MQL announcement need from its events, folded."""
+
+    events: int = 0
+    latest: int | None = None  # microseconds of the latest event
+    tallies: dict[int, RuleTally] = field(default_factory=dict)  # engagement rule index -> tally
+    fired: set[int] = field(default_factory=set)  # event undesirables seen (rule indices)
+    channel: tuple[int, str, str] | None = None  # (time, value, property) earliest with a channel
+    campaign: tuple[int, str] | None = None
+    source: tuple[int, str] | None = None
+    recent: list[tuple[int, str]] = field(default_factory=list)  # the latest events, (time, type)
+
+    @property
+    def latest_at(self) -> datetime | None:
+        return moment(self.latest) if self.latest is not None else None
+
+    def recent_events(self) -> list[tuple[str, datetime]]:
+        """The latest events, oldest first, as (type, time)."""
+        return [(kind, moment(us)) for us, kind in sorted(self.recent)]
+
+    def first_touch_values(self) -> tuple[str | None, str | None, str | None]:
+        """(channel, campaign, source) of the earliest events that name them."""
+        return (
+            self.channel[1] if self.channel else None,
+            self.campaign[1] if self.campaign else None,
+            self.source[1] if self.source else None,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "latest": self.latest,
+            "tallies": {str(i): t.as_json() for i, t in self.tallies.items()},
+            "fired": sorted(self.fired),
+            "channel": list(self.channel) if self.channel else None,
+            "campaign": list(self.campaign) if self.campaign else None,
+            "source": list(self.source) if self.source else None,
+            "recent": [list(r) for r in self.recent],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LeadState:
+        channel, campaign, source = data["channel"], data["campaign"], data["source"]
+        return cls(
+            events=int(data["events"]),
+            latest=data["latest"],
+            tallies={int(i): RuleTally.from_json(t) for i, t in data["tallies"].items()},
+            fired=set(data["fired"]),
+            channel=(int(channel[0]), channel[1], channel[2]) if channel else None,
+            campaign=(int(campaign[0]), campaign[1]) if campaign else None,
+            source=(int(source[0]), source[1]) if source else None,
+            recent=[(int(us), kind) for us, kind in data["recent"]],
+        )
+
+
+class LeadStateScorer:
+    """One model, prepared once: folds events into states and scores states."""
+
+    def __init__(self, model: ScoringModel) -> None:
+        self.model = model
+        self.key = model_key(model)
+        self._rules: dict[str, list[tuple[int, EngagementRule]]] = {}
+        for i, rule in enumerate(model.engagement):
+            self._rules.setdefault(rule.event, []).append((i, rule))
+        self._half_lives = [rule.half_life(model.decay) for rule in model.engagement]
+        self._event_undesirables: dict[str, list[int]] = {}
+        for k, u in enumerate(model.undesirables):
+            if u.event is not None:
+                self._event_undesirables.setdefault(u.event, []).append(k)
+
+    # --- folding --------------------------------------------------------------------------
+
+    def fold(self, state: LeadState, events: Iterable[LeadEvent]) -> LeadState:
+        """The state with these events added (in any order); changes and returns `state`."""
+        for event in events:
+            self._fold_one(state, event)
+        return state
+
+    def _fold_one(self, state: LeadState, event: LeadEvent) -> None:
+        if event.occurred_at.tzinfo is None:
+            raise ValueError("event times must be timezone-aware")
+        us = micros(event.occurred_at)
+        state.events += 1
+        state.latest = us if state.latest is None else max(state.latest, us)
+        for i, rule in self._rules.get(event.event_type, ()):
+            if not rule.where or _where_matches(rule.where, event):
+                tally = state.tallies.setdefault(i, RuleTally())
+                day = event.occurred_at.astimezone(UTC).toordinal()
+                tally.add(us, day, self._half_lives[i], rule.cap_per_day is not None)
+                break
+        for k in self._event_undesirables.get(event.event_type, ()):
+            if k not in state.fired and _where_matches(self.model.undesirables[k].where, event):
+                state.fired.add(k)
+        self._fold_touch(state, us, event)
+        heapq.heappush(state.recent, (us, event.event_type))
+        if len(state.recent) > RECENT_KEPT:
+            heapq.heappop(state.recent)  # the earliest goes
+
+    @staticmethod
+    def _fold_touch(state: LeadState, us: int, event: LeadEvent) -> None:
+        props = event.properties
+        for key in ("channel", "utm_medium"):  # as domain._acquisition_channel reads it
+            if value := _text(props.get(key)):
+                if state.channel is None or (us, value, key) < state.channel:
+                    state.channel = (us, value, key)
+                break
+        for names, slot in ((("campaign", "utm_campaign"), "campaign"), (("source", "utm_source"), "source")):
+            for name in names:  # as lifecycle.first_touch reads them
+                if value := props.get(name):
+                    found: tuple[int, str] | None = getattr(state, slot)
+                    if found is None or (us, str(value)) < found:
+                        setattr(state, slot, (us, str(value)))
+                    break
+
+    # --- scoring --------------------------------------------------------------------------
+
+    def score(
+        self, state: LeadState, *, email: str | None, traits: Mapping[str, Any], at: datetime
+    ) -> LeadScore | None:
+        """What score_lead gives for the state's events at `at`, or None when not sure."""
+        if at.tzinfo is None:
+            raise ValueError("`at` must be timezone-aware")
+        at_us = micros(at)
+        if state.latest is not None and state.latest > at_us:
+            return None  # events after `at` count undecayed: not a weighted sum
+        model = self.model
+        fit = list(_fit(model.fit, traits))
+        behaviour = list(self._channel(state, traits))
+        for i in sorted(state.tallies):
+            found = self._engagement(i, state.tallies[i], at_us)
+            if found is None:
+                return None
+            if found.points:
+                behaviour.append(found)
+        disqualified: str | None = None
+        for k, rule in enumerate(model.undesirables):
+            if rule.event is None:
+                detail = _undesirable_match(rule, email, traits, ())
+            else:
+                detail = f"{_describe_event(rule.event, rule.where)} tracked" if k in state.fired else None
+            if detail is None:
+                continue
+            if rule.points is not None:
+                behaviour.append(
+                    Contribution(f"undesirable.{rule.id}", "undesirable", float(rule.points), detail)
+                )
+            if rule.disqualify and disqualified is None:
+                disqualified = f"undesirable.{rule.id}: {detail}"
+        fit_points = sum(int(c.points) for c in fit)
+        return LeadScore(
+            score=_round_half_up(math.fsum(c.points for c in behaviour)),
+            fit_points=fit_points,
+            grade=_grade(model.grades, fit_points),
+            contributions=tuple(sorted(fit + behaviour, key=lambda c: (-abs(c.points), c.rule))),
+            disqualified=disqualified,
+            model_version=model.version,
+        )
+
+    def _channel(self, state: LeadState, traits: Mapping[str, Any]) -> list[Contribution]:
+        if _text(traits.get("channel")) is not None or state.channel is None:
+            return list(_channel(self.model, traits, ()))
+        us, value, key = state.channel
+        return list(_channel(self.model, traits, (LeadEvent("", moment(us), {key: value}),)))
+
+    def half_life(self, i: int) -> float | None:
+        """Engagement rule i's half-life in days (None: it does not decay)."""
+        return self._half_lives[i]
+
+    def rule_points(self, i: int, tally: RuleTally, at: datetime) -> float:
+        """Engagement rule i's points at `at` (after the tally's events), rounded to cents, from
+        the running sums alone: what decay_moments plans with (scoring itself checks them)."""
+        total = self._size_at(i, tally, micros(at))
+        return round(total if self.model.engagement[i].points > 0 else -total, 2)
+
+    def _size_at(self, i: int, tally: RuleTally, at_us: int) -> float:
+        rule, half_life = self.model.engagement[i], self._half_lives[i]
+        size = float(abs(rule.points))
+        factor = 1.0 if half_life is None else 2.0 ** ((tally.origin - at_us) / (half_life * MICROS_PER_DAY))
+        if rule.cap_per_day is None:
+            total = size * tally.weight * factor
+        else:
+            per_day = rule.cap_per_day
+            total = math.fsum(min(size * w * factor, per_day) for w in tally.days.values())
+        if rule.cap is not None and total > rule.cap:
+            total = float(rule.cap)
+        return total
+
+    def _engagement(self, i: int, tally: RuleTally, at_us: int) -> Contribution | None:
+        """The rule's contribution at `at_us` (points 0: none), or None when not sure."""
+        rule, half_life = self.model.engagement[i], self._half_lives[i]
+        size = float(abs(rule.points))
+        total = self._size_at(i, tally, at_us)
+        if half_life is not None:
+            cents = total * 100
+            if abs(cents - math.floor(cents) - 0.5) <= _TOLERANCE * 100 * size * tally.count:
+                return None  # too close to a rounding step to trust the running sum's last bits
+        points = round(total if rule.points > 0 else -total, 2)
+        decayed = False
+        if points and half_life is not None:
+            called = _decayed(size, tally, at_us, half_life)
+            if called is None:
+                return None
+            decayed = called
+        detail = engagement_detail(rule, count=tally.count, days=len(tally.days), decayed=decayed)
+        return Contribution(f"engagement.{rule.id}", "engagement", points, detail)
+
+
+def _decayed(size: float, tally: RuleTally, at_us: int, half_life: float) -> bool | None:
+    """Whether score_lead calls the rule's points decayed (their exact sum below size x count)."""
+    assert tally.oldest is not None
+    if tally.oldest >= at_us:
+        return False  # every event at `at`: each counts in full, exactly
+    oldest_short = size * (1.0 - 0.5 ** ((at_us - tally.oldest) / (half_life * MICROS_PER_DAY)))
+    full = size * tally.count
+    if oldest_short > 4 * math.ulp(full):
+        return True
+    return None  # decayed by less than the sum's last bits: only the exact sum can tell
