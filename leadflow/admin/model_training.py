@@ -4,7 +4,7 @@ keeps returns under a target.
 
 Training streams history lead by lead: only the leads with decisions are read, each
 lead's events are held while its examples are taken, then dropped. What stays in memory
-is one feature row per labelled handoff.
+is one compact feature row per labelled handoff (training.ExampleRows).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from services.scoring.likelihood import Predictor
 from services.scoring.model import ScoringModel
 from services.scoring.model_metrics import Platt
 from services.scoring.recommend import Decided, Recommendation, recommend
-from services.scoring.training import Example, Trained, examples_of, train
+from services.scoring.training import ExampleRows, Trained, examples_of, train
 from shared.db import make_engine
 from shared.envelope import utcnow
 from shared.settings import Settings
@@ -39,17 +39,19 @@ async def train_model(
     try:
         async with engine.connect() as conn:
             decided = await model_store.decisions_by_lead(conn, since=since)
-            examples: list[Example] = []
+            examples = ExampleRows()  # compact: no feature dict per example outlives its lead
             leads = events = 0
             async for lead in model_store.stream_decided_leads(conn, since=since):
                 leads, events = leads + 1, events + len(lead.events)
-                examples += examples_of(
-                    model,
-                    email=lead.email,
-                    traits=lead.traits,
-                    events=lead.events,
-                    cycles=decided.get(lead.lead_id, {}),
-                    rules=learning.labels,
+                examples.extend(
+                    examples_of(
+                        model,
+                        email=lead.email,
+                        traits=lead.traits,
+                        events=lead.events,
+                        cycles=decided.pop(lead.lead_id, {}),
+                        rules=learning.labels,
+                    )
                 )
         trained = train(examples, learning.training)
         async with engine.begin() as conn:

@@ -226,8 +226,7 @@ def _engagement(
 ) -> Iterator[Contribution]:
     matched: dict[int, list[datetime]] = defaultdict(list)
     for event in events:
-        i = next((i for i, rule in enumerate(rules) if _engagement_match(rule, event)), None)
-        if i is not None:
+        if (i := first_engagement_rule(rules, event)) is not None:
             matched[i].append(event.occurred_at)
     for i, times in sorted(matched.items()):
         rule = rules[i]
@@ -289,8 +288,30 @@ def utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
 
 
-def _engagement_match(rule: EngagementRule, event: LeadEvent) -> bool:
-    return event.event_type == rule.event and _where_matches(rule.where, event)
+def first_engagement_rule(rules: Sequence[EngagementRule], event: LeadEvent) -> int | None:
+    """The index of the first rule the event matches (an event earns by one rule only)."""
+    for i, rule in _rules_by_event(rules).get(event.event_type, ()):
+        if _where_matches(rule.where, event):
+            return i
+    return None
+
+
+_RULE_INDEXES: dict[int, tuple[Sequence[EngagementRule], dict[str, list[tuple[int, EngagementRule]]]]] = {}
+
+
+def _rules_by_event(rules: Sequence[EngagementRule]) -> dict[str, list[tuple[int, EngagementRule]]]:
+    # A rule can only match its own event type; indexing by it skips the others' matchers.
+    # Keyed by identity (a model's rules are one tuple for its life), checked, and bounded.
+    entry = _RULE_INDEXES.get(id(rules))
+    if entry is not None and entry[0] is rules:
+        return entry[1]
+    index: dict[str, list[tuple[int, EngagementRule]]] = defaultdict(list)
+    for i, rule in enumerate(rules):
+        index[rule.event].append((i, rule))
+    if len(_RULE_INDEXES) >= 64:
+        _RULE_INDEXES.clear()
+    _RULE_INDEXES[id(rules)] = (rules, dict(index))
+    return _RULE_INDEXES[id(rules)][1]
 
 
 def _decay_factor(half_life_days: float | None, occurred_at: datetime, at: datetime) -> float:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.scoring.domain import LeadEvent, LeadScore, _engagement_match
+from services.scoring.domain import LeadEvent, LeadScore, first_engagement_rule
 from services.scoring.model import ScoringModel, canonical_channel
 from shared.traits import employees
 
@@ -112,8 +112,8 @@ def _engagement(
 
 
 def _first_rule(model: ScoringModel, event: LeadEvent) -> str | None:
-    rule = next((r for r in model.engagement if _engagement_match(r, event)), None)
-    return _named("rule:", rule.id) if rule else None
+    i = first_engagement_rule(model.engagement, event)
+    return _named("rule:", model.engagement[i].id) if i is not None else None
 
 
 @functools.lru_cache(maxsize=8192)

@@ -36,6 +36,9 @@ class TrainingSettings(BaseModel):
     min_feature_support: int = Field(default=3, ge=1, description="examples a feature must appear in")
     max_features: int = Field(default=400, ge=1)
     seed: int = 7
+    # The trees' result depends on the thread count (deterministic for a given count), so it
+    # is a setting, not the machine's core count.
+    threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads while training")
 
 
 class LikelihoodSettings(BaseModel):

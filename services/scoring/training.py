@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,11 +68,100 @@ class Trained:
         return f"pm-{self.window[1]:%Y%m%d}-{self.digest[:10]}"
 
 
-def vocabulary(examples: Sequence[Example], settings: TrainingSettings) -> tuple[str, ...]:
+_CHUNK = 4096
+
+
+class ExampleRows:
+    """Labelled examples held compactly: each feature name once (a vocabulary) and every
+    example's (column, value) pairs in flat arrays, instead of a dict per example. Training
+    on a million-event history keeps tens of thousands of examples; this is what keeps its
+    memory flat."""
+
+    def __init__(self, examples: Iterable[Example] = ()) -> None:
+        self.names: list[str] = []
+        self._column_of: dict[str, int] = {}
+        self._columns = array("i")
+        self._values = array("d")
+        self._ends = array("q")
+        self.labels: list[Label] = []
+        self.rule_scores = array("i")
+        self.grades: list[str] = []
+        self.extend(examples)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def add(self, example: Example) -> None:
+        for name, value in example.features.items():
+            column = self._column_of.get(name)
+            if column is None:
+                column = self._column_of[name] = len(self.names)
+                self.names.append(name)
+            self._columns.append(column)
+            self._values.append(value)
+        self._ends.append(len(self._columns))
+        self.labels.append(example.label)
+        self.rule_scores.append(example.rule_score)
+        self.grades.append(example.grade)
+
+    def extend(self, examples: Iterable[Example]) -> None:
+        for example in examples:
+            self.add(example)
+
+    def entries(self, rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row position, column, value) of every feature the given rows have, row by row in
+        the order given and, within a row, in the order its features were named."""
+        ends = np.frombuffer(self._ends, dtype=np.int64) if self._ends else np.zeros(0, np.int64)
+        chosen = np.asarray(rows, dtype=np.int64)
+        stop = ends[chosen]
+        start = np.where(chosen > 0, ends[np.maximum(chosen - 1, 0)], 0)
+        lengths = stop - start
+        offsets = np.cumsum(lengths) - lengths
+        at = (
+            np.arange(int(lengths.sum()), dtype=np.int64)
+            - np.repeat(offsets, lengths)
+            + np.repeat(start, lengths)
+        )
+        columns = np.frombuffer(self._columns, dtype=np.int32)[at] if len(at) else np.zeros(0, np.int32)
+        values = np.frombuffer(self._values, dtype=np.float64)[at] if len(at) else np.zeros(0)
+        return np.repeat(np.arange(len(chosen)), lengths), columns, values
+
+    def matrix(self, rows: Sequence[int] | np.ndarray, features: Sequence[str]) -> Floats:
+        """The same matrix `matrix()` builds from the rows' feature dicts."""
+        x = np.tile(np.array([default_of(name) for name in features], dtype=np.float64), (len(rows), 1))
+        index = np.full(len(self.names) + 1, -1, dtype=np.int64)
+        for i, name in enumerate(features):
+            if (column := self._column_of.get(name)) is not None:
+                index[column] = i
+        chosen = np.asarray(rows, dtype=np.int64)
+        for first in range(0, len(chosen), _CHUNK):  # bounded temporaries, whatever the rows
+            positions, columns, values = self.entries(chosen[first : first + _CHUNK])
+            wanted = index[columns]
+            keep = wanted >= 0
+            x[positions[keep] + first, wanted[keep]] = values[keep]
+        return x
+
+
+def vocabulary(examples: Sequence[Example] | ExampleRows, settings: TrainingSettings) -> tuple[str, ...]:
     """The features seen in at least `min_feature_support` examples, most common first."""
-    support = Counter(name for e in examples for name, value in e.features.items() if value == value)
-    common = [name for name, n in support.most_common() if n >= settings.min_feature_support]
-    return tuple(sorted(common[: settings.max_features]))
+    if not isinstance(examples, ExampleRows):
+        examples = ExampleRows(examples)
+    return _vocabulary(examples, range(len(examples)), settings)
+
+
+def _vocabulary(
+    rows: ExampleRows, chosen: Sequence[int] | np.ndarray, settings: TrainingSettings
+) -> tuple[str, ...]:
+    # Ties in support keep the order names first appear in (as Counter.most_common does).
+    _, columns, values = rows.entries(chosen)
+    present = columns[values == values]
+    support = np.bincount(present, minlength=len(rows.names))
+    seen, first = np.unique(present, return_index=True)
+    common = sorted(
+        (int(c) for c in seen if support[c] >= settings.min_feature_support),
+        key=lambda c: (-support[c], first[np.searchsorted(seen, c)]),
+    )
+    return tuple(sorted(rows.names[c] for c in common[: settings.max_features]))
 
 
 def matrix(rows: Sequence[Mapping[str, float]], features: Sequence[str]) -> Floats:
@@ -79,10 +169,12 @@ def matrix(rows: Sequence[Mapping[str, float]], features: Sequence[str]) -> Floa
     return np.array([[row.get(name, d) for name, d in zip(features, defaults, strict=True)] for row in rows])
 
 
-def train(examples: Sequence[Example], settings: TrainingSettings) -> Trained:
+def train(examples: Sequence[Example] | ExampleRows, settings: TrainingSettings) -> Trained:
     """Train, calibrate and judge on a time-based split; raises NotEnoughExamples."""
-    ordered = sorted(examples, key=lambda e: e.label.as_of)
-    labels = Counter(e.label.positive for e in ordered)
+    rows = examples if isinstance(examples, ExampleRows) else ExampleRows(examples)
+    as_of = [label.as_of for label in rows.labels]
+    ordered = np.array(sorted(range(len(rows)), key=as_of.__getitem__), dtype=np.int64)  # stable
+    labels = Counter(label.positive for label in rows.labels)
     if len(ordered) < settings.min_examples or len(labels) < 2:
         raise NotEnoughExamples(
             f"{len(ordered)} labelled examples ({labels[True]} positive, {labels[False]} negative); "
@@ -91,18 +183,18 @@ def train(examples: Sequence[Example], settings: TrainingSettings) -> Trained:
     holdout_at = _cut(len(ordered), settings.holdout_share)
     calibrate_at = _cut(holdout_at, settings.calibration_share)
     fit, calibrate, holdout = ordered[:calibrate_at], ordered[calibrate_at:holdout_at], ordered[holdout_at:]
-    features = vocabulary(fit, settings)
-    booster = _fit_booster(fit, features, settings)
-    calibration = Platt.fit(*_margins(booster, calibrate, features))
-    rule_calibration = Platt.fit(*_rule_scores(calibrate))
-    x, y, w = _margins(booster, holdout, features)
-    rx, _, _ = _rule_scores(holdout)
+    features = _vocabulary(rows, fit, settings)
+    booster = _fit_booster(rows, fit, features, settings)
+    calibration = Platt.fit(*_margins(booster, rows, calibrate, features))
+    rule_calibration = Platt.fit(*_rule_scores(rows, calibrate))
+    x, y, w = _margins(booster, rows, holdout, features)
+    rx, _, _ = _rule_scores(rows, holdout)
     return Trained(
         booster=booster.model_to_string(),
         features=features,
         calibration=calibration,
-        window=(ordered[0].label.as_of, ordered[-1].label.as_of),
-        holdout_from=holdout[0].label.as_of,
+        window=(as_of[ordered[0]], as_of[ordered[-1]]),
+        holdout_from=as_of[holdout[0]],
         model=evaluate(y, calibration(x), w),
         rule=evaluate(y, rule_calibration(rx), w, ranking=rx),
         counts={
@@ -111,7 +203,7 @@ def train(examples: Sequence[Example], settings: TrainingSettings) -> Trained:
             "calibration": len(calibrate),
             "holdout": len(holdout),
             "positives": labels[True],
-            "exploration": sum(1 for e in ordered if e.label.exploration),
+            "exploration": sum(1 for label in rows.labels if label.exploration),
         },
     )
 
@@ -120,10 +212,10 @@ def _cut(n: int, share: float) -> int:
     return max(1, min(n - 1, n - math.ceil(n * share)))
 
 
-def _fit_booster(examples: Sequence[Example], features: Sequence[str], settings: TrainingSettings) -> Any:
-    x = matrix([e.features for e in examples], features)
-    y = np.array([1.0 if e.label.positive else 0.0 for e in examples])
-    w = np.array([e.label.weight for e in examples])
+def _fit_booster(
+    rows: ExampleRows, chosen: np.ndarray, features: Sequence[str], settings: TrainingSettings
+) -> Any:
+    x = rows.matrix(chosen, features)
     params = {
         "objective": "binary",
         "learning_rate": settings.learning_rate,
@@ -131,10 +223,14 @@ def _fit_booster(examples: Sequence[Example], features: Sequence[str], settings:
         "min_data_in_leaf": settings.min_data_in_leaf,
         "seed": settings.seed,
         "deterministic": True,
-        "num_threads": 1,
+        # Training is a batch job with the machine to itself; inference stays single-threaded
+        # (likelihood.py), where a thread pool costs more than one row's trees.
+        "num_threads": settings.threads,
         "verbosity": -1,
     }
-    data = lightgbm.Dataset(x, label=y, weight=w, feature_name=_safe_names(features), free_raw_data=True)
+    data = lightgbm.Dataset(
+        x, label=_labels(rows, chosen), weight=_weights(rows, chosen), feature_name=_safe_names(features)
+    )
     return lightgbm.train(params, data, num_boost_round=settings.rounds)
 
 
@@ -144,23 +240,24 @@ def _safe_names(features: Sequence[str]) -> list[str]:
 
 
 def _margins(
-    booster: Any, examples: Sequence[Example], features: Sequence[str]
+    booster: Any, rows: ExampleRows, chosen: np.ndarray, features: Sequence[str]
 ) -> tuple[Floats, Floats, Floats]:
-    x = matrix([e.features for e in examples], features)
+    x = rows.matrix(chosen, features)
     raw = np.asarray(booster.predict(x, raw_score=True, num_threads=1), dtype=np.float64)
-    return raw, _labels(examples), _weights(examples)
+    return raw, _labels(rows, chosen), _weights(rows, chosen)
 
 
-def _rule_scores(examples: Sequence[Example]) -> tuple[Floats, Floats, Floats]:
-    return np.array([float(e.rule_score) for e in examples]), _labels(examples), _weights(examples)
+def _rule_scores(rows: ExampleRows, chosen: np.ndarray) -> tuple[Floats, Floats, Floats]:
+    scores = np.frombuffer(rows.rule_scores, dtype=np.int32)[chosen].astype(np.float64)
+    return scores, _labels(rows, chosen), _weights(rows, chosen)
 
 
-def _labels(examples: Sequence[Example]) -> Floats:
-    return np.array([1.0 if e.label.positive else 0.0 for e in examples])
+def _labels(rows: ExampleRows, chosen: np.ndarray) -> Floats:
+    return np.array([1.0 if rows.labels[i].positive else 0.0 for i in chosen])
 
 
-def _weights(examples: Sequence[Example]) -> Floats:
-    return np.array([e.label.weight for e in examples])
+def _weights(rows: ExampleRows, chosen: np.ndarray) -> Floats:
+    return np.array([rows.labels[i].weight for i in chosen], dtype=np.float64)
 
 
 def examples_of(
