@@ -25,6 +25,7 @@ TARGETS = {
     "lead.disqualified": ("mql", "disqualified"),
     "lead.opportunity_won": ("sqo", "won"),
     "lead.opportunity_lost": ("sqo", "lost"),
+    "handoff.reopened": ("returned", "mql"),
 }
 WON_DEAL = {"amount": "25000.00", "currency": "EUR"}
 
@@ -91,7 +92,11 @@ def moved(
         reason = "not_a_fit"
     if reason is None and event_type == "lead.opportunity_lost":
         reason = "no budget"
-    deal = WON_DEAL if event_type == "lead.opportunity_won" else {}
+    if reason is None and event_type == "handoff.reopened":
+        reason = "returned by mistake"
+    deal: dict[str, Any] = WON_DEAL if event_type == "lead.opportunity_won" else {}
+    if event_type == "handoff.reopened":
+        deal = {"decide_by": (at or utcnow()) + timedelta(days=2)}
     return envelope_for(
         model(
             handoff_id=f"h{n}",

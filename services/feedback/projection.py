@@ -2,7 +2,11 @@
 
 The consumer and `leadflow feedback rebuild` both apply events through `project`,
 so replaying the topic from the beginning reproduces exactly what the consumer
-built message by message. Every step is idempotent: a value, once set, stays.
+built message by message. Every step is idempotent: a value, once set, stays, until a
+`handoff.reopened` puts the handoff back at MQL (its decision and later stages cleared, so
+the decision after the reopen is the one the return rate and the funnel count). That stays
+idempotent because each message is applied once (the inbox; the rebuild keeps each id
+once) and a lead's messages in order.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from shared.events import (
     ErasureRequested,
     EventData,
     HandoffCreated,
+    HandoffReopened,
     HandoffTransition,
     OpportunityWon,
     SlaBreached,
@@ -45,7 +50,13 @@ STAGE_REACHED: dict[str, str] = {
     EventType.SQO_CREATED: "sqo_at",
     EventType.LEAD_DISQUALIFIED: "disqualified_at",
 }
-PROJECTED = (EventType.HANDOFF_CREATED, *TRANSITIONS, EventType.SLA_BREACHED, EventType.ERASURE_REQUESTED)
+PROJECTED = (
+    EventType.HANDOFF_CREATED,
+    *TRANSITIONS,
+    EventType.HANDOFF_REOPENED,
+    EventType.SLA_BREACHED,
+    EventType.ERASURE_REQUESTED,
+)
 
 
 @dataclass
@@ -59,6 +70,37 @@ class Projected:
 
 async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventData]]) -> Projected:
     """Apply lifecycle events; events of other types are ignored.
+
+    A reopen splits the events: those before it are applied as one run, then the reopen,
+    then the rest; so a batch lands exactly as if it had been delivered in pieces there, and
+    no transition before a reopen ends a breach recorded after it.
+    """
+    projected = Projected()
+    run: list[tuple[Envelope, EventData]] = []
+    for envelope, event in items:
+        if isinstance(event, HandoffReopened):
+            _merge(projected, await _project_run(conn, run))
+            run = []
+            await store.reopen_facts(conn, [event.handoff_id])
+            ended = await store.end_breaches(
+                conn, [(event.handoff_id, event.from_stage, envelope.occurred_at)]
+            )
+            # The return rate changes: the handoff is no longer sent back.
+            _merge(projected, Projected(decisions=True, ended_breaches=ended))
+        else:
+            run.append((envelope, event))
+    _merge(projected, await _project_run(conn, run))
+    return projected
+
+
+def _merge(into: Projected, more: Projected) -> None:
+    into.decisions |= more.decisions
+    into.new_breaches += more.new_breaches
+    into.ended_breaches += more.ended_breaches
+
+
+async def _project_run(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventData]]) -> Projected:
+    """Apply a run of events with no reopen among them.
 
     A handful of statements per call, whatever the mix of events: the fact rows in order
     (one upsert), the rules, the breaches, then the breaches the transitions ended. The

@@ -166,6 +166,32 @@ async def upsert_facts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
     await conn.execute(statement.on_conflict_do_update(index_elements=["handoff_id"], set_=merged), full)
 
 
+# What a reopen undoes: the handoff is an MQL again, so its decision and every stage it
+# reached after MQL are gone until sales decides again.
+REOPEN_CLEARS = (
+    "decision",
+    "decided_at",
+    "decided_in_time",
+    "sent_back",
+    "sent_back_at",
+    "reason",
+    "sql_at",
+    "sqo_at",
+    "disqualified_at",
+)
+
+
+async def reopen_facts(conn: AsyncConnection, handoff_ids: Sequence[str]) -> None:
+    """Put reopened handoffs back at MQL. Facts are otherwise first-value-wins; a reopen is the
+    one step that takes values back, so it runs between the fact rows before and after it."""
+    if handoff_ids:
+        await conn.execute(
+            update(handoff_facts)
+            .where(handoff_facts.c.handoff_id.in_(list(handoff_ids)))
+            .values({name: None for name in REOPEN_CLEARS})
+        )
+
+
 async def add_rules(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """(handoff_id, rule, points) of the scoring rules that made each lead an MQL."""
     if rows:
@@ -271,7 +297,8 @@ def dimension_column(dimension: str, edges: Sequence[int]) -> ColumnElement[Any]
 
 
 def _decided_in(window: Window, *, exploration: bool = False) -> ColumnElement[bool]:
-    """Handoffs first decided in the window: MQLs by the rule, or (asked) exploration handoffs.
+    """Handoffs first decided in the window (since their last reopen): MQLs by the rule, or
+    (asked) exploration handoffs.
 
     The return rate is the MQL rule's: exploration handoffs are near misses sent on purpose
     and are reported on their own (`exploration_counts`)."""

@@ -45,6 +45,12 @@ PATHS = [
     ["lead.sal_accepted", "lead.sql_qualified", "lead.sqo_created", "lead.opportunity_lost"],
     ["lead.sal_accepted", "lead.sql_qualified", "lead.returned"],
     ["lead.disqualified"],
+    # Reopened: back at MQL, so the decision that counts is the one after the reopen.
+    ["lead.rejected", "handoff.reopened"],
+    ["lead.rejected", "handoff.reopened", "lead.sal_accepted"],
+    ["lead.sal_accepted", "lead.returned", "handoff.reopened", "breach:mql", "lead.rejected"],
+    ["lead.sal_accepted", "lead.sql_qualified", "lead.returned", "handoff.reopened", "lead.sal_accepted"],
+    ["lead.disqualified", "handoff.reopened", "lead.sal_accepted", "lead.returned"],
 ]
 
 
@@ -69,14 +75,16 @@ def topic_contents(draw: st.DrawFn) -> list[Envelope]:
             )
         ]
         path = draw(st.sampled_from(PATHS))
-        for step in path:
+        for i, step in enumerate(path):
             at += timedelta(minutes=draw(st.integers(min_value=1, max_value=600)))
             owner = draw(st.sampled_from([owner, "cy"]))  # a reassignment shows in later events
             if step.startswith("breach:"):
                 events.append(breached(n, at=at, stage=step.split(":")[1], owner=owner, team=team))
             else:
-                qualified = step == "lead.returned" and "lead.sql_qualified" in path
+                qualified = step == "lead.returned" and path[i - 1] == "lead.sql_qualified"
                 from_stage = "sql" if qualified else None
+                if step == "handoff.reopened" and path[i - 1] == "lead.disqualified":
+                    from_stage = "disqualified"
                 events.append(moved(n, step, at=at, owner=owner, team=team, from_stage=from_stage))
         queues.append(events)
     published: list[Envelope] = []
@@ -166,6 +174,7 @@ def test_the_generated_lifecycles_cover_every_kind_of_event() -> None:
         "lead.disqualified",
         "lead.opportunity_won",
         "lead.opportunity_lost",
+        "handoff.reopened",
     }
 
 
