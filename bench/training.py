@@ -28,14 +28,13 @@ from leadflow.devstack.postgres import start_postgres
 from services.scoring import model_store
 from services.scoring import store as scoring_store
 from services.scoring.config_files import load_learning_config, load_model
-from services.scoring.labels import SalesDecision
+from services.scoring.domain import score_lead
+from services.scoring.features import lead_features
 from services.scoring.learning_config import ExplorationSettings
 from services.scoring.likelihood import Predictor
 from services.scoring.model_metrics import Platt
-from services.scoring.training import examples_of
 from shared.db import make_engine
 from shared.envelope import utcnow
-from shared.event_types import EventType
 from shared.settings import Settings
 from tests.generated_buyers import generate, hand_off
 
@@ -62,7 +61,9 @@ class TrainingTiming:
     read_s: float
     train_s: float
     train_peak_rss_mb: float
-    inference_us: float  # features + likelihood with top factors, per score change
+    features_us: float  # the learned hook per judged rescore: the lead's features …
+    likelihood_us: float  # … and the likelihood with its top factors
+    history_events: float  # mean events per lead those were measured on
     auc: float | None
     rule_auc: float | None
 
@@ -165,7 +166,7 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
         finally:
             await engine.dispose()
         assert read >= events * 0.3  # the decided leads hold a good part of the history
-        inference_us, _ = _inference_cost(settings, row)
+        features_us, likelihood_us, history_events = _inference_cost(settings, row)
         return TrainingTiming(
             events=events,
             leads=leads,
@@ -173,7 +174,9 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
             read_s=read_s,
             train_s=train_s,
             train_peak_rss_mb=peak_mb,
-            inference_us=inference_us,
+            features_us=features_us,
+            likelihood_us=likelihood_us,
+            history_events=history_events,
             auc=stored.metrics["model"]["auc"],
             rule_auc=stored.metrics["rule"]["auc"],
         )
@@ -182,26 +185,32 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
         postgres.stop()
 
 
-def _inference_cost(settings: Settings, row: object) -> tuple[float, int]:
-    """Microseconds to compute one lead's features and its likelihood with top factors."""
+def _inference_cost(settings: Settings, row: object) -> tuple[float, float, float]:
+    """What the learned hook (LearnedScoring.apply) adds per judged rescore, in µs: the lead's
+    features from its history, then the likelihood with its top factors; and the mean history
+    length. A judged rescore is one per touched lead per batch, so at one event per lead per
+    batch (the worst case) it is the cost per event of having a model active."""
     model = load_model(settings.config_file("scoring-model.yaml"))
     learning = load_learning_config(settings.config_file("learning.yaml"))
     calibration = Platt(row.calibration["a"], row.calibration["b"])  # type: ignore[attr-defined]
     predictor = Predictor(row.version, row.booster, row.features, calibration)  # type: ignore[attr-defined]
     leads = list(generate(2_000, start=utcnow() - timedelta(days=10), days=5, seed=77))
-    started = time.perf_counter()
-    count = 0
-    for lead in leads:  # each as if handed off at its last event (the decision makes it an example)
-        at = lead.last_at
-        cycles = {
-            1: [SalesDecision(EventType.HANDOFF_CREATED, at), SalesDecision(EventType.SQL_QUALIFIED, at)]
-        }
-        for example in examples_of(
-            model, email=None, traits=lead.traits, events=lead.events, cycles=cycles, rules=learning.labels
-        ):
-            predictor.likelihood(example.features, top=learning.likelihood.top_factors)
-            count += 1
-    return (time.perf_counter() - started) / max(1, count) * 1e6, count
+    scored = [
+        score_lead(model, email=None, traits=lead.traits, events=lead.events, at=lead.last_at)
+        for lead in leads
+    ]
+    features_s = likelihood_s = 0.0
+    for lead, score in zip(leads, scored, strict=True):
+        started = time.perf_counter()
+        features = lead_features(
+            model, traits=lead.traits, events=lead.events, at=lead.last_at, rule_score=score
+        )
+        between = time.perf_counter()
+        predictor.likelihood(features, top=learning.likelihood.top_factors)
+        features_s += between - started
+        likelihood_s += time.perf_counter() - between
+    n = len(leads)
+    return features_s / n * 1e6, likelihood_s / n * 1e6, sum(len(lead.events) for lead in leads) / n
 
 
 def training_report(t: TrainingTiming) -> str:
@@ -214,6 +223,8 @@ def training_report(t: TrainingTiming) -> str:
             f"| train: features, LightGBM, calibrate, report, store (own process) | {t.train_s:.1f} s |",
             f"| train: peak RSS | {t.train_peak_rss_mb:.0f} MB |",
             f"| holdout AUC: model / rule score | {t.auc:.3f} / {t.rule_auc:.3f} |",
-            f"| inference per score change: features + likelihood + top factors | {t.inference_us:.0f} µs |",
+            f"| inference per judged rescore (≤ 1 per event): features from the lead's history "
+            f"({t.history_events:.1f} events) / likelihood + top factors | "
+            f"{t.features_us:.0f} / {t.likelihood_us:.0f} µs |",
         ]
     )
