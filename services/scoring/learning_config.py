@@ -36,9 +36,10 @@ class TrainingSettings(BaseModel):
     min_feature_support: int = Field(default=3, ge=1, description="examples a feature must appear in")
     max_features: int = Field(default=400, ge=1)
     seed: int = 7
-    # The trees' result depends on the thread count (deterministic for a given count), so it
-    # is a setting, not the machine's core count.
-    threads: int = Field(default=2, ge=1, le=64, description="LightGBM threads while training")
+    # The trees depend on the thread count (deterministic for a given count), so it is a
+    # setting, not the machine's core count. One by default: on a busy 2-core machine two
+    # threads measured 2-5x slower (OpenMP threads wait on each other), see docs/benchmarks.md.
+    threads: int = Field(default=1, ge=1, le=64, description="LightGBM threads while training")
 
 
 class LikelihoodSettings(BaseModel):

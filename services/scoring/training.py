@@ -223,8 +223,8 @@ def _fit_booster(
         "min_data_in_leaf": settings.min_data_in_leaf,
         "seed": settings.seed,
         "deterministic": True,
-        # Training is a batch job with the machine to itself; inference stays single-threaded
-        # (likelihood.py), where a thread pool costs more than one row's trees.
+        # A setting (default 1): threads pay only with idle cores. Inference stays
+        # single-threaded (likelihood.py), where a thread pool costs more than one row's trees.
         "num_threads": settings.threads,
         "verbosity": -1,
     }
