@@ -19,7 +19,7 @@ from shared.event_types import EventType
 from shared.events import AccountMqaReached, MqlReached
 from shared.settings import Settings
 from tests.integration.test_pipeline_services import intake_envelopes, lead_by_email, publish
-from tests.support import ADMIN, eventually, now_minus, running, tap
+from tests.support import ADMIN, eventually, now_minus, opened, running, tap
 
 VP = {"title": "VP of Marketing", "department": "Marketing", "company_size": 800, "industry": "Software"}
 ANALYST = {"title": "Analyst"}  # grade D: engaged, but no MQL even at an MQA account
@@ -90,7 +90,8 @@ async def test_an_account_of_three_engaged_people_becomes_an_mqa_and_qualifies_i
         assert len(reached.member_lead_ids) == 3
         assert {c.rule for c in reached.explanation} >= {"account.engagement", "account.buying_group.people"}
 
-        (mql,) = await lifecycle.wait_for(EventType.MQL_REACHED)
+        # The email travels sealed (docs/privacy.md): opened as scoring's consumers see it.
+        (mql,) = await opened(settings, await lifecycle.wait_for(EventType.MQL_REACHED))
         qualified = MqlReached.model_validate(mql.data)
         assert qualified.email == vp and qualified.score == 30
         assert qualified.account is not None
@@ -135,7 +136,7 @@ async def test_an_account_of_three_engaged_people_becomes_an_mqa_and_qualifies_i
             "matched_by": "name_close+country",
             "confidence": changed.data["confidence"],
         }
-        second = await lifecycle.wait_for(EventType.MQL_REACHED, count=2)
+        second = await opened(settings, await lifecycle.wait_for(EventType.MQL_REACHED, count=2))
         by_name = MqlReached.model_validate(next(e for e in second if e.data["email"] == cmo).data)
         assert by_name.account is not None and by_name.account.matched_by == "name_close+country"
         assert by_name.account.owner == "ana" and 0.5 < by_name.account.confidence < 0.9
