@@ -19,7 +19,7 @@ import httpx
 from shared.events import AccountMqaReached, MqlReached
 from tests.conftest import ROOT
 from tests.e2e.conftest import DevStack
-from tests.support import now_minus, tap
+from tests.support import now_minus, opened, tap
 
 
 def person(email: str, kind: str, traits: dict[str, Any], **props: Any) -> dict[str, Any]:
@@ -78,7 +78,8 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
         reached = AccountMqaReached.model_validate(mqa.data)
         assert (reached.owner, reached.grade, reached.engaged_people) == ("sophie.laurent", "A", 3)
 
-        [mql] = await lifecycle.wait_for("lead.mql_reached", timeout=30)
+        # Emails travel sealed (docs/privacy.md): opened as the services' consumers see them.
+        [mql] = await opened(stack.settings, await lifecycle.wait_for("lead.mql_reached", timeout=30))
         best_fit = MqlReached.model_validate(mql.data)
         assert best_fit.email == f"vp@{domain}" and best_fit.score < 50
         assert best_fit.account is not None
@@ -100,7 +101,7 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
             person(cmo, "content_download", traits, content_id="guide"),
         ]
         assert (await http.post(intake, json={"events": events}, headers=stack.headers)).status_code == 202
-        mqls = await lifecycle.wait_for("lead.mql_reached", count=2, timeout=30)
+        mqls = await opened(stack.settings, await lifecycle.wait_for("lead.mql_reached", count=2, timeout=30))
         by_name = MqlReached.model_validate(next(e for e in mqls if e.data["email"] == cmo).data)
         assert by_name.account is not None
         assert (by_name.account.account_id, by_name.account.owner) == (reached.account_id, "sophie.laurent")
