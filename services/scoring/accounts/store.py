@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, cast, column, func, or_, select, update, values
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -92,21 +92,21 @@ def member_state_of(row: Row[Any]) -> MemberState | None:
     return MemberState(row.engagement, row.as_of, row.engaged, row.department, row.seniority)
 
 
-# Rows a multi-row statement carries at most (Postgres allows 32,767 parameters a statement).
-ROWS_PER_STATEMENT = 1_000
-
-
 async def save_members(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Upsert the members' rows: one multi-row statement, not one execution per row."""
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        statement = insert(account_members).values(rows[start : start + ROWS_PER_STATEMENT])
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["lead_id"],
-                set_={name: statement.excluded[name] for name in rows[0] if name != "lead_id"}
-                | {"updated_at": func.now()},
-            )
-        )
+    """Upsert the members' rows: one statement executed for many rows (asyncpg pipelines them,
+    prepared once). A multi-row VALUES statement's text changes with the number of rows, so it
+    is compiled and prepared anew each batch: slower, as measured for `save_rollups`."""
+    if not rows:
+        return
+    statement = insert(account_members)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["lead_id"],
+            set_={name: statement.excluded[name] for name in rows[0] if name != "lead_id"}
+            | {"updated_at": func.now()},
+        ),
+        rows,
+    )
 
 
 async def create_auto_accounts(conn: AsyncConnection, found: dict[str, str]) -> None:
@@ -178,22 +178,18 @@ async def save_rollups(conn: AsyncConnection, changes: list[dict[str, Any]]) -> 
     """Each account's new aggregate and score (dicts of the same columns plus account_id)."""
     if not changes:
         return
-    names = list(changes[0])
-    for start in range(0, len(changes), ROWS_PER_STATEMENT):
-        # UPDATE ... FROM (VALUES ...): one statement for all the accounts, not one each.
-        new = values(*(column(name, accounts.c[name].type) for name in names), name="new").data(
-            [tuple(change[name] for name in names) for change in changes[start : start + ROWS_PER_STATEMENT]]
+    # Executed for many rows, like save_members (an UPDATE ... FROM (VALUES ...) measured
+    # several times slower: 17 ms against 2 ms for 41 accounts, 100,000 loaded).
+    columns = [name for name in changes[0] if name != "account_id"]
+    statement = (
+        update(accounts)
+        .where(accounts.c.account_id == bindparam("_account_id"))
+        .values(
+            updated_at=func.now(),
+            **{name: bindparam(f"_{name}", type_=accounts.c[name].type) for name in columns},
         )
-        statement = (
-            update(accounts)
-            .where(accounts.c.account_id == new.c.account_id)
-            .values(
-                updated_at=func.now(),
-                # cast: a column NULL on every row of the VALUES list would be typed as text
-                **{name: cast(new.c[name], accounts.c[name].type) for name in names if name != "account_id"},
-            )
-        )
-        await conn.execute(statement)
+    )
+    await conn.execute(statement, [{f"_{k}": v for k, v in change.items()} for change in changes])
 
 
 async def nurture_members(
