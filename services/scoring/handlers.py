@@ -183,14 +183,14 @@ async def rescore(
     # Then (one step, after) the leads roll up into their accounts, which may qualify a lead
     # with its account's context.
     evaluated = await roll_up_accounts(uow, model, evaluated)
-    # The roll-up may add members of a new MQA that were not in the batch: they have no event
-    # here (no trace) and no new state (their state holds their events already).
+    # The roll-up may add members outside this batch (qualified by their account's new MQA):
+    # they carry the trace of the batch's first event.
+    batch_trace = next(iter(touched.values()))[-1][0].trace_id
     for rescored in evaluated:
         items = touched.get(rescored.lead.lead_id)
-        announce(uow, rescored, trace_id=items[-1][0].trace_id if items else None)
+        announce(uow, rescored, trace_id=items[-1][0].trace_id if items else batch_trace)
     await store.save_rescored(uow.conn, evaluated, cause="event")
-    folded = [r for r in evaluated if r.lead.lead_id in scored]
-    await save_states(uow, scorer, folded, {lead_id: state for lead_id, (_, state) in scored.items()})
+    await save_states(uow, scorer, evaluated, {lead_id: state for lead_id, (_, state) in scored.items()})
 
 
 async def learned_decisions(

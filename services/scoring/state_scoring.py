@@ -70,7 +70,10 @@ def state_activity(state: LeadState, traits: Mapping[str, Any]) -> Activity:
 async def save_states(
     uow: UnitOfWork, scorer: LeadStateScorer, evaluated: list[Rescored], states: Mapping[str, LeadState]
 ) -> None:
-    """Store each lead's state with the next moment its decaying score needs a look."""
+    """Store each lead's state with the next moment its decaying score needs a look.
+
+    A lead rescored without new events (a member its account's new MQA qualified) has no new
+    state: its stored one is still true."""
     saved = [
         SavedState(
             r.lead.lead_id,
@@ -78,6 +81,7 @@ async def save_states(
             decay_moments.next_look(scorer, states[r.lead.lead_id], r.result, at=r.at),
         )
         for r in evaluated
+        if r.lead.lead_id in states
     ]
     await score_state_store.save_states(uow.conn, saved, model_key=scorer.key)
 

@@ -78,7 +78,6 @@ async def test_an_mqa_account_hands_its_best_fit_lead_over_with_the_account_and_
         reached = AccountMqaReached.model_validate(mqa.data)
         assert (reached.owner, reached.grade, reached.engaged_people) == ("sophie.laurent", "A", 3)
 
-        # Emails travel sealed (docs/privacy.md): opened as the services' consumers see them.
         [mql] = await opened(stack.settings, await lifecycle.wait_for("lead.mql_reached", timeout=30))
         best_fit = MqlReached.model_validate(mql.data)
         assert best_fit.email == f"vp@{domain}" and best_fit.score < 50

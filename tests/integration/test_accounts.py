@@ -90,7 +90,6 @@ async def test_an_account_of_three_engaged_people_becomes_an_mqa_and_qualifies_i
         assert len(reached.member_lead_ids) == 3
         assert {c.rule for c in reached.explanation} >= {"account.engagement", "account.buying_group.people"}
 
-        # The email travels sealed (docs/privacy.md): opened as scoring's consumers see it.
         (mql,) = await opened(settings, await lifecycle.wait_for(EventType.MQL_REACHED))
         qualified = MqlReached.model_validate(mql.data)
         assert qualified.email == vp and qualified.score == 30
