@@ -15,12 +15,19 @@ import tldextract
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
-@functools.lru_cache(maxsize=65_536)
 def registrable_domain(host_or_url: str) -> str | None:
     """The registrable domain of a host, address part or URL; None for an IP, a bare suffix or junk."""
     text = host_or_url.strip().lower().rstrip(".")
     if "@" in text:
         text = text.rpartition("@")[2]
+    return _registrable_host(text)
+
+
+# Cached by host, not by the text given: every person's address at a company is another
+# string but the same host, so an address-keyed cache missed nearly always (and held
+# addresses, which are personal data).
+@functools.lru_cache(maxsize=65_536)
+def _registrable_host(text: str) -> str | None:
     if not text or len(text) > 253:
         return None
     parts = _EXTRACT(text)

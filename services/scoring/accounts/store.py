@@ -93,6 +93,9 @@ def member_state_of(row: Row[Any]) -> MemberState | None:
 
 
 async def save_members(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Upsert the members' rows: one statement executed for many rows (asyncpg pipelines them,
+    prepared once). A multi-row VALUES statement's text changes with the number of rows, so it
+    is compiled and prepared anew each batch: slower, as measured for `save_rollups`."""
     if not rows:
         return
     statement = insert(account_members)
@@ -133,13 +136,26 @@ async def create_auto_accounts(conn: AsyncConnection, found: dict[str, str]) -> 
 # --- roll-ups ---------------------------------------------------------------------------------
 
 
+# What the roll-up reads of a locked account: its firmographics, owner and name (a lead's
+# context), its aggregate and its standing; not the stored explanation or domains (JSON
+# decoded for nothing).
+ROLL_UP_COLUMNS = tuple(
+    accounts.c[name]
+    for name in (
+        "account_id", "name", "owner", "tier", "industry", "size", "country", "engagement",
+        "engagement_at", "members", "engaged_people", "departments", "seniorities", "score",
+        "grade", "mqa", "mqa_at",
+    )
+)  # fmt: skip
+
+
 async def accounts_for_update(conn: AsyncConnection, account_ids: Iterable[str]) -> dict[str, Row[Any]]:
-    """The accounts, locked in id order (so two instances never deadlock on them)."""
+    """The accounts (`ROLL_UP_COLUMNS`), locked in id order (so two instances never deadlock on them)."""
     ids = sorted(set(account_ids))
     if not ids:
         return {}
     query = (
-        select(accounts)
+        select(*ROLL_UP_COLUMNS)
         .where(accounts.c.account_id.in_(ids))
         .order_by(accounts.c.account_id)
         .with_for_update()
@@ -162,6 +178,8 @@ async def save_rollups(conn: AsyncConnection, changes: list[dict[str, Any]]) -> 
     """Each account's new aggregate and score (dicts of the same columns plus account_id)."""
     if not changes:
         return
+    # Executed for many rows, like save_members (an UPDATE ... FROM (VALUES ...) measured
+    # several times slower: 17 ms against 2 ms for 41 accounts, 100,000 loaded).
     columns = [name for name in changes[0] if name != "account_id"]
     statement = (
         update(accounts)
