@@ -47,7 +47,7 @@ from shared.envelope import utcnow
 from shared.settings import Settings
 
 ACCOUNTS = 100_000
-LEADS_PER_RUN = 500
+LEADS_PER_RUN = 2_000  # 20,000 events a drain: long enough to average out a shared machine
 EVENTS_PER_LEAD = 10
 LEADS_PER_ACCOUNT = 5  # each throughput run's leads fall into 100 accounts
 MATCHED_LEADS = 2_000  # leads timed through matching
