@@ -1,12 +1,13 @@
-"""`python -m bench [--only handoff|intake|retention|tracking]`, what `make bench` runs."""
+"""`python -m bench [--only PHASE]`, what `make bench` runs; `--help` lists the phases."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from bench.accounts import accounts_report, run_accounts
 from bench.privacy import run_privacy
@@ -24,66 +25,82 @@ from bench.runs import run, run_backtest, run_handoff, run_intake, run_scoring_h
 from bench.stack import ROOT
 from leadflow.devstack.broker import BrokerKind
 
+Broker = BrokerKind | Literal["auto"]
+T = TypeVar("T")
 
-def main(only: str | None = None, broker: BrokerKind | Literal["auto"] = "auto") -> None:
-    if only == "training":
-        from bench.training import training_report, training_timing
 
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            training = asyncio.run(training_timing(Path(tmp), broker))
-        print(f"\n{training_report(training)}\n")
-        return
-    if only == "accounts":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            print(f"\n{accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))}\n")
-        return
-    if only == "privacy":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            privacy = asyncio.run(run_privacy(Path(tmp), broker))
-        print(f"\n{privacy.report()}\n")
-        return
-    if only == "retention":
-        from bench.retention import retention_report, retention_timings
-
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            print(f"\n{retention_report(asyncio.run(retention_timings(Path(tmp))))}\n")
-        return
-    if only == "handoff":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            handoff = asyncio.run(run_handoff(Path(tmp), broker))
-        print(f"\n{statement_report(handoff)}\n\n{handoff_report(handoff)}\n")
-        return
-    if only == "intake":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            figures, costs, used = asyncio.run(run_intake(Path(tmp), broker))
-        table = figures_report(figures, broker=used, command="python -m bench --only intake")
-        print(f"\n{table}\n\n{served_report(costs)}\n")
-        return
-    if only == "scoring_history":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            rates = asyncio.run(run_scoring_history(Path(tmp), broker))
-        print(f"\n{scoring_history_report(rates)}\n")
-        return
-    if only == "backtest":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            timing, memory = asyncio.run(run_backtest(Path(tmp), broker))
-        print(
-            f"\nbacktest: {timing.events:,} events of {timing.leads:,} leads in {timing.backtest_s:.1f} s "
-            f"(reading alone: {timing.read_s:.1f} s)\n\n{backtest_memory_report(memory)}\n"
-        )
-        return
-    if only == "tracking":
-        with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-            figure, used = asyncio.run(run_tracking(Path(tmp), broker))
-        print(f"\nbroker: {used}\n\n{figures_table([figure])}\n")
-        return
+def in_scratch(phase: Callable[[Path], Coroutine[Any, Any, T]]) -> T:
+    """Run one phase on a stack of its own, in a scratch directory removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:
-        figures, latencies, handoff, feedback, backtest, history, memory, used = asyncio.run(
-            run(Path(tmp), broker)
-        )
+        return asyncio.run(phase(Path(tmp)))
+
+
+def training_phase(broker: Broker) -> str:
+    from bench.training import training_report, training_timing
+
+    return training_report(in_scratch(lambda tmp: training_timing(tmp, broker)))
+
+
+def retention_phase(broker: Broker) -> str:
+    from bench.retention import retention_report, retention_timings
+
+    return retention_report(in_scratch(retention_timings))  # Postgres only: no broker
+
+
+def handoff_phase(broker: Broker) -> str:
+    figures = in_scratch(lambda tmp: run_handoff(tmp, broker))
+    return f"{statement_report(figures)}\n\n{handoff_report(figures)}"
+
+
+def intake_phase(broker: Broker) -> str:
+    figures, costs, used = in_scratch(lambda tmp: run_intake(tmp, broker))
+    table = figures_report(figures, broker=used, command="python -m bench --only intake")
+    return f"{table}\n\n{served_report(costs)}"
+
+
+def backtest_phase(broker: Broker) -> str:
+    timing, memory = in_scratch(lambda tmp: run_backtest(tmp, broker))
+    return (
+        f"backtest: {timing.events:,} events of {timing.leads:,} leads in {timing.backtest_s:.1f} s "
+        f"(reading alone: {timing.read_s:.1f} s)\n\n{backtest_memory_report(memory)}"
+    )
+
+
+def tracking_phase(broker: Broker) -> str:
+    figure, used = in_scratch(lambda tmp: run_tracking(tmp, broker))
+    return f"broker: {used}\n\n{figures_table([figure])}"
+
+
+# `--only NAME`: one part alone, and what it measures.
+PHASES: dict[str, tuple[Callable[[Broker], str], str]] = {
+    "handoff": (handoff_phase, "the handoff API latency"),
+    "accounts": (
+        lambda b: accounts_report(in_scratch(lambda tmp: run_accounts(tmp, b))),
+        "roll-up on/off, matching",
+    ),
+    "intake": (intake_phase, "its throughput figures"),
+    "retention": (retention_phase, "pruning, Postgres only"),
+    "tracking": (tracking_phase, "/v1/batch beside /v1/events/batch"),
+    "training": (training_phase, "model train on 1M events"),
+    "privacy": (lambda b: in_scratch(lambda tmp: run_privacy(tmp, b)).report(), "erasure with 100,000 leads"),
+    "scoring_history": (
+        lambda b: scoring_history_report(in_scratch(lambda tmp: run_scoring_history(tmp, b))),
+        "scoring's rate at 0 to 10,000 prior events per lead",
+    ),
+    "backtest": (backtest_phase, "time and peak RSS over 1M events"),
+}
+
+
+def main(only: str | None = None, broker: Broker = "auto") -> None:
+    if only is not None:
+        phase, _ = PHASES[only]
+        print(f"\n{phase(broker)}\n")
+        return
+    figures, latencies, handoff, feedback, backtest, history, memory, used = in_scratch(
+        lambda tmp: run(tmp, broker)
+    )
     text = report(figures, latencies, handoff, feedback, backtest, history, memory, broker=used)
-    with tempfile.TemporaryDirectory(prefix="leadflow-bench-") as tmp:  # a stack of its own
-        text += "\n\n" + accounts_report(asyncio.run(run_accounts(Path(tmp), broker)))
+    text += "\n\n" + accounts_report(in_scratch(lambda tmp: run_accounts(tmp, broker)))  # a stack of its own
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
@@ -98,25 +115,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=[
-            "handoff",
-            "accounts",
-            "intake",
-            "retention",
-            "tracking",
-            "training",
-            "privacy",
-            "scoring_history",
-            "backtest",
-        ],
-        help=(
-            "run one part alone: handoff (the handoff API latency), accounts (roll-up on/off, matching), "
-            "intake (its throughput figures), "
-            "retention (pruning, Postgres only), tracking (/v1/batch beside /v1/events/batch), "
-            "training (model train on 1M events), privacy (erasure with 100,000 leads), "
-            "scoring_history (scoring's rate at 0 to 10,000 prior events per lead), "
-            "backtest (time and peak RSS over 1M events)"
-        ),
+        choices=list(PHASES),
+        help="run one part alone: " + ", ".join(f"{name} ({what})" for name, (_, what) in PHASES.items()),
     )
     parser.add_argument(
         "--broker",
