@@ -16,7 +16,7 @@ learn what the rule score cannot.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import store
 from services.scoring.domain import LeadEvent, LeadScore, meets_mql_rule, score_lead
-from services.scoring.labels import SalesDecision
+from services.scoring.labels import LabelRules, SalesDecision
 from services.scoring.learned_rules import explores
 from services.scoring.learning_config import ExplorationSettings
 from services.scoring.model import ScoringModel
+from services.scoring.training import Example, examples_of
 from shared.event_types import EventType
 
 KINDS = ("silent_buyer", "researcher", "form_buyer", "browser")
@@ -181,3 +182,13 @@ async def seed(conn: AsyncConnection, leads: list[GeneratedLead], handed: list[H
     ]
     if decisions:
         await conn.execute(insert(store.sales_decisions), decisions)
+
+
+def examples_from(handed: Iterable[HandedOff], model: ScoringModel, labels: LabelRules) -> list[Example]:
+    """The training examples the handed-off leads' decisions make, as `leadflow model train` takes them."""
+    examples: list[Example] = []
+    for h in handed:
+        examples += examples_of(
+            model, email=None, traits=h.lead.traits, events=h.lead.events, cycles=h.decisions(), rules=labels
+        )
+    return examples

@@ -15,10 +15,10 @@ from leadflow.admin.model_training import activate_model
 from services.scoring import model_store
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.learning_config import ExplorationSettings
-from services.scoring.training import examples_of, train
+from services.scoring.training import train
 from shared.db import make_engine
 from shared.settings import Settings
-from tests.generated_buyers import generate, hand_off
+from tests.generated_buyers import examples_from, generate, hand_off
 from tests.integration.test_handoff_api import handed_off
 from tests.integration.test_pipeline_services import publish
 from tests.lifecycle import created, moved
@@ -31,11 +31,8 @@ async def activate_a_trained_model(settings: Settings) -> str:
     model = load_model(settings.config_file("scoring-model.yaml"))
     labels = load_learning_config(settings.config_file("learning.yaml")).labels
     leads = list(generate(600, start=START, days=40, seed=11))
-    examples = []
-    for h in hand_off(leads, model, exploration=ExplorationSettings(share=0.2, within_points=25)):
-        examples += examples_of(
-            model, email=None, traits=h.lead.traits, events=h.lead.events, cycles=h.decisions(), rules=labels
-        )
+    handed = hand_off(leads, model, exploration=ExplorationSettings(share=0.2, within_points=25))
+    examples = examples_from(handed, model, labels)
     trained = train(examples, load_learning_config(settings.config_file("learning.yaml")).training)
     await migrate_all(settings)
     engine = make_engine(settings)

@@ -17,8 +17,8 @@ from services.scoring.learned_rules import exploration_draw
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.learning_config import ExplorationSettings, LearningConfig, LikelihoodSettings
 from services.scoring.likelihood import Predictor
-from services.scoring.training import Trained, examples_of, train
-from tests.generated_buyers import generate, hand_off
+from services.scoring.training import Trained, train
+from tests.generated_buyers import examples_from, generate, hand_off
 
 MODEL = load_model(Path(__file__).parents[2] / "config" / "scoring-model.yaml")
 T0 = datetime(2026, 2, 2, 9, tzinfo=UTC)
@@ -28,16 +28,8 @@ TRAITS = {"title": "VP of Marketing", "company_size": 400, "industry": "software
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     leads = list(generate(600, start=T0, days=30, seed=4))
-    examples = []
-    for h in hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25)):
-        examples += examples_of(
-            MODEL,
-            email=None,
-            traits=h.lead.traits,
-            events=h.lead.events,
-            cycles=h.decisions(),
-            rules=LearningConfig().labels,
-        )
+    handed = hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25))
+    examples = examples_from(handed, MODEL, LearningConfig().labels)
     trained: Trained = train(examples, LearningConfig().training)
     return Predictor(trained.version, trained.booster, trained.features, trained.calibration)
 

@@ -18,9 +18,9 @@ from services.scoring.learned_rules import exploration_draw, explores, meets_lea
 from services.scoring.learning_config import ExplorationSettings, LearningConfig, LikelihoodSettings
 from services.scoring.likelihood import Predictor
 from services.scoring.model_metrics import Platt, auc, evaluate
-from services.scoring.training import Example, NotEnoughExamples, Trained, examples_of, train
+from services.scoring.training import NotEnoughExamples, Trained, examples_of, train
 from shared.event_types import EventType
-from tests.generated_buyers import generate, hand_off
+from tests.generated_buyers import examples_from, generate, hand_off
 
 CONFIG = Path(__file__).parents[2] / "config"
 MODEL = load_model(CONFIG / "scoring-model.yaml")
@@ -136,26 +136,12 @@ def test_platt_scaling_calibrates_and_never_inverts_a_score():
 # --- training on generated history ----------------------------------------------------------
 
 
-def examples_from(handed) -> list[Example]:  # type: ignore[no-untyped-def]
-    examples: list[Example] = []
-    for h in handed:
-        examples += examples_of(
-            MODEL,
-            email=None,
-            traits=h.lead.traits,
-            events=h.lead.events,
-            cycles=h.decisions(),
-            rules=LEARNING.labels,
-        )
-    return examples
-
-
 @pytest.fixture(scope="module")
 def first_period() -> Trained:
     """One period (60 days, 1,200 leads) with a fifth of the near misses explored."""
     leads = list(generate(1200, start=T0, days=60, seed=1))
     handed = hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25))
-    return train(examples_from(handed), LearningConfig().training)
+    return train(examples_from(handed, MODEL, LEARNING.labels), LearningConfig().training)
 
 
 def test_after_a_period_with_exploration_the_model_beats_the_rule_score_on_the_holdout(first_period: Trained):
@@ -178,7 +164,9 @@ def test_the_artifact_is_versioned_by_its_content(first_period: Trained):
                 list(generate(1200, start=T0, days=60, seed=1)),
                 MODEL,
                 exploration=ExplorationSettings(share=0.2, within_points=25),
-            )
+            ),
+            MODEL,
+            LEARNING.labels,
         ),
         LearningConfig().training,
     )
@@ -190,7 +178,7 @@ def test_the_artifact_is_versioned_by_its_content(first_period: Trained):
 def test_too_few_examples_or_one_kind_only_refuses_to_train():
     leads = list(generate(30, start=T0, days=10, seed=2))
     with pytest.raises(NotEnoughExamples, match="at least 40"):
-        train(examples_from(hand_off(leads, MODEL)), LearningConfig().training)
+        train(examples_from(hand_off(leads, MODEL), MODEL, LEARNING.labels), LearningConfig().training)
 
 
 def test_a_likelihood_comes_with_its_top_factors_in_likelihood_points(first_period: Trained):

@@ -19,8 +19,8 @@ from services.scoring.learning_config import ExplorationSettings, LearningConfig
 from services.scoring.likelihood import Predictor
 from services.scoring.model import GRADES
 from services.scoring.recommend import Decided, Recommendation, Setting, recommend
-from services.scoring.training import Trained, examples_of, train
-from tests.generated_buyers import GeneratedLead, HandedOff, generate, hand_off
+from services.scoring.training import Trained, train
+from tests.generated_buyers import GeneratedLead, examples_from, generate, hand_off
 
 MODEL = load_model(Path(__file__).parents[2] / "config" / "scoring-model.yaml")
 LEARNING = LearningConfig()
@@ -29,24 +29,11 @@ T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 PERIOD = timedelta(days=60)
 
 
-def examples(handed: list[HandedOff]):  # type: ignore[no-untyped-def]
-    out = []
-    for h in handed:
-        out += examples_of(
-            MODEL,
-            email=None,
-            traits=h.lead.traits,
-            events=h.lead.events,
-            cycles=h.decisions(),
-            rules=LEARNING.labels,
-        )
-    return out
-
-
 @pytest.fixture(scope="module")
 def trained() -> Trained:
     first = list(generate(1200, start=T0, days=60, seed=21))
-    return train(examples(hand_off(first, MODEL, exploration=EXPLORING)), LEARNING.training)
+    handed = hand_off(first, MODEL, exploration=EXPLORING)
+    return train(examples_from(handed, MODEL, LEARNING.labels), LEARNING.training)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +57,7 @@ def recommendation(predictor: Predictor) -> Recommendation:
             e.label.positive,
             e.label.weight,
         )
-        for e in examples(hand_off(second, MODEL, exploration=EXPLORING))
+        for e in examples_from(hand_off(second, MODEL, exploration=EXPLORING), MODEL, LEARNING.labels)
     ]
     return recommend(decided, target=0.10)
 
