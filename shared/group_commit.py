@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -27,7 +27,7 @@ class _Flush(Generic[K, V]):
     """The keys of one flush and its outcome."""
 
     keys: dict[K, None] = field(default_factory=dict)  # ordered, deduplicated
-    done: asyncio.Future[Mapping[K, V]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[Mapping[K, V]] = field(default_factory=lambda: _loop().create_future())
 
 
 class GroupCommit(Generic[K, V]):
@@ -86,7 +86,11 @@ class GroupCommit(Generic[K, V]):
                 self._next = None
 
 
-def _retrieved(done: asyncio.Future[object]) -> None:
+def _loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
     """Read a failed flush's error, so one whose callers all gave up is not logged as unread."""
     if not done.cancelled():
         done.exception()

@@ -150,7 +150,8 @@ class Vault:
     def _creator(self, engine: AsyncEngine) -> GroupCommit[str, bytes | None]:
         creator = self._creators.get(engine)
         if creator is None:
-            creator = self._creators[engine] = GroupCommit(lambda subjects: self._create_now(engine, subjects))
+            creator = GroupCommit(lambda subjects: self._create_now(engine, subjects))
+            self._creators[engine] = creator
         return creator
 
     async def _create_now(self, engine: AsyncEngine, subjects: list[str]) -> dict[str, bytes | None]:
@@ -165,10 +166,10 @@ class Vault:
         try:
             async with engine.connect() as conn:
                 rows = await _on_driver(conn, _CREATE_KEYS, subjects, sealed)
-                found = {
-                    row["subject"]: new_keys[row["subject"]] if row["created"] else self._opened(row["sealed_key"])
-                    for row in rows
-                }
+                found: dict[str, bytes | None] = {}
+                for row in rows:  # a created key is the one made here: no need to open it
+                    subject = row["subject"]
+                    found[subject] = new_keys[subject] if row["created"] else self._opened(row["sealed_key"])
                 # created by another instance and committed after this statement's snapshot: the
                 # conflict left it alone and the snapshot does not show it; a new statement does
                 raced = [subject for subject in subjects if subject not in found]
@@ -344,11 +345,12 @@ async def _on_driver(conn: AsyncConnection, statement: str, *args: object) -> li
     raw = await conn.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     try:
-        return await driver.fetch(statement, *args)
+        rows: list[asyncpg.Record] = await driver.fetch(statement, *args)
     except (OSError, asyncpg.InterfaceError):
         driver.terminate()
         await conn.invalidate()
         raise
+    return rows
 
 
 def subjects_of_person(
