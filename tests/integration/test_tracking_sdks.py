@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -38,6 +39,7 @@ class Stack:
     scoring: str
     feedback: str
     write_key: str
+    dsn: str  # scoring's database, for what no API shows (a lead known by no email yet)
 
     def segment(self, **options: Any) -> SegmentClient:
         return SegmentClient(self.write_key, host=self.intake, sync_mode=True, **options)
@@ -61,7 +63,8 @@ async def stack(
             created = await client.post(
                 f"{intake}/v1/keys", json={"name": "website", "scopes": ["events:write"]}, headers=ADMIN
             )
-        yield Stack(intake, processes["scoring"][1], processes["feedback"][1], created.json()["key"])
+        dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        yield Stack(intake, processes["scoring"][1], processes["feedback"][1], created.json()["key"], dsn)
     finally:
         for process, _ in processes.values():
             process.terminate()
@@ -404,3 +407,35 @@ async def test_a_group_call_links_the_person_to_the_account_whose_external_id_is
 
     account = await eventually(matched, timeout=30)
     assert (account["account_id"], account["confidence"]) == (f"acct-{run}", 1.0)
+
+
+async def test_traits_a_user_id_only_person_gave_survive_the_merge_into_their_email(stack: Stack) -> None:
+    run = uuid.uuid4().hex[:8]
+    email, user_id = f"lin.{run}@northwind-software.example", f"u-{run}"
+    client = stack.segment()
+    await asyncio.to_thread(client.track, user_id=email, event="Signed Up")  # known by email first
+    await eventually(lambda: lead_of(stack, email))
+
+    traits = {"title": "VP of Marketing", "company": "Northwind Software"}
+    await asyncio.to_thread(client.identify, user_id=user_id, traits=traits)
+    await eventually(lambda: lead_of_user_id(stack, user_id))  # a lead of its own, stored
+    await asyncio.to_thread(client.identify, user_id=user_id, traits={"email": email})
+
+    async def merged() -> dict[str, Any] | None:
+        lead = await lead_of(stack, email)
+        return lead if lead and lead["events_count"] == 3 else None
+
+    lead = await eventually(merged)
+    kept = (await lead_by_id(stack, lead["lead_id"]))["traits"]
+    assert (kept["title"], kept["company"]) == ("VP of Marketing", "Northwind Software")
+    assert await lead_of_user_id(stack, user_id) == lead["lead_id"]
+
+
+async def lead_of_user_id(stack: Stack, user_id: str) -> str | None:
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        return await conn.fetchval(
+            "SELECT lead_id FROM scoring.anonymous_ids WHERE anonymous_id = $1", f"user:{user_id}"
+        )
+    finally:
+        await conn.close()
