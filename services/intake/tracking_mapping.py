@@ -168,8 +168,9 @@ def identities_of(message: TrackingMessage, trait_email: Any) -> list[Identities
     The person is the email of the traits, else the userId (an email itself, or an opaque id
     keyed as `user:<id>`); the anonymousId links earlier anonymous history. An identify that
     names both an opaque userId and another identity becomes two events, the second keyed by
-    the userId and naming the anonymousId as its previous id, so that later messages carrying
-    only the userId find the same person, with or without an email.
+    the userId, so that later messages carrying only the userId find the same person. Without
+    an email to join them, the second names the anonymousId as its previous id (an alias); with
+    one it does not, so a shared device (another person's email) is no alias conflict.
     """
     user = message.userId
     email = trait_email if isinstance(trait_email, str) and trait_email.strip() else None
@@ -181,7 +182,7 @@ def identities_of(message: TrackingMessage, trait_email: Any) -> list[Identities
     anonymous = message.anonymousId or user_key
     pairs: list[Identities] = [(email, anonymous, None)]
     if message.type == "identify" and user_key and user_key != anonymous:
-        pairs.append((email, user_key, anonymous))
+        pairs.append((email, user_key, None if email else anonymous))
     return pairs
 
 

@@ -178,7 +178,7 @@ PAGE = ("page", None, "anon-1", None)
 TRACKS = [("track1", None, "user:42", None), ("track2", None, "user:42", None)]
 IDENTIFY = [
     ("identify", "ada@x.example", "anon-1", None),
-    ("identify:1", "ada@x.example", "user:42", "anon-1"),
+    ("identify:1", "ada@x.example", "user:42", None),
 ]
 
 

@@ -135,6 +135,7 @@ def test_an_identify_links_the_anonymous_history_and_the_user_id_to_the_email() 
     first, second = mapped(message)
     assert (first.email, first.anonymous_id, first.event_id) == ("ada@x.example", "anon-1", "m-1")
     assert (second.email, second.anonymous_id, second.event_id) == ("ada@x.example", "user:42", "m-1:1")
+    assert second.previous_id is None  # the email joins them: a shared device is no alias conflict
 
 
 def test_a_call_with_only_a_user_id_is_keyed_by_it_and_an_email_user_id_is_the_email() -> None:
