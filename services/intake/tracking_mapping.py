@@ -22,6 +22,7 @@ from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan
 from services.intake.event_limits import EventLimits, limit_problems
 from services.intake.tracking_schemas import MessageType, TrackingMessage
 from shared.config_errors import PydanticWordedConfigError
+from shared.identities import ALIAS_CONFLICT
 from shared.request_rules import printable
 from shared.traits import employees
 
@@ -199,12 +200,8 @@ def alias_identities(
     current = user_key or message.anonymousId
     if _EMAIL.match(previous):
         if email is not None and email.strip().lower() != previous.strip().lower():
-            return Failure("alias_conflict", "previousId", "an alias cannot make two emails one person")
-        return (
-            [(previous, message.anonymousId, user_key)]
-            if user_key
-            else [(previous, message.anonymousId, None)]
-        )
+            return Failure(ALIAS_CONFLICT, "previousId", "an alias cannot make two emails one person")
+        return [(previous, message.anonymousId, user_key)]
     forms = [previous, f"{USER_ID_PREFIX}{previous}"]
     if user_key and message.anonymousId and message.anonymousId not in forms:
         forms.append(message.anonymousId)  # the browser's id, when the alias names the userId

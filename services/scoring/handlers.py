@@ -32,11 +32,11 @@ from shared.events import (
     MqlReached,
     TrackingMessageFailed,
 )
+from shared.identities import ALIAS_CONFLICT
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
-ALIAS_CONFLICT = "alias_conflict"  # the failed event's reason
 
 
 def make_handlers(
