@@ -210,3 +210,12 @@ def test_an_alias_chain_of_opaque_ids_keeps_one_lead_with_the_whole_timeline() -
     [lead] = [lead for lead, names in stored.events.items() if names]
     assert len(stored.events[lead]) == 6
     assert {stored.lead_of_anonymous[a] for a in ("anon-1", "user:42", "user:43")} == {lead}
+
+
+def test_an_alias_within_one_batch_creates_one_lead_for_both_ids() -> None:
+    p = plan()
+    first = p.resolve(None, "user:42")
+    assert p.resolve(None, "user:43", "user:42") == first
+    assert p.resolve(None, "user:43") == first
+    assert p.leads_to_create == {first: None}
+    assert p.links_to_write == {"user:42": first, "user:43": first}
