@@ -38,7 +38,7 @@ class GroupCommit(Generic[K, V]):
         self._flying: _Flush[K, V] | None = None
         self._next: _Flush[K, V] | None = None
         self._runner: asyncio.Task[None] | None = None
-        self.flushes = 0  # how many flushes ran (for tests and the bench)
+        self.flushes = 0  # how many flushes ran (the tests read it)
 
     async def get(self, keys: Iterable[K]) -> dict[K, V]:
         """The answer for each of `keys`, from the flush in flight or the next one."""
