@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from services.scoring import model_store
 from services.scoring.domain import LeadEvent
@@ -24,6 +24,7 @@ from services.scoring.lifecycle import NURTURE, Rescored
 from services.scoring.likelihood import Predictor
 from services.scoring.model import ScoringModel
 from services.scoring.model_metrics import Platt
+from shared.events import Likelihood
 from shared.logging import get_logger
 from shared.runtime import BackgroundLoop, ServiceRuntime
 
@@ -50,19 +51,32 @@ class LearnedScoring:
         """The rescore with the likelihood, and the MQL decision the learned rules make.
 
         `history` is the lead's whole history, needed only when `judges(rescored)`."""
-        lead = rescored.lead
-        likelihood = None
-        if self.predictor is not None and self.judges(rescored):
-            features = lead_features(
-                self.model,
-                traits=rescored.traits,
-                events=history,
-                at=rescored.at,
-                rule_score=rescored.result,
-            )
-            likelihood = self.predictor.likelihood(features, top=self.learning.likelihood.top_factors)
+        return self.apply_all([rescored], {rescored.lead.lead_id: history})[0]
+
+    def apply_all(
+        self, evaluated: Sequence[Rescored], histories: Mapping[str, Sequence[LeadEvent]]
+    ) -> list[Rescored]:
+        """`apply` on a batch's rescores, the judged ones' likelihoods from one model call.
+
+        `histories` holds the whole history of each lead `judges` picks."""
+        judged = [r for r in evaluated if self.judges(r)]
+        likelihoods: dict[int, Likelihood] = {}
+        if judged and self.predictor is not None:
+            rows = [self.features_of(r, histories.get(r.lead.lead_id, ())) for r in judged]
+            found = self.predictor.likelihoods(rows, top=self.learning.likelihood.top_factors)
+            likelihoods = {id(r): likelihood for r, likelihood in zip(judged, found, strict=True)}
+        return [self._decided(r, likelihoods.get(id(r))) for r in evaluated]
+
+    def features_of(self, rescored: Rescored, history: Sequence[LeadEvent]) -> dict[str, float]:
+        """What the model sees of the rescored lead: the same function training uses."""
+        return lead_features(
+            self.model, traits=rescored.traits, events=history, at=rescored.at, rule_score=rescored.result
+        )
+
+    def _decided(self, rescored: Rescored, likelihood: Likelihood | None) -> Rescored:
         if likelihood is None and not self.explores:
             return rescored
+        lead = rescored.lead
         qualifies, propensity = learned_handoff(
             self.model,
             self.learning,

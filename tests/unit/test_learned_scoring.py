@@ -78,6 +78,25 @@ def test_an_active_model_adds_its_likelihood_to_the_score_and_the_mql(predictor:
     assert mql.exploration is False and rescored.likelihood.model_version == predictor.version  # type: ignore[attr-defined]
 
 
+def test_a_batch_judged_in_one_model_call_gets_each_leads_own_likelihood(predictor: Predictor):
+    learned = LearnedScoring(MODEL, LearningConfig())
+    learned.predictor = predictor
+    histories = {
+        "a": demo(),
+        "b": pages("/pricing", "/integrations/crm", "/security"),
+        "c": pages("/blog/1"),
+        "d": [*pages("/pricing"), *demo()],
+    }
+    batch = [
+        lifecycle.rescore(MODEL, stored(lead_id), TRAITS, events) for lead_id, events in histories.items()
+    ]
+    together = learned.apply_all(batch, histories)
+    alone = [learned.apply(r, histories[r.lead.lead_id]) for r in batch]
+    assert [r.likelihood for r in together] == [r.likelihood for r in alone]
+    assert [r.qualifies for r in together] == [r.qualifies for r in alone]
+    assert len({r.likelihood.value for r in together if r.likelihood}) > 1  # not one answer for all
+
+
 def test_a_minimum_likelihood_holds_back_an_mql_the_model_doubts(predictor: Predictor):
     strict = LearningConfig(likelihood=LikelihoodSettings(min_likelihood=100, combine="and"))
     learned = LearnedScoring(MODEL, strict)
