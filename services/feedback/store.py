@@ -109,7 +109,8 @@ sla_breaches = Table(
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("breached_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
-    PrimaryKeyConstraint("handoff_id", "stage", name="pk_sla_breaches"),
+    # One per occurrence: a reopened handoff that misses its stage's new deadline breaches again.
+    PrimaryKeyConstraint("handoff_id", "stage", "due_at", name="pk_sla_breaches"),
     Index("ix_sla_breaches_breached_at", "breached_at"),
     schema=SCHEMA,
 )
@@ -246,7 +247,13 @@ async def fact(conn: AsyncConnection, handoff_id: str) -> Row[Any] | None:
 
 
 async def breach(conn: AsyncConnection, handoff_id: str, stage: str) -> Row[Any] | None:
-    query = select(sla_breaches).where(sla_breaches.c.handoff_id == handoff_id, sla_breaches.c.stage == stage)
+    """The handoff's latest breach of the stage (a reopened handoff may have breached it before)."""
+    query = (
+        select(sla_breaches)
+        .where(sla_breaches.c.handoff_id == handoff_id, sla_breaches.c.stage == stage)
+        .order_by(sla_breaches.c.due_at.desc())
+        .limit(1)
+    )
     return (await conn.execute(query)).first()
 
 
