@@ -199,18 +199,20 @@ async def add_rules(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> No
         await conn.execute(insert(fact_rules).on_conflict_do_nothing(constraint="pk_fact_rules"), list(rows))
 
 
-async def add_breaches(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Record breaches; returns the (handoff_id, stage) of those not recorded before."""
-    new: list[tuple[str, str]] = []
+async def add_breaches(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+) -> list[tuple[str, str, datetime]]:
+    """Record breaches; returns the (handoff_id, stage, due_at) of those not recorded before."""
+    new: list[tuple[str, str, datetime]] = []
     for row in rows:
         statement = (
             insert(sla_breaches)
             .values(**row)
             .on_conflict_do_nothing(constraint="pk_sla_breaches")
-            .returning(sla_breaches.c.handoff_id, sla_breaches.c.stage)
+            .returning(sla_breaches.c.handoff_id, sla_breaches.c.stage, sla_breaches.c.due_at)
         )
         if (inserted := (await conn.execute(statement)).first()) is not None:
-            new.append((inserted.handoff_id, inserted.stage))
+            new.append((inserted.handoff_id, inserted.stage, inserted.due_at))
     return new
 
 
@@ -246,14 +248,10 @@ async def fact(conn: AsyncConnection, handoff_id: str) -> Row[Any] | None:
     return (await conn.execute(select(handoff_facts).where(handoff_facts.c.handoff_id == handoff_id))).first()
 
 
-async def breach(conn: AsyncConnection, handoff_id: str, stage: str) -> Row[Any] | None:
-    """The handoff's latest breach of the stage (a reopened handoff may have breached it before)."""
-    query = (
-        select(sla_breaches)
-        .where(sla_breaches.c.handoff_id == handoff_id, sla_breaches.c.stage == stage)
-        .order_by(sla_breaches.c.due_at.desc())
-        .limit(1)
-    )
+async def breach(conn: AsyncConnection, handoff_id: str, stage: str, due_at: datetime) -> Row[Any] | None:
+    """The handoff's breach of the stage's deadline `due_at` (a reopened handoff may miss a second)."""
+    b = sla_breaches.c
+    query = select(sla_breaches).where(b.handoff_id == handoff_id, b.stage == stage, b.due_at == due_at)
     return (await conn.execute(query)).first()
 
 

@@ -39,7 +39,9 @@ async def test_a_reopened_handoff_that_misses_its_new_deadline_breaches_again(se
         await breached_by(created.data["decide_by"])
         rejected = await handoff.client.post(f"{url}/reject", json={"reason": "not_ready"}, headers=ADMIN)
         assert rejected.status_code == 200
-        reopened = await handoff.client.post(f"{url}/reopen", json={"reason": "rejected by mistake"}, headers=ADMIN)
+        reopened = await handoff.client.post(
+            f"{url}/reopen", json={"reason": "rejected by mistake"}, headers=ADMIN
+        )
         assert reopened.status_code == 200 and reopened.json()["stage"] == "mql"
         await breached_by(reopened.json()["decide_by"])
 
