@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from services.scoring import lifecycle, score_state_store, store
+from services.scoring import lifecycle, model_store, score_state_store, store
 from services.scoring.accounts.handlers import roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.erasures import forget_late_arrivals, record_confirmation
@@ -213,7 +213,8 @@ async def learned_decisions(
         lead_id: [LeadEvent(row.type, row.occurred_at, row.properties) for row in history]
         for lead_id, history in rows.items()
     }
-    decided = learned.apply_all(evaluated, histories)
+    accounts = await model_store.account_facts(uow.conn, judged)
+    decided = learned.apply_all(evaluated, histories, accounts)
     LEARNED_HOOK_SECONDS.inc(time.perf_counter() - started)
     LEARNED_HOOK_LEADS.inc(len(judged))
     return decided
