@@ -2,8 +2,8 @@
 
 `python -m bench --only model_active`. One stack (intake, scoring, handoff as processes):
 a small generated history (tests/generated_buyers.py) is seeded and trained on with
-`leadflow model train`; then the same open-loop load runs twice, first with no model
-active, then after `leadflow model activate`. The load is 1,000 events/s posted to
+`leadflow model train`; then the same open-loop load runs four times, alternately with no
+model active and after `leadflow model activate`. The load is 1,000 events/s posted to
 `/v1/events/batch` (page views of a pool of good-fit leads, one event per lead per
 request); beside it, probe journeys whose last event, posted alone with a trace id, makes
 the lead an MQL. A probe's latency is from that POST to `lead.mql_reached`, and to
@@ -20,10 +20,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -51,6 +53,9 @@ LOAD_LEADS = 2_000  # the pool of leads the load's page views belong to
 PROBE_RATE = 4.0  # probe journeys per second
 HISTORY_EVENTS = 40_000  # the generated history trained on: about 5,000 leads, a few seconds
 MODEL_POLL_S = 1.0  # how soon scoring sees the activated model
+# Without and with the model, twice, alternated: the stack fills and the shared machine's
+# load moves as the runs go, so one pair in one order would mix those in.
+ALTERNATION = (False, True, False, True)
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -99,12 +104,15 @@ async def model_active(work: Path, broker_kind: BrokerKind | Literal["auto"]) ->
             await wait_ready(url)
         scoring_pid = processes[1].pid
         runs = []
-        for active in (None, version):
-            if active is not None:
-                leadflow(env, "model", "activate", active)
-                await asyncio.sleep(MODEL_POLL_S * 3)
-            print(f"model_active: {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, model {active} …", flush=True)
-            runs.append(await load_run(settings, urls, headers, scoring_pid, active))
+        for active in ALTERNATION:
+            if active:
+                leadflow(env, "model", "activate", version)
+            else:
+                await deactivate(libpq_dsn(settings))
+            await asyncio.sleep(MODEL_POLL_S * 3)  # scoring has seen the change
+            model = version if active else None
+            print(f"model_active: {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, model {model} …", flush=True)
+            runs.append(await load_run(settings, urls, headers, scoring_pid, model))
         return ModelActive(broker.description, trained_on, train_s, runs)
     finally:
         for process in processes:
@@ -115,6 +123,15 @@ async def model_active(work: Path, broker_kind: BrokerKind | Literal["auto"]) ->
 
 def leadflow(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "leadflow", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+async def deactivate(db_dsn: str) -> None:
+    """No model active (there is no command for it: activating another is the way back)."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute("UPDATE scoring.predictive_models SET active = false")
+    finally:
+        await conn.close()
 
 
 async def stored_version(settings: Settings) -> str:
@@ -270,18 +287,17 @@ async def hook_counters(scoring: str, headers: dict[str, str]) -> tuple[float, f
 
 def model_active_report(m: ModelActive) -> str:
     leads, events = m.trained_on
+    heads = " | ".join("model active" if r.model else "no model" for r in m.runs)
     lines = [
         f"broker: {m.broker}; the model trained on {events:,} generated events of {leads:,} leads "
-        f"in {m.train_s:.1f} s",
+        f"in {m.train_s:.1f} s; runs in the order of the columns",
         "",
-        f"| {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, intake → scoring → handoff "
-        "| no model | model active |",
-        "| --- | ---: | ---: |",
+        f"| {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, intake → scoring → handoff | {heads} |",
+        "| --- |" + " ---: |" * len(m.runs),
     ]
-    off, on = m.runs
 
-    def row(name: str, cell: object) -> str:
-        return f"| {name} | {cell(off)} | {cell(on)} |"  # type: ignore[operator]
+    def row(name: str, cell: Callable[[LoadRun], str]) -> str:
+        return f"| {name} | " + " | ".join(cell(r) for r in m.runs) + " |"
 
     def quantiles(values: list[float]) -> str:
         if not values:
@@ -295,9 +311,10 @@ def model_active_report(m: ModelActive) -> str:
         row("probe MQLs carrying a likelihood", lambda r: str(r.with_likelihood)),
         row("scoring CPU per event", lambda r: f"{r.scoring_cpu_s / r.events * 1e6:,.0f} µs"),
         row(
-            "learned hook per event / per judged rescore",
+            "learned hook per event / per judged rescore (wall)",
             lambda r: f"{r.hook_s / r.events * 1e6:,.0f} / {r.hook_s / max(r.hook_leads, 1) * 1e6:,.0f} µs",
         ),
+        row("rescores judged by the model", lambda r: f"{r.hook_leads:,}"),
         row("load average (1 min) start → end", lambda r: f"{r.load_avg[0]:.2f} → {r.load_avg[1]:.2f}"),
     ]
     return "\n".join(lines)
