@@ -98,7 +98,7 @@ class LearnedScoring:
             for i, likelihood in zip(shown, explained, strict=True):
                 key = id(judged[i])
                 decided[key] = dataclasses.replace(decided[key], likelihood=likelihood)
-        return [decided.get(id(r)) or self._decided(r, None) for r in evaluated]
+        return [decided[id(r)] if id(r) in decided else self._decided(r, None) for r in evaluated]
 
     def features_of(
         self, rescored: Rescored, history: Sequence[LeadEvent], account: AccountFacts | None = None
