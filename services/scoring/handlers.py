@@ -25,7 +25,15 @@ from services.scoring.score_state import LeadState
 from services.scoring.state_scoring import save_states, score_states, state_scorer
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import ErasureConfirmed, HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import (
+    ErasureConfirmed,
+    HandoffCreated,
+    HandoffTransition,
+    LeadEventAccepted,
+    MqlReached,
+    TrackingMessageFailed,
+)
+from shared.identities import ALIAS_CONFLICT
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
@@ -130,6 +138,7 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
     """The lead of each event, creating, linking and merging leads as identity is learned."""
     emails = {e.email for e in events if e.email}
     anonymous = {e.anonymous_id for e in events if e.anonymous_id}
+    anonymous |= {e.previous_id for e in events if e.previous_id}  # an alias: its id is locked too
     # An anonymous visitor's events (keyed by the anonymous id) and the identify naming them
     # (keyed by the email) may be consumed by two instances at once. Each batch holds a lock on
     # every identity it resolves, so such batches take turns, and the second reads what the
@@ -141,7 +150,12 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
     plan = IdentityPlan(
         lead_of_email, lead_of_anonymous, email_of_lead, new_lead_id=lambda: str(uuid.uuid4())
     )
-    resolved = [plan.resolve(e.email, e.anonymous_id) for e in events]
+    resolved = []
+    for event in events:
+        conflicts = plan.alias_conflicts
+        resolved.append(plan.resolve(event.email, event.anonymous_id, event.previous_id))
+        if plan.alias_conflicts > conflicts:
+            record_alias_conflict(uow, event, lead_id=resolved[-1])
     await store.apply_identity_changes(
         uow.conn,
         create=plan.leads_to_create,
@@ -152,6 +166,19 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
     # A merge moved events under the known lead: its state no longer holds them all.
     await score_state_store.forget_states(uow.conn, sorted(set(plan.merges_of_stored_leads.values())))
     return [plan.final(lead_id) for lead_id in resolved]
+
+
+def record_alias_conflict(uow: UnitOfWork, event: LeadEventAccepted, *, lead_id: str) -> None:
+    """An alias between two people known by different emails merges nothing: the event stays
+    with its own lead, and the failed-events view lists it (reason `alias_conflict`)."""
+    failed = TrackingMessageFailed(
+        reason=ALIAS_CONFLICT,
+        field="previousId",
+        detail="the alias names two people known by different emails; they are not merged",
+        message_type="alias",
+        received_at=event.received_at,
+    )
+    uow.emit(failed, lead_id=lead_id, occurred_at=event.occurred_at)
 
 
 async def rescore(
