@@ -7,18 +7,19 @@ rules they apply are in `lifecycle` (MQL, stages, attribution) and `domain` (the
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from services.scoring import lifecycle, score_state_store, store
+from services.scoring import lifecycle, model_store, score_state_store, store
 from services.scoring.accounts.handlers import roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.erasures import forget_late_arrivals, record_confirmation
 from services.scoring.identity import IdentityPlan, identity_lock_keys
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
-from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
+from services.scoring.metrics import EVENTS_CONFLICTING, LEARNED_HOOK_LEADS, LEARNED_HOOK_SECONDS, MQLS
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
 from services.scoring.state_scoring import save_states, score_states, state_scorer
@@ -227,20 +228,23 @@ async def learned_decisions(
 
     The model's features read the lead's whole history (counts and recency per type, rule and
     section), so only the leads it will judge have their history loaded, and only while a
-    model is active: with none, scoring's cost stays independent of history.
+    model is active: with none, scoring's cost stays independent of history. The judged
+    leads' likelihoods come from one model call for the batch.
     """
     judged = [r.lead.lead_id for r in evaluated if learned.judges(r)]
-    histories = await store.histories(uow.conn, judged) if judged else {}
-    return [
-        learned.apply(
-            r,
-            [
-                LeadEvent(row.type, row.occurred_at, row.properties)
-                for row in histories.get(r.lead.lead_id, [])
-            ],
-        )
-        for r in evaluated
-    ]
+    if not judged:
+        return learned.apply_all(evaluated, {})
+    started = time.perf_counter()
+    rows = await store.histories(uow.conn, judged)
+    histories = {
+        lead_id: [LeadEvent(row.type, row.occurred_at, row.properties) for row in history]
+        for lead_id, history in rows.items()
+    }
+    accounts = await model_store.account_facts(uow.conn, judged)
+    decided = learned.apply_all(evaluated, histories, accounts)
+    LEARNED_HOOK_SECONDS.inc(time.perf_counter() - started)
+    LEARNED_HOOK_LEADS.inc(len(judged))
+    return decided
 
 
 def announce(uow: UnitOfWork, rescored: Rescored, *, trace_id: str | None, scored: bool = True) -> None:
