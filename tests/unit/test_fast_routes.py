@@ -57,7 +57,7 @@ def post(body: bytes) -> httpx.Response:
 
 
 def counted(status: str) -> float:
-    return HTTP_REQUESTS.labels("POST", "/v1/notes", status)._value.get()
+    return float(HTTP_REQUESTS.labels("POST", "/v1/notes", status)._value.get())
 
 
 def test_the_fast_route_answers_and_is_counted_under_the_declared_route() -> None:
