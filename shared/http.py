@@ -259,6 +259,22 @@ async def refuse_unstorable_values(request: Request) -> None:
     and before its body is validated; the body is the one FastAPI already parsed, walked only
     when a fast scan of its bytes finds something that could break a rule.
     """
+    errors = _unstorable_parts(request)
+    body = await _parsed_json_body(request)
+    if body is not None:
+        errors.extend(_error(("body", *where), rule) for where, rule in json_violations(body))
+    if errors:
+        raise RequestValidationError(errors, body=body)
+
+
+def refuse_unstorable_parts(request: Request) -> None:
+    """`refuse_unstorable_values` for a request whose body is known to break no rule (a fast
+    route's, scanned by `may_break_content_rules` already): its path, query and headers."""
+    if errors := _unstorable_parts(request):
+        raise RequestValidationError(errors, body=None)
+
+
+def _unstorable_parts(request: Request) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     scope = request.scope
     located = [("path", name, value) for name, value in request.path_params.items() if isinstance(value, str)]
@@ -270,11 +286,7 @@ async def refuse_unstorable_values(request: Request) -> None:
     for location, name, text in located:
         if (rule := text_rule(text)) is not None:
             errors.append(_error((location, printable(name)), rule))
-    body = await _parsed_json_body(request)
-    if body is not None:
-        errors.extend(_error(("body", *where), rule) for where, rule in json_violations(body))
-    if errors:
-        raise RequestValidationError(errors, body=body)
+    return errors
 
 
 async def _parsed_json_body(request: Request) -> Any:

@@ -23,7 +23,7 @@ from services.intake.metrics import EVENT_PATHS, count_rejected, count_too_large
 from services.intake.privacy import EventSealer
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Scope, require
-from shared.http import create_app, refuse_unstorable_values
+from shared.http import create_app, refuse_unstorable_parts
 from shared.problems import FieldError, Problem, invalid, problem_response, validation_errors
 from shared.request_rules import may_break_content_rules
 from shared.runtime import ServiceSpec
@@ -90,7 +90,7 @@ async def common_answer(request: Request, *, batch: bool) -> Response | None:
     events = await _valid_events(request, batch=batch)
     if events is None:
         return None
-    await refuse_unstorable_values(request)
+    refuse_unstorable_parts(request)  # the body was scanned by `_valid_events`
     runtime = await _runtime(request)
     headers = request.headers
     await _authorize_writer(
