@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -28,13 +29,16 @@ LIKELIHOODS = tuple(range(5, 100, 5))
 
 @dataclass(frozen=True)
 class Decided:
-    """One labelled handoff as the search sees it."""
+    """One labelled handoff as the search sees it: the lead's rule score, grade and likelihood
+    at the label moment (the handoff), what sales decided, and its inverse-propensity weight."""
 
     score: int
     grade: str
     likelihood: int | None
     positive: bool
     weight: float
+    lead_id: str | None = None  # which lead and moment, to audit a projection against the backtest
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
