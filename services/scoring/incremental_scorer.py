@@ -2,7 +2,10 @@
 
 Pure. Each point equals what `score_lead` gives for the events up to that instant, scored at
 that instant, but the replay costs O(events x matching rules) instead of rescoring the whole
-history at every step:
+history at every step. `TimelineScorer.at_moments` scores the same replay at any moments
+(the handoffs training and recommend learn from), decayed to each: the one code path for
+"what would this model have scored then", shared by `leadflow backtest`, `model train` and
+`model recommend`.
 
 - fit, the grade and the profile's undesirables depend on the traits only: once per lead;
 - the channel is fixed by the first instant that has one; an event undesirable, once fired,

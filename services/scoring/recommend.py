@@ -7,7 +7,9 @@ inverse of its propensity (an exploration handoff stands for the near misses lik
 that were not drawn), counts towards a setting's volume if the setting would have handed
 it off, and towards its returns if sales sent it back as not a buyer. The interval is
 Wilson's on the effective number of examples (Kish: (Σw)² / Σw²), so heavy weights widen
-it instead of passing for certainty.
+it instead of passing for certainty. Each handoff's score, grade and likelihood are taken at
+its label moment by the backtest engine's replay (`training.examples_of`, fed by
+`leadflow.admin.model_training.decided_history`), as `leadflow backtest` would score it.
 """
 
 from __future__ import annotations
