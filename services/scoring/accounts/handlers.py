@@ -310,19 +310,7 @@ async def _with_account_context(
         return row.score, row.grade, row.engaged_people, row.mqa
 
     def context(account_id: str, match: matching.Match) -> AccountContext:
-        row = rows[account_id]
-        score, grade, engaged_people, _ = standing(account_id)
-        return AccountContext(
-            account_id=account_id,
-            name=row.name,
-            owner=row.owner,
-            tier=row.tier,
-            score=score,
-            grade=grade,
-            engaged_people=engaged_people,
-            matched_by=match.matched_by,
-            confidence=match.confidence,
-        )
+        return _context(account_id, rows[account_id], standing(account_id)[:3], match)
 
     result = []
     for m in members:
@@ -339,6 +327,24 @@ async def _with_account_context(
         if s.mqa and not rows[account_id].mqa:
             result += await _qualified_by_new_mqa(uow, model, account_id, touched, context)
     return result
+
+
+def _context(
+    account_id: str, row: Any, standing: tuple[int, str, int], match: matching.Match
+) -> AccountContext:
+    """The account as a lead's events carry it (standing: score, grade, engaged people)."""
+    score, grade, engaged_people = standing
+    return AccountContext(
+        account_id=account_id,
+        name=row.name,
+        owner=row.owner,
+        tier=row.tier,
+        score=score,
+        grade=grade,
+        engaged_people=engaged_people,
+        matched_by=match.matched_by,
+        confidence=match.confidence,
+    )
 
 
 def _qualifies_at_mqa(model: ScoringModel, r: Rescored) -> bool:
@@ -380,6 +386,102 @@ async def _qualified_by_new_mqa(
         if not r.qualifies and _qualifies_at_mqa(model, r):
             found.append(_qualified_by_account(model, r, context(account_id, match).name))
     return found
+
+
+# --- rescoring after a model change ------------------------------------------------------------
+
+
+async def refresh_members(uow: UnitOfWork, model: ScoringModel, evaluated: list[Rescored]) -> None:
+    """A `leadflow rescore` page's step: each rescored lead's membership and share under the model
+    in force (matched afresh when its facts changed, as on an event). Accounts are not moved by
+    the difference here: the new model may decay, cap and count differently from the one their
+    aggregates were summed under, so `recompute_accounts` rebuilds them from these rows once
+    every lead is rescored."""
+    if model.account is None or not evaluated:
+        return
+    config = model.account
+    rows = []
+    for m in await _match(uow, config, evaluated):
+        new_account = m.match.account_id if m.match else None
+        if new_account is not None:
+            r = m.rescored
+            m.new_state = account_score.member_state(config, r.result, r.traits, r.at)
+        if (
+            m.old_account == new_account
+            and m.stored_digest == m.facts.digest()
+            and account_score.same_share(m.old_state, m.new_state)
+        ):
+            continue
+        if m.old_account != new_account and m.stored_digest is not None:
+            _announce_change(uow, m)
+        rows.append(_member_row(m))
+    await account_store.save_members(uow.conn, rows)
+
+
+@dataclasses.dataclass
+class RecomputedAccounts:
+    accounts: int = 0
+    changed: int = 0  # score, grade or MQA moved
+    became_mqa: int = 0
+    stopped_mqa: int = 0
+    qualified: list[Rescored] = dataclasses.field(default_factory=list)  # members the MQA qualifies
+
+
+async def recompute_accounts(
+    uow: UnitOfWork, model: ScoringModel, account_ids: list[str]
+) -> RecomputedAccounts:
+    """`leadflow rescore`'s last step, a page of accounts at a time: each account's aggregate
+    rebuilt from its members' shares (as `refresh_members` left them) and scored under the model.
+    Like leads on a rescore, only a change of MQA status is announced (`account.scored`, and
+    `account.mqa_reached` for a new MQA); scores, grades and explanations are updated silently.
+    At every MQA account, members in nurture that meet the lower threshold qualify (returned, to
+    save and announce)."""
+    assert model.account is not None
+    config = model.account
+    done = RecomputedAccounts()
+    rows = await account_store.accounts_for_update(uow.conn, account_ids)
+    shares = await account_store.member_shares(uow.conn, list(rows))
+    half_life = account_score.half_life_days(config, model.decay)
+    changes = []
+    for account_id, row in rows.items():
+        aggregate = Aggregate()
+        members = shares.get(account_id, [])
+        for _, state in members:
+            aggregate = account_score.apply_change(aggregate, None, state, half_life)
+        scored = account_score.score_account(
+            config, Firmographics(row.tier, row.industry, row.size, row.country), aggregate
+        )
+        at = aggregate.engagement_at or utcnow()
+        newly_mqa = scored.mqa and not row.mqa
+        changes.append(
+            _rollup_columns(
+                account_id, aggregate, scored, model.version, row.mqa_at or (at if newly_mqa else None)
+            )
+        )
+        done.accounts += 1
+        done.changed += (scored.score, scored.grade, scored.mqa) != (row.score, row.grade, row.mqa)
+        lead_id = members[0][0] if members else None
+        if scored.mqa != row.mqa:
+            done.became_mqa += newly_mqa
+            done.stopped_mqa += not newly_mqa
+            event = _scored_event(AccountScored, account_id, scored, model.version)
+            uow.emit(event, lead_id=lead_id, occurred_at=at, key=account_id)
+        if newly_mqa:
+            engaged = await account_store.engaged_member_ids(uow.conn, account_id)
+            event = _scored_event(
+                AccountMqaReached, account_id, scored, model.version, owner=row.owner, member_lead_ids=engaged
+            )
+            uow.emit(event, lead_id=lead_id, occurred_at=at, key=account_id)
+        if scored.mqa:
+
+            def context(
+                account_id: str, match: matching.Match, row: Any = row, s: Any = scored
+            ) -> AccountContext:
+                return _context(account_id, row, (s.score, s.grade, s.engaged_people), match)
+
+            done.qualified += await _qualified_by_new_mqa(uow, model, account_id, set(), context)
+    await account_store.save_rollups(uow.conn, changes)
+    return done
 
 
 # --- imports and edits -------------------------------------------------------------------------

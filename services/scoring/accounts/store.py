@@ -87,6 +87,32 @@ async def members_of(conn: AsyncConnection, lead_ids: Sequence[str]) -> dict[str
     return {row.lead_id: row for row in await conn.execute(query)}
 
 
+async def member_shares(
+    conn: AsyncConnection, account_ids: Sequence[str]
+) -> dict[str, list[tuple[str, MemberState]]]:
+    """Each account's members (lead id, share), by lead id: what a rescore rebuilds it from."""
+    if not account_ids:
+        return {}
+    query = (
+        select(account_members)
+        .where(account_members.c.account_id.in_(account_ids), account_members.c.as_of.is_not(None))
+        .order_by(account_members.c.account_id, account_members.c.lead_id)
+    )
+    found: dict[str, list[tuple[str, MemberState]]] = {}
+    for row in await conn.execute(query):
+        state = member_state_of(row)
+        if state is not None:
+            found.setdefault(row.account_id, []).append((row.lead_id, state))
+    return found
+
+
+async def account_ids_page(conn: AsyncConnection, *, after: str | None, limit: int) -> list[str]:
+    query = select(accounts.c.account_id).order_by(accounts.c.account_id).limit(limit)
+    if after is not None:
+        query = query.where(accounts.c.account_id > after)
+    return list((await conn.execute(query)).scalars())
+
+
 def member_state_of(row: Row[Any]) -> MemberState | None:
     if row.account_id is None or row.as_of is None:
         return None
