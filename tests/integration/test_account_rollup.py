@@ -33,8 +33,13 @@ from shared.unit_of_work import Emitted, UnitOfWork, unit_of_work
 
 SHIPPED = load_model("config/scoring-model.yaml")
 START = utcnow() - timedelta(hours=1)
-VP = {"title": "VP of Marketing", "company_size": 800, "industry": "Software", "country": "US"}
-ANALYST = {"title": "Analyst", "country": "US"}  # grade D: never an MQL
+VP: dict[str, Any] = {
+    "title": "VP of Marketing",
+    "company_size": 800,
+    "industry": "Software",
+    "country": "US",
+}
+ANALYST: dict[str, Any] = {"title": "Analyst", "country": "US"}  # grade D: never an MQL
 
 
 @pytest.fixture
@@ -164,7 +169,7 @@ async def test_rescore_after_a_model_change_recomputes_shares_account_scores_gra
     async with recording(engine, settings, []) as uow:
         await import_accounts(uow, [record])
     capped = changed_model()
-    people = {f"vp@{domain}": VP, f"a1@{domain}": ANALYST, f"a2@{domain}": ANALYST}
+    people: dict[str, dict[str, Any]] = {f"vp@{domain}": VP, f"a1@{domain}": ANALYST, f"a2@{domain}": ANALYST}
     for email, traits in people.items():  # 25 engagement points each, in the capped model's time
         await consume(
             engine,
