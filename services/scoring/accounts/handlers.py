@@ -298,8 +298,9 @@ async def _with_account_context(
     rows: dict[str, Any],
     scores: dict[str, account_score.AccountScore],
 ) -> list[Rescored]:
-    """Every lead gets its account's context; a lead at an MQA account may qualify at the lower
-    threshold; an account that just became an MQA qualifies its other members that meet it."""
+    """A lead at an MQA account may qualify at the lower threshold; each lead that qualifies gets
+    its account's context; an account that just became an MQA qualifies its other members that
+    meet it."""
 
     def standing(account_id: str) -> tuple[int, str, int, bool]:
         """Score, grade, engaged people and MQA: as just rescored, else as stored."""
@@ -318,9 +319,10 @@ async def _with_account_context(
         if m.match is None:
             result.append(r)
             continue
-        r = dataclasses.replace(r, account=context(m.match.account_id, m.match))
         if standing(m.match.account_id)[3] and not r.qualifies and _qualifies_at_mqa(model, r):
             r = _qualified_by_account(model, r, rows[m.match.account_id].name)
+        if r.qualifies:  # only `lead.mql_reached` carries the account: built for those alone
+            r = dataclasses.replace(r, account=context(m.match.account_id, m.match))
         result.append(r)
     touched = {r.lead.lead_id for r in result}
     for account_id, s in sorted(scores.items()):
