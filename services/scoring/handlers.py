@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.scoring import lifecycle, score_state_store, store
+from services.scoring.accounts.domains import load_suffix_list
 from services.scoring.accounts.handlers import Departure, departing_members, roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.erasures import forget_late_arrivals, record_confirmation
@@ -35,6 +36,8 @@ def make_handlers(
     model: ScoringModel, learned: LearnedScoring | None = None
 ) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
     """Per-message handlers (lifecycle) and the batch handler of lead events."""
+    if model.account is not None:
+        load_suffix_list()  # matching's, before the first batch
 
     async def on_lead_events(uow: UnitOfWork, items: list[tuple[Envelope, LeadEventAccepted]]) -> None:
         await record_events(uow, model, items, learned)
