@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, and_, any_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,6 +30,14 @@ AUTO_NAMESPACE = uuid.UUID("6f0c1d1e-8f4e-4b7a-9a53-acc0000a11ed")
 def auto_account_id(domain: str) -> str:
     """The same id on every instance for the account a corporate domain starts."""
     return f"auto-{uuid.uuid5(AUTO_NAMESPACE, domain)}"
+
+
+def _any(values: Sequence[str]) -> Any:
+    """`= ANY(one array)` rather than `IN (one placeholder per value)`: the statement's text stays
+    the same whatever the batch's number of values, so it is prepared once per connection
+    rather than parsed and planned again for each new count (the roll-up's statements run
+    every batch)."""
+    return any_(bindparam(None, list(values), type_=ARRAY(Text)))
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -60,11 +68,11 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
         by_domain = select(*columns).join(
             account_domains, account_domains.c.account_id == accounts.c.account_id
         )
-        selects.append(by_domain.where(account_domains.c.domain.in_(sorted(domains))))
+        selects.append(by_domain.where(account_domains.c.domain == _any(sorted(domains))))
     if names:
-        selects.append(select(*columns).where(accounts.c.name_normalized.in_(sorted(names))))
+        selects.append(select(*columns).where(accounts.c.name_normalized == _any(sorted(names))))
     if blocks:
-        selects.append(select(*columns).where(accounts.c.name_block.in_(sorted(blocks))))
+        selects.append(select(*columns).where(accounts.c.name_block == _any(sorted(blocks))))
     if not selects:
         return []
     found: dict[str, AccountCandidate] = {}
@@ -83,7 +91,7 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
 
 
 async def members_of(conn: AsyncConnection, lead_ids: Sequence[str]) -> dict[str, Row[Any]]:
-    query = select(account_members).where(account_members.c.lead_id.in_(lead_ids))
+    query = select(account_members).where(account_members.c.lead_id == _any(lead_ids))
     return {row.lead_id: row for row in await conn.execute(query)}
 
 
@@ -192,7 +200,7 @@ async def accounts_for_update(conn: AsyncConnection, account_ids: Iterable[str])
         return {}
     query = (
         select(*ROLL_UP_COLUMNS)
-        .where(accounts.c.account_id.in_(ids))
+        .where(accounts.c.account_id == _any(ids))
         .order_by(accounts.c.account_id)
         .with_for_update()
     )
