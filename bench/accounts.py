@@ -3,9 +3,12 @@ the cost of matching one lead with 100,000 accounts loaded.
 
 Both throughput runs drain the same kind of backlog (leads at corporate domains of seeded
 accounts, so every lead is matched and rolls up) through one scoring process; "off" is the same
-model file without its `account` section. Matching is timed in this process over real Postgres:
-the candidate look-ups (domain map, name map, blocking key) for a consumer-sized batch and the
-pure choice, per lead, beside scoring that lead (`domain.score_lead`) in the same run.
+model file without its `account` section. Beside each side's events/s, the CPU per event of the
+scoring process and of Postgres over the same span (`bench.backlog.drain`): the rates move with
+whatever else runs on the machine, the CPU per event less (it too rises on a busy machine:
+contended caches and cores). Matching is timed in this process over real Postgres: the candidate
+look-ups (domain map, name map, blocking key) for a consumer-sized batch and the pure choice,
+per lead, beside scoring that lead (`domain.score_lead`) in the same run.
 """
 
 from __future__ import annotations
