@@ -41,6 +41,12 @@ def training_phase(broker: Broker) -> str:
     return training_report(in_scratch(lambda tmp: training_timing(tmp, broker)))
 
 
+def model_active_phase(broker: Broker) -> str:
+    from bench.model_active import model_active, model_active_report
+
+    return model_active_report(in_scratch(lambda tmp: model_active(tmp, broker)))
+
+
 def retention_phase(broker: Broker) -> str:
     from bench.retention import retention_report, retention_timings
 
@@ -82,6 +88,7 @@ PHASES: dict[str, tuple[Callable[[Broker], str], str]] = {
     "retention": (retention_phase, "pruning, Postgres only"),
     "tracking": (tracking_phase, "/v1/batch beside /v1/events/batch"),
     "training": (training_phase, "model train on 1M events"),
+    "model_active": (model_active_phase, "end-to-end p50/p99 at 1,000 events/s, no model vs a model active"),
     "privacy": (lambda b: in_scratch(lambda tmp: run_privacy(tmp, b)).report(), "erasure with 100,000 leads"),
     "scoring_history": (
         lambda b: scoring_history_report(in_scratch(lambda tmp: run_scoring_history(tmp, b))),

@@ -59,6 +59,12 @@ class Traits(BaseModel):
     phone: str | None = Field(default=None, max_length=50)
     department: str | None = Field(default=None, max_length=200)
     channel: str | None = Field(default=None, max_length=100)
+    group_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The company's id in the sender's tracking (Segment's `groupId`): an account whose "
+        "external id it is is the lead's account, ahead of domains and names.",
+    )
 
 
 class LeadEventAccepted(EventData):
@@ -73,6 +79,10 @@ class LeadEventAccepted(EventData):
     received_at: datetime
     email: str | None = None
     anonymous_id: str | None = None
+    previous_id: str | None = Field(
+        default=None,
+        description="An alias: another anonymous id of the same person, whose lead becomes this one's.",
+    )
     traits: dict[str, Any] = Field(default_factory=dict)
     properties: dict[str, Any] = Field(default_factory=dict)
     sealed: str | None = Field(
@@ -87,6 +97,8 @@ class LeadEventAccepted(EventData):
         whatever offset its `occurred_at` was written in), different for another body under the
         same `event_id`."""
         body = {name: value for name, value in self.__dict__.items() if name not in _NOT_THE_BODY}
+        if body.get("previous_id") is None:  # events without an alias digest as they did before it
+            body.pop("previous_id", None)
         if self.occurred_at.tzinfo is not None:
             body["occurred_at"] = self.occurred_at.astimezone(UTC)
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()

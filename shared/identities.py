@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import unicodedata
 
+# The failed event of an alias between two people known by different emails: intake records it
+# when the message names both emails, scoring when the two ids' leads hold them.
+ALIAS_CONFLICT = "alias_conflict"
+
 
 def normalize_email(email: str) -> str:
     return unicodedata.normalize("NFC", email.strip().lower())

@@ -43,7 +43,13 @@ class SubjectKind(StrEnum):
 # The personal fields of each sealed event type, and the empty value each is left with on the wire.
 _SALES_NOTES: Mapping[str, Any] = {"note": None}
 SEALED_FIELDS: Mapping[str, Mapping[str, Any]] = {
-    EventType.LEAD_EVENT: {"email": None, "anonymous_id": None, "traits": {}, "properties": {}},
+    EventType.LEAD_EVENT: {
+        "email": None,
+        "anonymous_id": None,
+        "previous_id": None,
+        "traits": {},
+        "properties": {},
+    },
     EventType.MQL_REACHED: {"email": None, "traits": {}},
     EventType.SAL_ACCEPTED: _SALES_NOTES,
     EventType.LEAD_REJECTED: _SALES_NOTES,

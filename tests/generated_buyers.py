@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import store
 from services.scoring.domain import LeadEvent, LeadScore, meets_mql_rule, score_lead
+from services.scoring.features import AccountFacts
 from services.scoring.labels import LabelRules, SalesDecision
 from services.scoring.learned_rules import explores
 from services.scoring.learning_config import ExplorationSettings
@@ -184,11 +185,23 @@ async def seed(conn: AsyncConnection, leads: list[GeneratedLead], handed: list[H
         await conn.execute(insert(store.sales_decisions), decisions)
 
 
-def examples_from(handed: Iterable[HandedOff], model: ScoringModel, labels: LabelRules) -> list[Example]:
-    """The training examples the handed-off leads' decisions make, as `leadflow model train` takes them."""
+def examples_from(
+    handed: Iterable[HandedOff],
+    model: ScoringModel,
+    labels: LabelRules,
+    account_of: Callable[[GeneratedLead], AccountFacts | None] = lambda lead: None,
+) -> list[Example]:
+    """The training examples the handed-off leads' decisions make, as `leadflow model train`
+    takes them; `account_of` gives a lead the account scoring would have stored for it."""
     examples: list[Example] = []
     for h in handed:
         examples += examples_of(
-            model, email=None, traits=h.lead.traits, events=h.lead.events, cycles=h.decisions(), rules=labels
+            model,
+            email=None,
+            traits=h.lead.traits,
+            events=h.lead.events,
+            cycles=h.decisions(),
+            rules=labels,
+            account=account_of(h.lead),
         )
     return examples

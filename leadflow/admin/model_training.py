@@ -51,6 +51,7 @@ async def train_model(
                         events=lead.events,
                         cycles=decided.pop(lead.lead_id, {}),
                         rules=learning.labels,
+                        account=lead.account,
                     )
                 )
         trained = train(examples, learning.training)
@@ -94,6 +95,7 @@ async def recommend_setting(
                     events=lead.events,
                     cycles=decided.get(lead.lead_id, {}),
                     rules=learning.labels,
+                    account=lead.account,
                 ):
                     likely = predictor.likelihood(example.features, top=0).value if predictor else None
                     population.append(

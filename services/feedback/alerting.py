@@ -98,12 +98,13 @@ async def evaluate_return_rates(uow: UnitOfWork, config: FeedbackConfig, *, now:
 
 async def alert_breaches(uow: UnitOfWork, projected: Projected, *, now: datetime) -> None:
     """A breach opens an alert; the handoff leaving the breached stage resolves it."""
-    for handoff_id, stage in projected.new_breaches:
-        row = await store.breach(uow.conn, handoff_id, stage)
-        if row is not None:
-            await _raise(uow, _breach_payload(row), now=row.breached_at)
-    for row in projected.ended_breaches:
-        await _resolve(uow, _breach_payload(row), now=row.resolved_at or now)
+    for changes in projected.breaches:  # run by run, as the events came
+        for handoff_id, stage, due_at in changes.new:
+            row = await store.breach(uow.conn, handoff_id, stage, due_at)
+            if row is not None:
+                await _raise(uow, _breach_payload(row), now=row.breached_at)
+        for row in changes.ended:
+            await _resolve(uow, _breach_payload(row), now=row.resolved_at or now)
 
 
 def _breach_payload(row: Any) -> dict[str, Any]:

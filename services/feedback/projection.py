@@ -60,12 +60,22 @@ PROJECTED = (
 
 
 @dataclass
+class BreachChanges:
+    """Breaches recorded by a run of events, and those its transitions ended (rows)."""
+
+    new: list[tuple[str, str, datetime]] = field(default_factory=list)  # (handoff, stage, due_at)
+    ended: list[Row[Any]] = field(default_factory=list)
+
+
+@dataclass
 class Projected:
-    """What a run of events changed that alerts care about."""
+    """What a run of events changed that alerts care about.
+
+    The breach changes stay in their runs' order: a reopen between two breaches of the same
+    stage (one alert key) must see the first resolved before the second is raised."""
 
     decisions: bool = False
-    new_breaches: list[tuple[str, str]] = field(default_factory=list)
-    ended_breaches: list[Row[Any]] = field(default_factory=list)
+    breaches: list[BreachChanges] = field(default_factory=list)
 
 
 async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventData]]) -> Projected:
@@ -86,7 +96,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
                 conn, [(event.handoff_id, event.from_stage, envelope.occurred_at)]
             )
             # The return rate changes: the handoff is no longer sent back.
-            _merge(projected, Projected(decisions=True, ended_breaches=ended))
+            _merge(projected, Projected(decisions=True, breaches=[BreachChanges(ended=ended)]))
         else:
             run.append((envelope, event))
     _merge(projected, await _project_run(conn, run))
@@ -95,8 +105,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventDa
 
 def _merge(into: Projected, more: Projected) -> None:
     into.decisions |= more.decisions
-    into.new_breaches += more.new_breaches
-    into.ended_breaches += more.ended_breaches
+    into.breaches += more.breaches
 
 
 async def _project_run(conn: AsyncConnection, items: Sequence[tuple[Envelope, EventData]]) -> Projected:
@@ -132,7 +141,7 @@ async def _project_run(conn: AsyncConnection, items: Sequence[tuple[Envelope, Ev
     new_breaches = await store.add_breaches(conn, breaches)
     # A decision can reach us before the breach it beat by a hair; then the breach is over.
     left += await _already_left(conn, breaches)
-    return Projected(decisions, new_breaches, await store.end_breaches(conn, left))
+    return Projected(decisions, [BreachChanges(new_breaches, await store.end_breaches(conn, left))])
 
 
 def facts_of_handoff(envelope: Envelope, event: HandoffCreated) -> dict[str, Any]:

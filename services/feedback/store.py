@@ -109,7 +109,8 @@ sla_breaches = Table(
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("breached_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
-    PrimaryKeyConstraint("handoff_id", "stage", name="pk_sla_breaches"),
+    # One per occurrence: a reopened handoff that misses its stage's new deadline breaches again.
+    PrimaryKeyConstraint("handoff_id", "stage", "due_at", name="pk_sla_breaches"),
     Index("ix_sla_breaches_breached_at", "breached_at"),
     schema=SCHEMA,
 )
@@ -198,18 +199,20 @@ async def add_rules(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> No
         await conn.execute(insert(fact_rules).on_conflict_do_nothing(constraint="pk_fact_rules"), list(rows))
 
 
-async def add_breaches(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Record breaches; returns the (handoff_id, stage) of those not recorded before."""
-    new: list[tuple[str, str]] = []
+async def add_breaches(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+) -> list[tuple[str, str, datetime]]:
+    """Record breaches; returns the (handoff_id, stage, due_at) of those not recorded before."""
+    new: list[tuple[str, str, datetime]] = []
     for row in rows:
         statement = (
             insert(sla_breaches)
             .values(**row)
             .on_conflict_do_nothing(constraint="pk_sla_breaches")
-            .returning(sla_breaches.c.handoff_id, sla_breaches.c.stage)
+            .returning(sla_breaches.c.handoff_id, sla_breaches.c.stage, sla_breaches.c.due_at)
         )
         if (inserted := (await conn.execute(statement)).first()) is not None:
-            new.append((inserted.handoff_id, inserted.stage))
+            new.append((inserted.handoff_id, inserted.stage, inserted.due_at))
     return new
 
 
@@ -245,8 +248,10 @@ async def fact(conn: AsyncConnection, handoff_id: str) -> Row[Any] | None:
     return (await conn.execute(select(handoff_facts).where(handoff_facts.c.handoff_id == handoff_id))).first()
 
 
-async def breach(conn: AsyncConnection, handoff_id: str, stage: str) -> Row[Any] | None:
-    query = select(sla_breaches).where(sla_breaches.c.handoff_id == handoff_id, sla_breaches.c.stage == stage)
+async def breach(conn: AsyncConnection, handoff_id: str, stage: str, due_at: datetime) -> Row[Any] | None:
+    """The handoff's breach of the stage's deadline `due_at` (a reopened handoff may miss a second)."""
+    b = sla_breaches.c
+    query = select(sla_breaches).where(b.handoff_id == handoff_id, b.stage == stage, b.due_at == due_at)
     return (await conn.execute(query)).first()
 
 

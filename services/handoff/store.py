@@ -105,7 +105,9 @@ sla_timers = Table(
     Column("deadline", DateTime(timezone=True), nullable=False),
     Column("fired_at", DateTime(timezone=True), nullable=True),
     Column("cancelled_at", DateTime(timezone=True), nullable=True),
-    UniqueConstraint("handoff_id", "kind", "stage", name="uq_sla_timers_once"),
+    # Once per deadline: a stage entered again (a reopen) has timers of its own, and the
+    # timers of the first time keep their record (fired or cancelled).
+    UniqueConstraint("handoff_id", "kind", "stage", "deadline", name="uq_sla_timers_once"),
     schema=SCHEMA,
 )
 
@@ -500,24 +502,31 @@ async def has_later_cycle(conn: AsyncConnection, *, lead_id: str, cycle: int) ->
 async def rearm_timers(
     conn: AsyncConnection, handoff_id: str, *, stage: str, warn_at: datetime, deadline: datetime
 ) -> None:
-    """The stage's warning and breach timers, due again (a reopened handoff's new deadline).
+    """The stage's warning and breach timers for its new deadline (a reopened handoff's).
 
-    A stage's timers exist once per handoff; reopening sets them due anew rather than adding
-    a second pair, so each still fires once per deadline."""
+    The stage's earlier timers stay as they were, fired or cancelled (any still pending is
+    cancelled: the new deadline replaces it), so each deadline's breach fires and is kept once;
+    a cancelled timer of the very same deadline is armed again."""
+    await conn.execute(
+        update(sla_timers)
+        .where(
+            sla_timers.c.handoff_id == handoff_id,
+            sla_timers.c.stage == stage,
+            sla_timers.c.fired_at.is_(None),
+            sla_timers.c.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=func.now())
+    )
     rows = [
         {"handoff_id": handoff_id, "kind": kind, "stage": stage, "due_at": due, "deadline": deadline}
         for kind, due in (("warning", warn_at), ("breach", deadline))
     ]
     statement = insert(sla_timers)
     await conn.execute(
-        statement.on_conflict_do_update(
+        statement.on_conflict_do_update(  # in business hours the new deadline may be the old one
             constraint="uq_sla_timers_once",
-            set_={
-                "due_at": statement.excluded.due_at,
-                "deadline": statement.excluded.deadline,
-                "fired_at": None,
-                "cancelled_at": None,
-            },
+            set_={"due_at": statement.excluded.due_at, "fired_at": None, "cancelled_at": None},
+            where=sla_timers.c.fired_at.is_(None),  # a fired timer is a breach on record: kept
         ),
         rows,
     )

@@ -42,6 +42,11 @@ class IntakeEvent(BaseModel):
     occurred_at: AwareDatetime = Field(description="When it happened, RFC 3339 with a timezone.")
     email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)] | None = None
     anonymous_id: Identifier | None = None
+    previous_id: Identifier | None = Field(
+        default=None,
+        description="An alias: another anonymous id the same person had (Segment's `previousId`). "
+        "Its lead and this event's become one, unless both are known by different emails.",
+    )
     traits: Traits = Field(default_factory=Traits)
     properties: dict[str, PropertyValue] = Field(
         default_factory=dict,

@@ -50,7 +50,12 @@ def limit_problems(
         errors.append(
             FieldError(f"{at}occurred_at", "too_old", f"occurred_at is more than {days:g} days ago")
         )
-    for name, value in (("email", event.email), ("anonymous_id", event.anonymous_id)):
+    identities = (
+        ("email", event.email),
+        ("anonymous_id", event.anonymous_id),
+        ("previous_id", event.previous_id),
+    )
+    for name, value in identities:
         if value is not None and (rule := text_rule(value)):
             errors.append(FieldError(f"{at}{name}", rule, RULE_MESSAGES[rule]))
     custom = event.traits.model_extra or {}
@@ -83,7 +88,7 @@ def _plainly_storable(event: IntakeEvent, limits: EventLimits, *, now: datetime)
         or max(map(len, chain(custom, properties)), default=0) > limits.max_key_chars
     ):
         return False
-    texts = [event.email or "", event.anonymous_id or "", *custom, *properties]
+    texts = [event.email or "", event.anonymous_id or "", event.previous_id or "", *custom, *properties]
     texts += [value for value in event.traits.__dict__.values() if type(value) is str]
     for value in chain(custom.values(), properties.values()):
         kind = type(value)

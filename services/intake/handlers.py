@@ -150,6 +150,7 @@ def accepted_event(event: IntakeEvent, *, received_at: datetime) -> LeadEventAcc
         received_at=received_at,
         email=normalize_email(event.email) if event.email else None,
         anonymous_id=normalize_anonymous_id(event.anonymous_id) if event.anonymous_id else None,
+        previous_id=normalize_anonymous_id(event.previous_id) if event.previous_id else None,
         traits=event.traits.model_dump(exclude_none=True),
         properties=dict(event.properties),
     )
@@ -181,6 +182,7 @@ def envelope_record(
             "received_at": _INSTANT.dump_python(received_at, mode="json"),
             "email": data.email,
             "anonymous_id": data.anonymous_id,
+            "previous_id": data.previous_id,
             "traits": data.traits,
             "properties": data.properties,
             "sealed": data.sealed,  # set by `sealed_records`, which seals the personal fields

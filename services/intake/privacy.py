@@ -37,6 +37,8 @@ class EventSealer:
             named["email"] = self.vault.subject(SubjectKind.EMAIL, email)
         if anonymous_id := envelope.data.get("anonymous_id"):
             named["anonymous_id"] = self.vault.subject(SubjectKind.ANONYMOUS, anonymous_id)
+        if previous_id := envelope.data.get("previous_id"):  # an alias naming an erased id is refused too
+            named["previous_id"] = self.vault.subject(SubjectKind.ANONYMOUS, previous_id)
         return named
 
 

@@ -22,6 +22,7 @@ from services.intake.domain import IntakeEvent, TrackingPlan, check_against_plan
 from services.intake.event_limits import EventLimits, limit_problems
 from services.intake.tracking_schemas import MessageType, TrackingMessage
 from shared.config_errors import PydanticWordedConfigError
+from shared.identities import ALIAS_CONFLICT
 from shared.request_rules import printable
 from shared.traits import employees
 
@@ -133,19 +134,22 @@ def map_message(
     traits = traits_of({**_mapping(context.get("traits")), **message.traits})
     if message.type == "group":
         traits = company_traits(message.traits)
+        if message.groupId:
+            traits["group_id"] = message.groupId
     identities = identities_of(message, traits.pop("email", None))
     if isinstance(identities, Failure):
         return identities
     when = occurred_at(message, sent_at=sent_at, received_at=received_at)
     properties = properties_of(message, context)
     events = []
-    for index, (email, anonymous_id) in enumerate(identities):
+    for index, (email, anonymous_id, previous_id) in enumerate(identities):
         body = {
             "event_id": event_id_of(message.messageId, index),
             "type": type_,
             "occurred_at": when,
             "email": email,
             "anonymous_id": anonymous_id,
+            "previous_id": previous_id,
             "traits": traits,
             "properties": properties,
         }
@@ -156,15 +160,18 @@ def map_message(
     return events
 
 
-def identities_of(
-    message: TrackingMessage, trait_email: Any
-) -> list[tuple[str | None, str | None]] | Failure:
-    """(email, anonymous id) of each event the message becomes.
+Identities = tuple[str | None, str | None, str | None]  # an event's email, anonymous id, previous id
+
+
+def identities_of(message: TrackingMessage, trait_email: Any) -> list[Identities] | Failure:
+    """(email, anonymous id, previous id) of each event the message becomes.
 
     The person is the email of the traits, else the userId (an email itself, or an opaque id
     keyed as `user:<id>`); the anonymousId links earlier anonymous history. An identify that
-    names both an opaque userId and another identity becomes two events, so that later
-    messages carrying only the userId find the same person.
+    names both an opaque userId and another identity becomes two events, the second keyed by
+    the userId, so that later messages carrying only the userId find the same person. Without
+    an email to join them, the second names the anonymousId as its previous id (an alias); with
+    one it does not, so a shared device (another person's email) is no alias conflict.
     """
     user = message.userId
     email = trait_email if isinstance(trait_email, str) and trait_email.strip() else None
@@ -172,16 +179,33 @@ def identities_of(
         email, user = user, None
     user_key = f"{USER_ID_PREFIX}{user}" if user else None
     if message.type == "alias":
-        if email is None or not message.previousId:
-            return Failure(
-                "alias_needs_email", "userId", "an alias links a previousId to a userId that is an email"
-            )
-        return [(email, message.previousId)]
+        return alias_identities(message, email=email, user_key=user_key)
     anonymous = message.anonymousId or user_key
-    pairs = [(email, anonymous)]
+    pairs: list[Identities] = [(email, anonymous, None)]
     if message.type == "identify" and user_key and user_key != anonymous:
-        pairs.append((email, user_key) if email else (None, user_key))
+        pairs.append((email, user_key, None if email else anonymous))
     return pairs
+
+
+def alias_identities(
+    message: TrackingMessage, *, email: str | None, user_key: str | None
+) -> list[Identities] | Failure:
+    """An alias links the previousId to the new id (the userId, else the anonymousId). The
+    previousId was an anonymousId or an earlier userId, which cannot be told apart: one event
+    names it as each (`<id>` and `user:<id>`). An email previousId is the person's email; two
+    different emails are two people, which an alias does not merge (`alias_conflict`)."""
+    previous = message.previousId
+    if not previous:
+        return Failure("alias_needs_previous_id", "previousId", "an alias links a previousId to the userId")
+    current = user_key or message.anonymousId
+    if _EMAIL.match(previous):
+        if email is not None and email.strip().lower() != previous.strip().lower():
+            return Failure(ALIAS_CONFLICT, "previousId", "an alias cannot make two emails one person")
+        return [(previous, message.anonymousId, user_key)]
+    forms = [previous, f"{USER_ID_PREFIX}{previous}"]
+    if user_key and message.anonymousId and message.anonymousId not in forms:
+        forms.append(message.anonymousId)  # the browser's id, when the alias names the userId
+    return [(email, current, form) for form in forms if form != current]
 
 
 _TRAIT_NAMES = {
@@ -192,7 +216,7 @@ _TRAIT_NAMES = {
     "employees": "company_size",
 }
 _NAMED = {"first_name", "last_name", "title", "company", "company_domain", "company_size"}
-_NAMED |= {"industry", "country", "phone", "department", "channel", "email"}
+_NAMED |= {"industry", "country", "phone", "department", "channel", "email", "group_id"}
 
 
 def traits_of(raw: dict[str, Any]) -> dict[str, Any]:

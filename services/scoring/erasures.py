@@ -65,7 +65,11 @@ async def forget_late_arrivals(
     subjects = {
         uow.vault.subject(kind, value): lead_id
         for event, lead_id in zip(events, lead_ids, strict=True)
-        for kind, value in ((SubjectKind.EMAIL, event.email), (SubjectKind.ANONYMOUS, event.anonymous_id))
+        for kind, value in (
+            (SubjectKind.EMAIL, event.email),
+            (SubjectKind.ANONYMOUS, event.anonymous_id),
+            (SubjectKind.ANONYMOUS, event.previous_id),
+        )
         if value
     }
     destroyed = await uow.vault.destroyed_now(uow.conn, subjects)

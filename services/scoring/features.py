@@ -1,6 +1,7 @@
 """What the predictive model sees of a lead at a moment: named numeric features from its
 profile, its engagement (counts and recency per event type, per engagement rule and per
-website section) and its channel, plus the rule model's own verdict (score, fit rules met).
+website section), its channel and its account (tier, score, grade, engaged people, how it
+was matched), plus the rule model's own verdict (score, fit rules met).
 
 Pure: a lead's traits and events in, a sparse `{name: value}` out. Features name things
 (`industry=software`, `count:page_view`, `section:pricing`), never a person: no email,
@@ -14,6 +15,7 @@ import functools
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,8 +26,25 @@ from shared.traits import employees
 
 RECENT_DAYS = 30
 CATEGORICAL_TRAITS = ("industry", "country", "department")
-MISSING_MEANS_UNKNOWN = ("days_since:", "rule_days_since:", "company_size_log")
+MISSING_MEANS_UNKNOWN = (
+    "days_since:",
+    "rule_days_since:",
+    "company_size_log",
+    "account_score",
+    "account_engaged_people",
+)
 _SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """What scoring stores of the lead's account (accounts, account_members): no names."""
+
+    tier: str | None
+    score: int
+    grade: str
+    engaged_people: int
+    matched_by: str | None
 
 
 def default_of(name: str) -> float:
@@ -40,8 +59,13 @@ def lead_features(
     events: Sequence[LeadEvent],
     at: datetime,
     rule_score: LeadScore,
+    account: AccountFacts | None = None,
 ) -> dict[str, float]:
-    """The lead's features as of `at`, from its events up to `at` (later ones are ignored)."""
+    """The lead's features as of `at`, from its events up to `at` (later ones are ignored).
+
+    `account` is the lead's account as scoring stores it now (accounts keep no history, so
+    training sees a decided lead's account as it is at training time); a lead with none
+    has no account feature (score and engaged people read as unknown)."""
     seen = [e for e in events if e.occurred_at <= at]
     features: dict[str, float] = {
         "rule_score": float(rule_score.score),
@@ -53,7 +77,19 @@ def lead_features(
             features[_named("fit:", contribution.rule)] = 1.0
     _profile(features, traits, seen)
     _engagement(features, model, seen, at)
+    if account is not None:
+        _account(features, account)
     return features
+
+
+def _account(features: dict[str, float], account: AccountFacts) -> None:
+    features["account_score"] = float(account.score)
+    features["account_engaged_people"] = float(account.engaged_people)
+    features[_named("account_grade=", account.grade)] = 1.0
+    if account.tier and account.tier.strip():
+        features[_named("account_tier=", account.tier.strip().lower()[:40])] = 1.0
+    if account.matched_by:
+        features[_named("account_matched_by=", account.matched_by[:40])] = 1.0
 
 
 def _profile(features: dict[str, float], traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> None:

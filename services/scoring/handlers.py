@@ -7,11 +7,12 @@ rules they apply are in `lifecycle` (MQL, stages, attribution) and `domain` (the
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from services.scoring import lifecycle, score_state_store, store
+from services.scoring import lifecycle, model_store, score_state_store, store
 from services.scoring.accounts.domains import load_suffix_list
 from services.scoring.accounts.handlers import Departure, departing_members, roll_up_accounts
 from services.scoring.domain import LeadEvent
@@ -19,13 +20,21 @@ from services.scoring.erasures import forget_late_arrivals, record_confirmation
 from services.scoring.identity import IdentityPlan, identity_lock_keys
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
-from services.scoring.metrics import EVENTS_CONFLICTING, MQLS
+from services.scoring.metrics import EVENTS_CONFLICTING, LEARNED_HOOK_LEADS, LEARNED_HOOK_SECONDS, MQLS
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
 from services.scoring.state_scoring import save_states, score_states, state_scorer
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
-from shared.events import ErasureConfirmed, HandoffCreated, HandoffTransition, LeadEventAccepted, MqlReached
+from shared.events import (
+    ErasureConfirmed,
+    HandoffCreated,
+    HandoffTransition,
+    LeadEventAccepted,
+    MqlReached,
+    TrackingMessageFailed,
+)
+from shared.identities import ALIAS_CONFLICT
 from shared.logging import get_logger
 from shared.unit_of_work import UnitOfWork
 
@@ -137,6 +146,7 @@ async def resolve_leads(
     the account shares of the leads merged away (for the roll-up to take out)."""
     emails = {e.email for e in events if e.email}
     anonymous = {e.anonymous_id for e in events if e.anonymous_id}
+    anonymous |= {e.previous_id for e in events if e.previous_id}  # an alias: its id is locked too
     # An anonymous visitor's events (keyed by the anonymous id) and the identify naming them
     # (keyed by the email) may be consumed by two instances at once. Each batch holds a lock on
     # every identity it resolves, so such batches take turns, and the second reads what the
@@ -148,7 +158,12 @@ async def resolve_leads(
     plan = IdentityPlan(
         lead_of_email, lead_of_anonymous, email_of_lead, new_lead_id=lambda: str(uuid.uuid4())
     )
-    resolved = [plan.resolve(e.email, e.anonymous_id) for e in events]
+    resolved = []
+    for event in events:
+        conflicts = plan.alias_conflicts
+        resolved.append(plan.resolve(event.email, event.anonymous_id, event.previous_id))
+        if plan.alias_conflicts > conflicts:
+            record_alias_conflict(uow, event, lead_id=resolved[-1])
     # Read before the merge deletes the absorbed leads and, with them, their account memberships.
     departed = await departing_members(uow, plan.merges_of_stored_leads)
     await store.apply_identity_changes(
@@ -161,6 +176,19 @@ async def resolve_leads(
     # A merge moved events under the known lead: its state no longer holds them all.
     await score_state_store.forget_states(uow.conn, sorted(set(plan.merges_of_stored_leads.values())))
     return [plan.final(lead_id) for lead_id in resolved], departed
+
+
+def record_alias_conflict(uow: UnitOfWork, event: LeadEventAccepted, *, lead_id: str) -> None:
+    """An alias between two people known by different emails merges nothing: the event stays
+    with its own lead, and the failed-events view lists it (reason `alias_conflict`)."""
+    failed = TrackingMessageFailed(
+        reason=ALIAS_CONFLICT,
+        field="previousId",
+        detail="the alias names two people known by different emails; they are not merged",
+        message_type="alias",
+        received_at=event.received_at,
+    )
+    uow.emit(failed, lead_id=lead_id, occurred_at=event.occurred_at)
 
 
 async def rescore(
@@ -212,20 +240,23 @@ async def learned_decisions(
 
     The model's features read the lead's whole history (counts and recency per type, rule and
     section), so only the leads it will judge have their history loaded, and only while a
-    model is active: with none, scoring's cost stays independent of history.
+    model is active: with none, scoring's cost stays independent of history. The judged
+    leads' likelihoods come from one model call for the batch.
     """
     judged = [r.lead.lead_id for r in evaluated if learned.judges(r)]
-    histories = await store.histories(uow.conn, judged) if judged else {}
-    return [
-        learned.apply(
-            r,
-            [
-                LeadEvent(row.type, row.occurred_at, row.properties)
-                for row in histories.get(r.lead.lead_id, [])
-            ],
-        )
-        for r in evaluated
-    ]
+    if not judged:
+        return learned.apply_all(evaluated, {})
+    started = time.perf_counter()
+    rows = await store.histories(uow.conn, judged)
+    histories = {
+        lead_id: [LeadEvent(row.type, row.occurred_at, row.properties) for row in history]
+        for lead_id, history in rows.items()
+    }
+    accounts = await model_store.account_facts(uow.conn, judged)
+    decided = learned.apply_all(evaluated, histories, accounts)
+    LEARNED_HOOK_SECONDS.inc(time.perf_counter() - started)
+    LEARNED_HOOK_LEADS.inc(len(judged))
+    return decided
 
 
 def announce(uow: UnitOfWork, rescored: Rescored, *, trace_id: str | None, scored: bool = True) -> None:

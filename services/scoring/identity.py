@@ -4,6 +4,11 @@ Pure: `IdentityPlan` starts from what the database knows about the batch's
 emails and anonymous ids, resolves each event in order, and ends with the
 changes to make (new leads, emails learned, anonymous ids linked, anonymous
 leads merged into known ones). Applying the plan is the store's job.
+
+An event may also name a `previous_id` (an alias: another anonymous id of the same person,
+such as Segment's `previousId`). Its lead and the event's become one, whichever ids they are
+known by; two leads known by different emails are two people and stay apart (the event
+counts as an alias conflict, `alias_conflicts`).
 """
 
 from __future__ import annotations
@@ -33,9 +38,15 @@ class IdentityPlan:
     emails_learned: dict[str, str] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     merged_into: dict[str, str] = field(default_factory=dict)
+    alias_conflicts: int = 0
 
-    def resolve(self, email: str | None, anonymous_id: str | None) -> str:
-        """The lead of an event; identifying an anonymous visitor merges their history once."""
+    def resolve(self, email: str | None, anonymous_id: str | None, previous_id: str | None = None) -> str:
+        """The lead of an event; identifying an anonymous visitor merges their history once,
+        and so does an alias (`previous_id`)."""
+        lead_id = self._resolve(email, anonymous_id)
+        return self._alias(lead_id, previous_id) if previous_id else lead_id
+
+    def _resolve(self, email: str | None, anonymous_id: str | None) -> str:
         known = self.lead_of_email.get(email) if email else None
         anonymous = (
             self.final(self.lead_of_anonymous[anonymous_id])
@@ -58,6 +69,34 @@ class IdentityPlan:
         if anonymous_id and anonymous is None:
             self._link(anonymous_id, lead_id)
         return lead_id
+
+    def _alias(self, lead_id: str, previous_id: str) -> str:
+        """One lead for the event's and the previous id's: the one known by an email, else the
+        one stored before this batch, else the previous id's (the older identity)."""
+        other = (
+            self.final(self.lead_of_anonymous[previous_id]) if previous_id in self.lead_of_anonymous else None
+        )
+        if other is None:
+            self._link(previous_id, lead_id)
+            return lead_id
+        if other == lead_id:
+            return lead_id
+        email, other_email = self.email_of_lead.get(lead_id), self.email_of_lead.get(other)
+        if email and other_email:  # two known people: an alias does not make them one
+            self.alias_conflicts += 1
+            return lead_id
+        new, other_new = lead_id in self.new_leads, other in self.new_leads
+        if new != other_new:
+            into, absorbed = (other, lead_id) if new else (lead_id, other)
+        elif email or other_email:
+            into, absorbed = (lead_id, other) if email else (other, lead_id)
+        else:
+            into, absorbed = other, lead_id
+        moving = self.email_of_lead.get(absorbed)
+        self._merge(absorbed=absorbed, into=into)
+        if moving:  # only a lead new in this batch hands its email over: it is never created
+            self._learn_email(into, moving)
+        return into
 
     def final(self, lead_id: str) -> str:
         while lead_id in self.merged_into:

@@ -13,21 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from services.scoring import model_store
 from services.scoring.domain import LeadEvent
-from services.scoring.features import lead_features
+from services.scoring.features import AccountFacts, lead_features
 from services.scoring.learned_rules import learned_handoff
 from services.scoring.learning_config import LearningConfig
 from services.scoring.lifecycle import NURTURE, Rescored
 from services.scoring.likelihood import Predictor
 from services.scoring.model import ScoringModel
 from services.scoring.model_metrics import Platt
+from shared.events import Likelihood
 from shared.logging import get_logger
 from shared.runtime import BackgroundLoop, ServiceRuntime
 
 log = get_logger(__name__)
+
+
+def _announces(rescored: Rescored) -> bool:
+    """Whether the rescore emits an event carrying its likelihood (lead.scored, lead.mql_reached)."""
+    return rescored.score_changed or rescored.qualifies
 
 
 class LearnedScoring:
@@ -40,29 +46,77 @@ class LearnedScoring:
     def explores(self) -> bool:
         return self.learning.exploration.share > 0
 
+    @property
+    def likelihood_decides(self) -> bool:
+        """Whether a lead in nurture may become an MQL by its likelihood or carrying it: a
+        minimum likelihood in the MQL rule, or exploration (its handoffs carry the likelihood,
+        and may pick likely leads). Then a lead in nurture is judged on every rescore."""
+        return self.learning.likelihood.min_likelihood is not None or self.explores
+
     def judges(self, rescored: Rescored) -> bool:
-        """Whether `apply` computes this rescore's likelihood (and so needs the lead's history)."""
+        """Whether `apply` computes this rescore's likelihood (and so needs the lead's history):
+        when an event will carry it (the score changed, or the lead qualifies), or when it may
+        decide the MQL of a lead in nurture. Any other rescore announces nothing and decides
+        nothing with it, so its likelihood is not computed."""
         return self.predictor is not None and (
-            rescored.score_changed or rescored.qualifies or rescored.lead.stage == NURTURE
+            rescored.score_changed
+            or rescored.qualifies
+            or (rescored.lead.stage == NURTURE and self.likelihood_decides)
         )
 
     def apply(self, rescored: Rescored, history: Sequence[LeadEvent] = ()) -> Rescored:
         """The rescore with the likelihood, and the MQL decision the learned rules make.
 
         `history` is the lead's whole history, needed only when `judges(rescored)`."""
-        lead = rescored.lead
-        likelihood = None
-        if self.predictor is not None and self.judges(rescored):
-            features = lead_features(
-                self.model,
-                traits=rescored.traits,
-                events=history,
-                at=rescored.at,
-                rule_score=rescored.result,
-            )
-            likelihood = self.predictor.likelihood(features, top=self.learning.likelihood.top_factors)
+        return self.apply_all([rescored], {rescored.lead.lead_id: history})[0]
+
+    def apply_all(
+        self,
+        evaluated: Sequence[Rescored],
+        histories: Mapping[str, Sequence[LeadEvent]],
+        accounts: Mapping[str, AccountFacts] | None = None,
+    ) -> list[Rescored]:
+        """`apply` on a batch's rescores, from one model call for the judged ones' likelihoods
+        and one for the top factors of those whose events carry them.
+
+        `histories` holds the whole history of each lead `judges` picks, `accounts` the
+        account of those that have one."""
+        judged = [r for r in evaluated if self.judges(r)]
+        if not judged or self.predictor is None:
+            return [self._decided(r, None) for r in evaluated]
+        accounts = accounts or {}
+        rows = [
+            self.features_of(r, histories.get(r.lead.lead_id, ()), accounts.get(r.lead.lead_id))
+            for r in judged
+        ]
+        values = self.predictor.likelihoods(rows, top=0)
+        decided = {id(r): self._decided(r, value) for r, value in zip(judged, values, strict=True)}
+        top = self.learning.likelihood.top_factors
+        shown = [i for i, r in enumerate(judged) if top and _announces(decided[id(r)])]
+        if shown:  # the same values, now with their factors
+            explained = self.predictor.likelihoods([rows[i] for i in shown], top=top)
+            for i, likelihood in zip(shown, explained, strict=True):
+                key = id(judged[i])
+                decided[key] = dataclasses.replace(decided[key], likelihood=likelihood)
+        return [decided[id(r)] if id(r) in decided else self._decided(r, None) for r in evaluated]
+
+    def features_of(
+        self, rescored: Rescored, history: Sequence[LeadEvent], account: AccountFacts | None = None
+    ) -> dict[str, float]:
+        """What the model sees of the rescored lead: the same function training uses."""
+        return lead_features(
+            self.model,
+            traits=rescored.traits,
+            events=history,
+            at=rescored.at,
+            rule_score=rescored.result,
+            account=account,
+        )
+
+    def _decided(self, rescored: Rescored, likelihood: Likelihood | None) -> Rescored:
         if likelihood is None and not self.explores:
             return rescored
+        lead = rescored.lead
         qualifies, propensity = learned_handoff(
             self.model,
             self.learning,

@@ -14,7 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.accounts.tables import account_members, accounts
 from services.scoring.domain import LeadEvent
+from services.scoring.features import AccountFacts
 from services.scoring.labels import SalesDecision
 from services.scoring.store import lead_events, leads, predictive_models, sales_decisions
 from services.scoring.training import Trained
@@ -28,6 +30,7 @@ class DecidedLead:
     email: str | None
     traits: dict[str, Any]
     events: list[LeadEvent]
+    account: AccountFacts | None = None
 
 
 async def decisions_by_lead(conn: AsyncConnection, *, since: datetime) -> DecisionsByLead:
@@ -47,10 +50,12 @@ async def stream_decided_leads(conn: AsyncConnection, *, since: datetime) -> Asy
     """Every lead with a decision since `since`, with its whole history, one at a time: one
     ordered scan, streamed (a server-side cursor), never all held."""
     decided = select(sales_decisions.c.lead_id).where(sales_decisions.c.at >= since).distinct()
-    e = lead_events.c
+    e, a = lead_events.c, accounts.c
     query = (
-        select(e.lead_id, e.type, e.occurred_at, e.properties, leads.c.email, leads.c.traits)
+        select(e.lead_id, e.type, e.occurred_at, e.properties, leads.c.email, leads.c.traits, *_ACCOUNT_FACTS)
         .join(leads, leads.c.lead_id == e.lead_id)
+        .outerjoin(account_members, account_members.c.lead_id == e.lead_id)
+        .outerjoin(accounts, a.account_id == account_members.c.account_id)
         .where(e.lead_id.in_(decided))
         .order_by(e.lead_id, e.occurred_at)
         .execution_options(yield_per=10_000)
@@ -58,14 +63,44 @@ async def stream_decided_leads(conn: AsyncConnection, *, since: datetime) -> Asy
     current: DecidedLead | None = None
     result = await conn.stream(query)
     async for partition in result.partitions():
-        for lead_id, kind, occurred_at, properties, email, traits in partition:
-            if current is None or lead_id != current.lead_id:
+        for row in partition:
+            if current is None or row.lead_id != current.lead_id:
                 if current is not None:
                     yield current
-                current = DecidedLead(lead_id, email, dict(traits or {}), [])
-            current.events.append(LeadEvent(kind, occurred_at, properties))
+                current = DecidedLead(row.lead_id, row.email, dict(row.traits or {}), [], _account_of(row))
+            current.events.append(LeadEvent(row.type, row.occurred_at, row.properties))
     if current is not None:
         yield current
+
+
+_ACCOUNT_FACTS = (
+    accounts.c.account_id,
+    accounts.c.tier,
+    accounts.c.score.label("account_score"),
+    accounts.c.grade.label("account_grade"),
+    accounts.c.engaged_people,
+    account_members.c.matched_by,
+)
+
+
+def _account_of(row: Any) -> AccountFacts | None:
+    if row.account_id is None:
+        return None
+    return AccountFacts(row.tier, row.account_score, row.account_grade, row.engaged_people, row.matched_by)
+
+
+async def account_facts(conn: AsyncConnection, lead_ids: Sequence[str]) -> dict[str, AccountFacts]:
+    """The accounts of those of `lead_ids` that have one (the model's account features)."""
+    query = (
+        select(account_members.c.lead_id, *_ACCOUNT_FACTS)
+        .join(accounts, accounts.c.account_id == account_members.c.account_id)
+        .where(account_members.c.lead_id.in_(lead_ids))
+    )
+    found = {}
+    for row in await conn.execute(query):
+        if (account := _account_of(row)) is not None:
+            found[row.lead_id] = account
+    return found
 
 
 async def save_model(conn: AsyncConnection, trained: Trained) -> None:

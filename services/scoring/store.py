@@ -30,6 +30,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -260,7 +261,13 @@ async def apply_identity_changes(
 
 
 async def merge_leads(conn: AsyncConnection, *, into: str, absorbed: str) -> None:
-    """Move an anonymous lead's history onto the known lead, then drop it."""
+    """Move an anonymous lead's history and traits onto the known lead, then drop it. The
+    kept lead's traits win where both have one; the absorbed lead's fill the gaps (a person
+    known by a userId may have given their title before their email)."""
+    absorbed_traits = select(leads.c.traits).where(leads.c.lead_id == absorbed).scalar_subquery()
+    nothing = literal_column("'{}'::jsonb", JSONB)
+    merged = func.coalesce(absorbed_traits, nothing).op("||", return_type=JSONB)(leads.c.traits)
+    await conn.execute(update(leads).where(leads.c.lead_id == into).values(traits=merged))
     await conn.execute(update(lead_events).where(lead_events.c.lead_id == absorbed).values(lead_id=into))
     await conn.execute(update(anonymous_ids).where(anonymous_ids.c.lead_id == absorbed).values(lead_id=into))
     await conn.execute(leads.delete().where(leads.c.lead_id == absorbed))

@@ -22,7 +22,7 @@ import lightgbm
 import numpy as np
 
 from services.scoring.domain import LeadEvent, score_lead
-from services.scoring.features import default_of, lead_features
+from services.scoring.features import AccountFacts, default_of, lead_features
 from services.scoring.labels import Label, LabelRules, SalesDecision, label_of
 from services.scoring.learning_config import TrainingSettings
 from services.scoring.model import ScoringModel
@@ -268,9 +268,10 @@ def examples_of(
     events: Sequence[LeadEvent],
     cycles: Mapping[int, Sequence[SalesDecision]],
     rules: LabelRules,
+    account: AccountFacts | None = None,
 ) -> list[Example]:
     """A lead's examples: one per cycle whose decisions make a label, with its features and
-    rule score as of that cycle's first decision."""
+    rule score as of that cycle's first decision (and its account as stored now)."""
     examples = []
     for decisions in cycles.values():
         label = label_of(decisions, rules)
@@ -278,6 +279,8 @@ def examples_of(
             continue
         seen = [e for e in events if e.occurred_at <= label.as_of]
         scored = score_lead(model, email=email, traits=traits, events=seen, at=label.as_of)
-        features = lead_features(model, traits=traits, events=seen, at=label.as_of, rule_score=scored)
+        features = lead_features(
+            model, traits=traits, events=seen, at=label.as_of, rule_score=scored, account=account
+        )
         examples.append(Example(features, label, scored.score, scored.grade))
     return examples

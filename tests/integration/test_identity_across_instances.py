@@ -145,3 +145,72 @@ async def test_an_identify_merges_anonymous_history_consumed_by_another_instance
                 at=max(e.occurred_at for e in history),
             )
             assert lead["score"] == oracle.score
+
+
+async def leads_of_ids(dsn: str, anonymous: list[str], event_ids: str) -> dict[str, Any]:
+    """The leads any of these anonymous ids name, and the events whose ids are LIKE `event_ids`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        leads = await conn.fetch(
+            "SELECT DISTINCT lead_id FROM scoring.anonymous_ids WHERE anonymous_id = ANY($1::text[])",
+            anonymous,
+        )
+        events = await conn.fetch("SELECT lead_id FROM scoring.lead_events WHERE event_id LIKE $1", event_ids)
+    finally:
+        await conn.close()
+    return {"leads": {row["lead_id"] for row in leads}, "events": [row["lead_id"] for row in events]}
+
+
+async def test_an_alias_merges_history_of_the_previous_id_consumed_by_another_instance(
+    settings: Settings,
+) -> None:
+    """userId-only history (keyed `user:<old>`) on one instance; the alias to a new userId and
+    what follows under it (keyed `user:<new>`) on the other, all at once: one lead per person."""
+    run = uuid.uuid4().hex[:8]
+    dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    topic = Topics(settings.topic_prefix).events
+    start = utcnow() - timedelta(minutes=30)
+
+    def event(n: int, name: str, minute: int, anonymous_id: str, **body: Any) -> dict[str, Any]:
+        at = (start + timedelta(minutes=minute)).isoformat()
+        return {"event_id": f"{run}-{n}-{name}", "anonymous_id": anonymous_id, "occurred_at": at, **body}
+
+    def person(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        old, new = f"user:old-{run}-{n}", f"user:new-{run}-{n}"
+        view = {"type": "page_view", "properties": {"url": "https://leadflow.example/pricing"}}
+        before = [event(n, f"view-{i}", i, old, **view) for i in range(VIEWS_BEFORE + VIEWS_AFTER)]
+        after = [
+            event(n, "alias", VIEWS_BEFORE, new, type="identify", previous_id=old),
+            event(n, "demo", VIEWS_BEFORE + 1, new, type="demo_request", properties={"form_id": "demo"}),
+        ]
+        return before, after
+
+    async with scoring_instances(settings, 2) as instances:
+        urls = [url for _, url in instances]
+        await eventually(lambda: group_settled(settings, urls), timeout=60)
+        first, second = [sorted(await owned_partitions(url, topic)) for url in urls]
+        people = [person(n) for n in range(VISITORS)]
+        async with producer(settings) as p:
+            sends = []
+            for step in range(VIEWS_BEFORE + VIEWS_AFTER):  # both sides interleaved, all at once
+                for before, after in people:
+                    for body, partition in [(before[step], first[0])] + (
+                        [(after[step], second[0])] if step < len(after) else []
+                    ):
+                        envelope = to_envelope(
+                            IntakeEvent.model_validate(body), received_at=utcnow(), source="test"
+                        )
+                        key = (envelope.identity or "").encode()
+                        sends.append(await p.send(topic, envelope.to_bytes(), key=key, partition=partition))
+            for sent in sends:
+                await sent
+
+        whole = VIEWS_BEFORE + VIEWS_AFTER + 2
+
+        async def settled(n: int) -> dict[str, Any] | None:
+            found = await leads_of_ids(dsn, [f"user:old-{run}-{n}", f"user:new-{run}-{n}"], f"{run}-{n}-%")
+            return found if len(found["events"]) == whole and len(set(found["events"])) == 1 else None
+
+        for n in range(VISITORS):
+            found = await eventually(lambda n=n: settled(n), timeout=60)
+            assert found["leads"] == set(found["events"]), f"person {n} is {len(found['leads'])} leads"

@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from rich.console import Console
+from sqlalchemy import insert
 
 from leadflow.admin.migrations import migrate_all
 from leadflow.admin.model_training import activate_model, recommend_setting, train_model
 from services.scoring import model_store
+from services.scoring.accounts.tables import account_members, accounts
 from services.scoring.config_files import load_learning_config, load_model
 from services.scoring.learning_config import ExplorationSettings
 from services.scoring.recommend_report import render_recommendation
@@ -89,3 +91,67 @@ async def test_training_stores_a_versioned_model_with_its_report_and_activation_
     console.print(render_recommendation(recommendation))
     answer = console.export_text()
     assert "recommended" in answer and "config/learning.yaml: likelihood.min_likelihood" in answer
+
+
+async def test_training_and_scoring_read_the_leads_accounts_as_scoring_stores_them(
+    settings: Settings,
+) -> None:
+    await migrate_all(settings)
+    model = load_model(settings.config_file("scoring-model.yaml"))
+    learning = load_learning_config(settings.config_file("learning.yaml"))
+    leads = list(generate(400, start=START, days=30, seed=9))
+    in_accounts = {lead.lead_id: lead for lead in leads[::2]}
+    engine = make_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            await seed(conn, leads, hand_off(leads, model))
+            await conn.execute(
+                insert(accounts),
+                [
+                    {
+                        "account_id": "acct-big",
+                        "name": "Big Co",
+                        "source": "import",
+                        "tier": "Enterprise",
+                        "score": 80,
+                        "grade": "A",
+                        "engaged_people": 5,
+                    },
+                    {
+                        "account_id": "acct-small",
+                        "name": "Small Co",
+                        "tier": None,
+                        "source": "auto",
+                        "score": 20,
+                        "grade": "C",
+                        "engaged_people": 1,
+                    },
+                ],
+            )
+            await conn.execute(
+                insert(account_members),
+                [
+                    {
+                        "lead_id": lead_id,
+                        "account_id": "acct-big" if lead.good else "acct-small",
+                        "matched_by": "domain",
+                        "facts_digest": "d",
+                    }
+                    for lead_id, lead in in_accounts.items()
+                ],
+            )
+        async with engine.connect() as conn:
+            streamed = {
+                lead.lead_id: lead.account
+                async for lead in model_store.stream_decided_leads(conn, since=START - timedelta(days=1))
+            }
+            looked_up = await model_store.account_facts(conn, list(streamed))
+        assert streamed and {k: v for k, v in streamed.items() if v is not None} == looked_up
+        assert set(looked_up) == set(streamed) & set(in_accounts)  # the others have none
+        big = next(a for a in looked_up.values() if a.tier == "Enterprise")
+        assert (big.score, big.grade, big.engaged_people, big.matched_by) == (80, "A", 5, "domain")
+
+        run = await train_model(settings, model=model, learning=learning, since=START - timedelta(days=1))
+        assert {"account_tier=enterprise", "account_grade=C", "account_score"} <= set(run.trained.features)
+    finally:
+        await engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -187,3 +188,26 @@ def test_each_lead_of_a_batch_is_compared_with_its_own_candidates_only() -> None
     assert [c.account_id for c in pool.for_lead(by_domain)] == ["acme"]
     assert [c.account_id for c in pool.for_lead(by_name)] == ["northwind"]
     assert pool.for_lead(facts_of("jo@gmail.com", {}, registrable_domain)) == []
+
+
+def test_a_group_id_that_is_an_accounts_external_id_matches_it_ahead_of_domains_and_names() -> None:
+    crm = dataclasses.replace(GLOBEX, external_id="crm-globex")
+    facts = facts_of("jo@acme.com", {"company": "Acme", "group_id": "crm-globex"}, registrable_domain)
+    found = choose_account(facts, [*ACCOUNTS[:-1], crm], MATCHING)
+    assert found is not None
+    assert (found.account_id, found.matched_by, found.confidence) == ("globex", "group_id", 1.0)
+    assert CandidatePool([*ACCOUNTS[:-1], crm]).for_lead(
+        facts_of(None, {"group_id": "crm-globex"}, registrable_domain)
+    ) == [crm]
+    assert candidate_keys(facts).group_id == "crm-globex"
+
+
+def test_a_group_id_no_account_has_leaves_the_groups_domain_and_name_to_match() -> None:
+    traits = {"company": "Northwind Traders", "company_domain": "northwind.com", "group_id": "g-unknown"}
+    assert match(None, **traits) == ("northwind", "domain")
+
+
+def test_a_group_id_changes_the_facts_digest_only_when_there_is_one() -> None:
+    plain = facts_of("jo@acme.com", {}, registrable_domain)
+    assert plain.digest() == "acme.com|||"  # as stored before group ids
+    assert facts_of("jo@acme.com", {"group_id": "g1"}, registrable_domain).digest() != plain.digest()

@@ -25,6 +25,7 @@ EVENT = {
     "type": "form_submit",
     "email": "ada@example.com",
     "anonymous_id": "anon-1",
+    "previous_id": "anon-0",
     "traits": {"first_name": "Ada", "last_name": "Lovelace", "phone": "+44 20 1234"},
     "properties": {"url": "/pricing?email=ada@example.com"},
 }
@@ -34,6 +35,7 @@ def test_a_sealed_event_shows_nothing_personal_and_opens_with_its_key() -> None:
     key = new_data_key()
     sealed = seal(EventType.LEAD_EVENT, EVENT, subject="s1", key=key)
     assert "ada" not in str(sealed).lower() and "lovelace" not in str(sealed).lower()
+    assert "anon-0" not in str(sealed)  # an alias's previous id is sealed like the anonymous id
     assert sealed["event_id"] == "e1" and sealed["type"] == "form_submit" and sealed[SUBJECT] == "s1"
     assert open_sealed(EventType.LEAD_EVENT, sealed, key=key) == EVENT
 

@@ -135,6 +135,7 @@ def test_an_identify_links_the_anonymous_history_and_the_user_id_to_the_email() 
     first, second = mapped(message)
     assert (first.email, first.anonymous_id, first.event_id) == ("ada@x.example", "anon-1", "m-1")
     assert (second.email, second.anonymous_id, second.event_id) == ("ada@x.example", "user:42", "m-1:1")
+    assert second.previous_id is None  # the email joins them: a shared device is no alias conflict
 
 
 def test_a_call_with_only_a_user_id_is_keyed_by_it_and_an_email_user_id_is_the_email() -> None:
@@ -144,10 +145,38 @@ def test_a_call_with_only_a_user_id_is_keyed_by_it_and_an_email_user_id_is_the_e
     assert (event.email, event.anonymous_id) == ("ada@x.example", "a")
 
 
-def test_alias_links_the_previous_id_to_an_email_user_id() -> None:
-    [event] = mapped({"type": "alias", "previousId": "anon-9", "userId": "ada@x.example"})
-    assert (event.type, event.email, event.anonymous_id) == ("identify", "ada@x.example", "anon-9")
-    assert failure({"type": "alias", "previousId": "anon-9", "userId": "42"}).reason == "alias_needs_email"
+def ids(events: list[IntakeEvent]) -> list[tuple[str | None, str | None, str | None]]:
+    return [(e.email, e.anonymous_id, e.previous_id) for e in events]
+
+
+def test_an_identify_without_an_email_still_links_the_anonymous_history_to_the_user_id() -> None:
+    message = {"type": "identify", "messageId": "m-2", "userId": "42", "anonymousId": "anon-1", "traits": {}}
+    assert ids(mapped(message)) == [(None, "anon-1", None), (None, "user:42", "anon-1")]
+
+
+def test_an_alias_between_opaque_ids_names_the_previous_id_as_either_kind_of_id() -> None:
+    alias = {"type": "alias", "messageId": "m-3", "previousId": "42", "userId": "43"}
+    events = mapped(alias)
+    assert ids(events) == [(None, "user:43", "42"), (None, "user:43", "user:42")]
+    assert [(e.type, e.event_id) for e in events] == [("identify", "m-3"), ("identify", "m-3:1")]
+    with_browser = mapped({**alias, "anonymousId": "anon-1"})
+    assert ids(with_browser)[-1] == (None, "user:43", "anon-1")
+
+
+def test_an_alias_to_an_email_user_id_links_the_previous_id_to_the_email() -> None:
+    events = mapped({"type": "alias", "previousId": "anon-9", "userId": "ada@x.example"})
+    assert ids(events) == [("ada@x.example", None, "anon-9"), ("ada@x.example", None, "user:anon-9")]
+
+
+def test_an_alias_from_an_email_makes_the_user_id_that_persons() -> None:
+    events = mapped({"type": "alias", "previousId": "ada@x.example", "userId": "43"})
+    assert ids(events) == [("ada@x.example", None, "user:43")]
+
+
+def test_an_alias_between_two_emails_or_without_a_previous_id_is_a_failure() -> None:
+    two = {"type": "alias", "previousId": "ada@x.example", "userId": "bob@x.example"}
+    assert (failure(two).reason, failure(two).field) == ("alias_conflict", "previousId")
+    assert failure({"type": "alias", "userId": "43"}).reason == "alias_needs_previous_id"
 
 
 def test_page_and_screen_are_page_views_with_a_url() -> None:
@@ -174,13 +203,14 @@ def test_group_gives_the_person_company_traits() -> None:
     group = {"type": "group", "userId": "u", "groupId": "g1", "traits": traits}
     [event] = mapped(group)
     assert event.type == "identify"
-    assert event.traits.model_dump(exclude_none=True) == {
+    assert event.traits.model_dump(exclude_none=True, exclude={"group_id"}) == {
         "company": "Acme",
         "company_domain": "acme.example",
         "company_size": 300,
         "industry": "Retail",
     }
     assert event.properties["group_id"] == "g1"
+    assert (event.traits.group_id, event.anonymous_id) == ("g1", "user:u")  # what account matching reads
 
 
 def test_campaign_and_context_traits_reach_the_event() -> None:

@@ -6,6 +6,8 @@ domains, the normalised name, the name's blocking key), and gets the chosen acco
 was matched and how sure the match is.
 
 The order of evidence, strongest first:
+0. `group_id`: the lead's `group_id` trait (a Tracking API `group` call's groupId) is the
+   account's external id: the sender said which company it is;
 1. `domain`: the registrable domain of the email (never a free-mail one), then of the
    company_domain / website trait, is one of the account's domains;
 2. `name_exact` (`+country` when the countries agree too): the company name equals the
@@ -55,6 +57,7 @@ class LeadFacts:
     company_name: str | None  # normalised
     country: str | None
     free_mail: bool = False
+    group_id: str | None = None  # the sender's id of the company (Segment's groupId)
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -62,9 +65,14 @@ class LeadFacts:
 
     def digest(self) -> str:
         """Unchanged facts, unchanged match: the handler re-matches only when this moves."""
-        return "|".join(
-            (self.email_domain or "", self.company_domain or "", self.company_name or "", self.country or "")
+        facts = (
+            self.email_domain or "",
+            self.company_domain or "",
+            self.company_name or "",
+            self.country or "",
         )
+        # a group id is appended only when there is one: other leads keep the digests stored before it
+        return "|".join((*facts, f"group:{self.group_id}") if self.group_id else facts)
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,13 @@ class AccountCandidate:
     tier: str | None
     engaged_people: int
     created_at: datetime
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
 class Match:
     account_id: str
-    matched_by: str  # domain, name_exact, name_exact+country, name_close+domain, name_close+country
+    matched_by: str  # group_id, domain, name_exact, name_exact+country, name_close+domain, name_close+country
     confidence: float  # 0..1
     evidence: str  # why, for the rep (no personal data: domains and company names only)
 
@@ -91,6 +100,7 @@ class CandidateKeys:
     domains: tuple[str, ...]
     name: str | None
     block: str | None
+    group_id: str | None = None
 
 
 def normalize_company_name(name: str | None) -> str | None:
@@ -135,12 +145,14 @@ def facts_of(email: str | None, traits: Mapping[str, Any], registrable: Registra
         company_name=normalize_company_name(_text(traits.get("company"))),
         country=country.upper() if country and len(country) == 2 else None,
         free_mail=free,
+        group_id=_text(traits.get("group_id")),
     )
 
 
 def candidate_keys(facts: LeadFacts) -> CandidateKeys:
-    """What to look up in the indexes: the domain map, the name map, the blocking key."""
-    return CandidateKeys(facts.domains, facts.company_name, blocking_key(facts.company_name))
+    """What to look up in the indexes: the domain map, the name map, the blocking key, the
+    external id."""
+    return CandidateKeys(facts.domains, facts.company_name, blocking_key(facts.company_name), facts.group_id)
 
 
 class CandidatePool:
@@ -152,12 +164,16 @@ class CandidatePool:
         for c in candidates:
             keys = {f"d:{d}" for d in c.domains} | {f"n:{c.name_normalized}"}
             keys.add(f"b:{blocking_key(c.name_normalized)}")
+            if c.external_id:
+                keys.add(f"g:{c.external_id}")
             for key in keys:
                 self._by_key.setdefault(key, []).append(c)
 
     def for_lead(self, facts: LeadFacts) -> list[AccountCandidate]:
         keys = candidate_keys(facts)
         wanted = [f"d:{d}" for d in keys.domains] + [f"n:{keys.name}", f"b:{keys.block}"]
+        if keys.group_id:
+            wanted.append(f"g:{keys.group_id}")
         found = {c.account_id: c for key in wanted for c in self._by_key.get(key, ())}
         return list(found.values())
 
@@ -170,6 +186,9 @@ def choose_account(
 ) -> Match | None:
     """The best account for the lead among the candidates, or None."""
     rank = _ranking(config, tiers)
+    grouped = [c for c in candidates if facts.group_id and c.external_id == facts.group_id]
+    if grouped:  # external ids are unique: one account at most
+        return Match(grouped[0].account_id, "group_id", 1.0, f"group id {facts.group_id}")
     for domain, how, confidence in (
         (facts.email_domain, "email domain", 1.0),
         (facts.company_domain, "company domain", 0.95),

@@ -44,15 +44,18 @@ def _any(values: Sequence[str]) -> Any:
 
 
 async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> list[AccountCandidate]:
-    """Accounts owning one of the domains, named the same, or sharing a name's blocking key:
-    three index look-ups for the whole batch, never a scan of every name."""
+    """Accounts owning one of the domains, named the same, sharing a name's blocking key, or
+    whose external id is a group id:
+    one index look-up per kind of key for the whole batch, never a scan of every name."""
     domains: set[str] = set()
     names: set[str] = set()
     blocks: set[str] = set()
+    groups: set[str] = set()
     for k in keys:
         domains.update(k.domains)
         names.update([k.name] if k.name else [])
         blocks.update([k.block] if k.block else [])
+        groups.update([k.group_id] if k.group_id else [])
     columns = (
         accounts.c.account_id,
         accounts.c.name_normalized,
@@ -61,6 +64,7 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
         accounts.c.tier,
         accounts.c.engaged_people,
         accounts.c.created_at,
+        accounts.c.external_id,
     )
     # One indexed select per kind of key: an OR of the three would scan the table.
     selects = []
@@ -73,6 +77,8 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
         selects.append(select(*columns).where(accounts.c.name_normalized == _any(sorted(names))))
     if blocks:
         selects.append(select(*columns).where(accounts.c.name_block == _any(sorted(blocks))))
+    if groups:  # a Tracking API group's id, as the account's external id (unique, indexed)
+        selects.append(select(*columns).where(accounts.c.external_id == _any(sorted(groups))))
     if not selects:
         return []
     found: dict[str, AccountCandidate] = {}
@@ -86,6 +92,7 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
                 r.tier,
                 r.engaged_people,
                 r.created_at,
+                r.external_id,
             )
     return list(found.values())
 

@@ -1,0 +1,320 @@
+"""End-to-end latency at 1,000 events/s with and without a predictive model active.
+
+`python -m bench --only model_active`. One stack (intake, scoring, handoff as processes):
+a small generated history (tests/generated_buyers.py) is seeded and trained on with
+`leadflow model train`; then the same open-loop load runs four times, alternately with no
+model active and after `leadflow model activate`. The load is 1,000 events/s posted to
+`/v1/events/batch` (page views of a pool of good-fit leads, one event per lead per
+request); beside it, probe journeys whose last event, posted alone with a trace id, makes
+the lead an MQL. A probe's latency is from that POST to `lead.mql_reached`, and to
+`handoff.created`, seen on the bus. Scoring's CPU seconds per event come from the
+process's own clock (/proc), the learned hook's time from its `/metrics` counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.end_to_end import FETCH_MAX_WAIT_MS
+from bench.http_load import fixed_rate
+from bench.lead_events import event, journey
+from bench.quantiles import percentile
+from bench.stack import libpq_dsn, prepare, serve, start_bench_broker, wait_ready
+from bench.training import seed_training_history
+from leadflow.devstack.broker import BrokerKind
+from leadflow.devstack.postgres import start_postgres
+from leadflow.devstack.processes import stop_process
+from services.scoring import model_store
+from shared.db import make_engine
+from shared.envelope import Envelope
+from shared.events import HandoffCreated, MqlReached
+from shared.settings import Settings
+
+LOAD_RATE = 1_000  # events per second
+LOAD_SECONDS = 30
+LOAD_BATCH = 20  # events per request, one per lead: 50 requests a second
+LOAD_LEADS = 2_000  # the pool of leads the load's page views belong to
+PROBE_RATE = 4.0  # probe journeys per second
+HISTORY_EVENTS = 40_000  # the generated history trained on: about 5,000 leads, a few seconds
+MODEL_POLL_S = 1.0  # how soon scoring sees the activated model
+# Without and with the model, twice, alternated: the stack fills and the shared machine's
+# load moves as the runs go, so one pair in one order would mix those in.
+ALTERNATION = (False, True, False, True)
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class LoadRun:
+    model: str | None  # the active model's version
+    mql_ms: list[float]  # probe POST → lead.mql_reached
+    handoff_ms: list[float]  # probe POST → handoff.created
+    events: int  # events posted during the run (load and probes)
+    scoring_cpu_s: float
+    hook_s: float  # the learned hook's seconds in scoring (history read, features, likelihood)
+    hook_leads: int  # rescores it judged
+    with_likelihood: int  # probes whose lead.mql_reached carried a likelihood
+    load_avg: tuple[float, float]  # 1-minute load average at the run's start and end
+
+
+@dataclass
+class ModelActive:
+    broker: str
+    trained_on: tuple[int, int]  # (leads, events) of the generated history
+    train_s: float
+    runs: list[LoadRun]
+
+
+async def model_active(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> ModelActive:
+    broker = start_bench_broker(work, broker_kind)
+    postgres = start_postgres(work / "pg")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        settings, env = await prepare(broker, postgres)
+        env["LEADFLOW_PREDICTIVE_MODEL_POLL_S"] = str(MODEL_POLL_S)
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "content-type": "application/json"}
+        print(f"model_active: seeding about {HISTORY_EVENTS:,} events of history …", flush=True)
+        trained_on = await seed_training_history(libpq_dsn(settings), settings, HISTORY_EVENTS)
+        started = time.perf_counter()
+        leadflow(env, "model", "train", "--since", "365d")
+        train_s = time.perf_counter() - started
+        version = await stored_version(settings)
+
+        urls = {
+            name: f"http://127.0.0.1:{env[f'LEADFLOW_{name.upper()}_PORT']}"
+            for name in ("intake", "scoring", "handoff")
+        }
+        processes += [serve(name, env) for name in urls]
+        for url in urls.values():
+            await wait_ready(url)
+        scoring_pid = processes[1].pid
+        runs = []
+        for active in ALTERNATION:
+            if active:
+                leadflow(env, "model", "activate", version)
+            else:
+                await deactivate(libpq_dsn(settings))
+            await asyncio.sleep(MODEL_POLL_S * 3)  # scoring has seen the change
+            model = version if active else None
+            print(f"model_active: {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, model {model} …", flush=True)
+            runs.append(await load_run(settings, urls, headers, scoring_pid, model))
+        return ModelActive(broker.description, trained_on, train_s, runs)
+    finally:
+        for process in processes:
+            stop_process(process)
+        broker.stop()
+        postgres.stop()
+
+
+def leadflow(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "leadflow", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+async def deactivate(db_dsn: str) -> None:
+    """No model active (there is no command for it: activating another is the way back)."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute("UPDATE scoring.predictive_models SET active = false")
+    finally:
+        await conn.close()
+
+
+async def stored_version(settings: Settings) -> str:
+    engine = make_engine(settings, bounded=False)
+    try:
+        async with engine.connect() as conn:
+            [stored] = await model_store.list_models(conn)
+    finally:
+        await engine.dispose()
+    return str(stored.version)
+
+
+async def load_run(
+    settings: Settings, urls: dict[str, str], headers: dict[str, str], scoring_pid: int, model: str | None
+) -> LoadRun:
+    run_id = uuid.uuid4().hex[:6]
+    requests = LOAD_RATE * LOAD_SECONDS // LOAD_BATCH
+    bodies = [
+        (
+            "POST",
+            "/v1/events/batch",
+            orjson.dumps(
+                {
+                    "events": [
+                        event(f"load{(r * LOAD_BATCH + i) % LOAD_LEADS}.{run_id}@northwind.example", r % 50)
+                        for i in range(LOAD_BATCH)
+                    ]
+                }
+            ),
+        )
+        for r in range(requests)
+    ]
+    probes = int(PROBE_RATE * LOAD_SECONDS)
+    watcher = await LifecycleWatcher.start(settings)
+    load_avg_start = os.getloadavg()[0]
+    cpu_start, hook_start = cpu_seconds(scoring_pid), await hook_counters(urls["scoring"], headers)
+    try:
+        load = asyncio.create_task(
+            fixed_rate(urls["intake"], bodies, rate=LOAD_RATE / LOAD_BATCH, headers=headers)
+        )
+        await probe(urls["intake"], headers, watcher, probes, run_id)
+        await load
+        await watcher.wait(probes, within_s=60)
+    finally:
+        await watcher.stop()
+    cpu_end, hook_end = cpu_seconds(scoring_pid), await hook_counters(urls["scoring"], headers)
+    return LoadRun(
+        model=model,
+        mql_ms=list(watcher.mql_ms.values()),
+        handoff_ms=list(watcher.handoff_ms.values()),
+        events=requests * LOAD_BATCH + probes * 4,
+        scoring_cpu_s=cpu_end - cpu_start,
+        hook_s=hook_end[0] - hook_start[0],
+        hook_leads=round(hook_end[1] - hook_start[1]),
+        with_likelihood=watcher.with_likelihood,
+        load_avg=(load_avg_start, os.getloadavg()[0]),
+    )
+
+
+async def probe(
+    intake: str, headers: dict[str, str], watcher: LifecycleWatcher, probes: int, run_id: str
+) -> None:
+    """Probe journeys at PROBE_RATE: the first events in a batch, the MQL-making one alone."""
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        started = time.perf_counter()
+        for i in range(probes):
+            await asyncio.sleep(max(0.0, started + i / PROBE_RATE - time.perf_counter()))
+            events = journey(f"probe{i}.{run_id}@northwind.example")
+            (
+                await client.post(f"{intake}/v1/events/batch", json={"events": events[:-1]}, headers=headers)
+            ).raise_for_status()
+            trace_id = uuid.uuid4().hex
+            watcher.sent_at[trace_id] = time.perf_counter()
+            response = await client.post(
+                f"{intake}/v1/events", json=events[-1], headers={**headers, "X-Trace-Id": trace_id}
+            )
+            response.raise_for_status()
+
+
+class LifecycleWatcher:
+    """`lead.mql_reached` and `handoff.created` of the probes' traces, timed as they arrive."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+        self.sent_at: dict[str, float] = {}
+        self.mql_ms: dict[str, float] = {}
+        self.handoff_ms: dict[str, float] = {}
+        self.with_likelihood = 0
+        self.expected: int | None = None
+        self.all_seen = asyncio.Event()
+        self.task = asyncio.create_task(self._watch())
+
+    @classmethod
+    async def start(cls, settings: Settings) -> LifecycleWatcher:
+        consumer = AIOKafkaConsumer(
+            settings.topic_prefix + "lead.lifecycle",
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        )
+        await consumer.start()
+        await consumer.getmany(timeout_ms=1000)
+        return cls(consumer)
+
+    async def _watch(self) -> None:
+        while True:
+            for records in (await self.consumer.getmany(timeout_ms=200)).values():
+                now = time.perf_counter()
+                for record in records:
+                    envelope = Envelope.from_bytes(record.value)
+                    sent = self.sent_at.get(envelope.trace_id or "")
+                    if sent is None:
+                        continue
+                    if envelope.type == MqlReached.event_type:
+                        self.mql_ms.setdefault(envelope.trace_id or "", (now - sent) * 1000)
+                        self.with_likelihood += envelope.data.get("likelihood") is not None
+                    elif envelope.type == HandoffCreated.event_type:
+                        self.handoff_ms.setdefault(envelope.trace_id or "", (now - sent) * 1000)
+                self._check()
+
+    async def wait(self, probes: int, *, within_s: float) -> None:
+        """Until every probe's MQL and handoff were seen, or `within_s` passed."""
+        self.expected = probes
+        self._check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.all_seen.wait(), timeout=within_s)
+
+    def _check(self) -> None:
+        if self.expected is not None and min(len(self.mql_ms), len(self.handoff_ms)) >= self.expected:
+            self.all_seen.set()
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await self.consumer.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU seconds so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+async def hook_counters(scoring: str, headers: dict[str, str]) -> tuple[float, float]:
+    """(seconds, judged rescores) of the learned hook, from scoring's /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{scoring}/metrics", headers=headers)).text
+    values = {"leadflow_learned_hook_seconds": 0.0, "leadflow_learned_hook_leads": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name in values:
+            values[family.name] = sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return values["leadflow_learned_hook_seconds"], values["leadflow_learned_hook_leads"]
+
+
+def model_active_report(m: ModelActive) -> str:
+    leads, events = m.trained_on
+    heads = " | ".join("model active" if r.model else "no model" for r in m.runs)
+    lines = [
+        f"broker: {m.broker}; the model trained on {events:,} generated events of {leads:,} leads "
+        f"in {m.train_s:.1f} s; runs in the order of the columns",
+        "",
+        f"| {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, intake → scoring → handoff | {heads} |",
+        "| --- |" + " ---: |" * len(m.runs),
+    ]
+
+    def row(name: str, cell: Callable[[LoadRun], str]) -> str:
+        return f"| {name} | " + " | ".join(cell(r) for r in m.runs) + " |"
+
+    def quantiles(values: list[float]) -> str:
+        if not values:
+            return "none seen"
+        return f"{percentile(values, 50):,.0f} / {percentile(values, 99):,.0f} ms"
+
+    lines += [
+        row("probe POST → `lead.mql_reached` p50 / p99", lambda r: quantiles(r.mql_ms)),
+        row("probe POST → `handoff.created` p50 / p99", lambda r: quantiles(r.handoff_ms)),
+        row("probes seen (MQL / handoff)", lambda r: f"{len(r.mql_ms)} / {len(r.handoff_ms)}"),
+        row("probe MQLs carrying a likelihood", lambda r: str(r.with_likelihood)),
+        row("scoring CPU per event", lambda r: f"{r.scoring_cpu_s / r.events * 1e6:,.0f} µs"),
+        row(
+            "learned hook per event / per judged rescore (wall)",
+            lambda r: f"{r.hook_s / r.events * 1e6:,.0f} / {r.hook_s / max(r.hook_leads, 1) * 1e6:,.0f} µs",
+        ),
+        row("rescores judged by the model", lambda r: f"{r.hook_leads:,}"),
+        row("load average (1 min) start → end", lambda r: f"{r.load_avg[0]:.2f} → {r.load_avg[1]:.2f}"),
+    ]
+    return "\n".join(lines)
