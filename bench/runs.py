@@ -30,7 +30,7 @@ from bench.feedback import HANDOFFS as FEEDBACK_HANDOFFS
 from bench.feedback import FeedbackTiming, feedback_timing
 from bench.handoff import HANDOFF_RATE, HandoffPhase, handoff_latency
 from bench.http_load import hammer
-from bench.intake import BATCH_SIZE, HTTP_REQUESTS, Served, intake_throughput, served
+from bench.intake import BATCH_SIZE, HTTP_REQUESTS, IntakeServed, Served, intake_throughput, served
 from bench.lead_events import event
 from bench.report import Figure
 from bench.scoring import EVENTS_PER_LEAD, SCORING_LEADS, scoring_throughput
@@ -90,11 +90,15 @@ async def run_intake(
         stop_process(empty)
         empty = None
         print("intake: single and batch endpoints …", flush=True)
-        single, batch_rps = await intake_throughput(settings, env, headers)
-        figures = intake_figures(single.rps, empty_served.rps, batch_rps, produce)
+        intake = await intake_throughput(settings, env, headers)
+        figures = intake_figures(intake, empty_served.rps, produce)
         return (
             figures,
-            {"empty FastAPI endpoint": empty_served, "intake, single-event endpoint": single},
+            {
+                "empty FastAPI endpoint": empty_served,
+                "intake, single-event endpoint, new people": intake.new_people,
+                "intake, single-event endpoint, returning people": intake.returning_people,
+            },
             broker.description,
         )
     finally:
@@ -147,12 +151,25 @@ async def run_tracking(work: Path, broker_kind: BrokerKind | Literal["auto"]) ->
         postgres.stop()
 
 
-def intake_figures(single: float, empty: float, batch_rps: float, produce: float) -> list[Figure]:
+def intake_figures(intake: IntakeServed, empty: float, produce: float) -> list[Figure]:
     return [
-        Figure("intake, single-event endpoint", single, "events/s", "empty FastAPI endpoint", empty),
+        Figure(
+            "intake, single-event endpoint (new people)",
+            intake.new_people.rps,
+            "events/s",
+            "empty FastAPI endpoint",
+            empty,
+        ),
+        Figure(
+            "intake, single-event endpoint (returning people)",
+            intake.returning_people.rps,
+            "events/s",
+            "empty FastAPI endpoint",
+            empty,
+        ),
         Figure(
             "intake, batch endpoint (100/batch)",
-            batch_rps * BATCH_SIZE,
+            intake.batch_rps * BATCH_SIZE,
             "events/s",
             "raw aiokafka produce",
             produce,
@@ -205,8 +222,7 @@ async def run(
         )
 
         print("intake: single and batch endpoints …", flush=True)
-        single, batch_rps = await intake_throughput(settings, env, headers)
-        single_rps = single.rps
+        intake = await intake_throughput(settings, env, headers)
 
         print("tracking: /v1/batch beside /v1/events/batch …", flush=True)
         tracking = tracking_figure(*await tracking_throughput(settings, env, settings.admin_key))
@@ -242,7 +258,7 @@ async def run(
         memory = backtest_peak_rss(env, work)
 
         figures = [
-            *intake_figures(single_rps, empty, batch_rps, produce),
+            *intake_figures(intake, empty, produce),
             tracking,
             Figure("scoring, one process", scoring_rate, "events/s", "raw aiokafka consume", consume),
         ]

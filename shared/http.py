@@ -250,6 +250,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(refuse_unstorable_values)],
+        # FastAPI's own OpenTelemetry hooks: leadflow's metrics and logs are its own (Prometheus,
+        # structured logs), and with them on, every request looks up the OTel providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     app.state.key_store = runtime.key_store

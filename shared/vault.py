@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import sealing
 from shared.envelope import Envelope
+from shared.group_commit import GroupCommit
 from shared.logging import get_logger
 from shared.outages import DependencyUnavailable, is_outage
 from shared.sealing import SEALED_FIELDS, SubjectKind
@@ -72,6 +74,7 @@ class Vault:
     poll_s: float = 0.5
     _cache: OrderedDict[str, bytes | None] = field(default_factory=OrderedDict)
     _unreachable_until: float = 0.0
+    _creators: dict[AsyncEngine, GroupCommit[str, bytes | None]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Settings) -> Vault:
@@ -122,22 +125,73 @@ class Vault:
     async def keys_now(
         self, engine: AsyncEngine, subjects: Iterable[str], *, create: bool
     ) -> dict[str, bytes | None]:
-        """`keys` in a transaction of its own (intake, which has no other). While Postgres is
-        unreachable, cached keys still serve; a subject not cached is a DependencyUnavailable
-        (a 503): never an event written in clear."""
+        """`keys` outside any transaction of the caller's (intake, which has no other). While
+        Postgres is unreachable, cached keys still serve; a subject not cached is a
+        DependencyUnavailable (a 503): never an event written in clear.
+
+        Created keys are group-committed: the misses of concurrent requests go to Postgres
+        together, one autocommitted statement per flush (`_create_now`), so a key is durable
+        when its caller hears of it."""
         subjects = list(subjects)
         found, missing = self.cached(subjects)
         if not missing:
             return found
+        self._refuse_while_unreachable()
+        if create:
+            found.update(await self._creator(engine).get(missing))
+            return found
+        try:
+            async with engine.connect() as conn:
+                return await self.keys(conn, subjects, create=False)
+        except Exception as exc:
+            self._note_outage(exc)
+            raise
+
+    def _creator(self, engine: AsyncEngine) -> GroupCommit[str, bytes | None]:
+        creator = self._creators.get(engine)
+        if creator is None:
+            creator = GroupCommit(lambda subjects: self._create_now(engine, subjects))
+            self._creators[engine] = creator
+        return creator
+
+    async def _create_now(self, engine: AsyncEngine, subjects: list[str]) -> dict[str, bytes | None]:
+        """One flush of the group commit: every subject's key, created where there was none, in
+        one statement of fixed text in autocommit (no BEGIN/COMMIT round trips), on the driver's
+        connection (prepared once per connection; SQLAlchemy's per-statement work would cost
+        more than the statement). Bounded by the engine's timeouts (pool, connect, statement)."""
+        self._refuse_while_unreachable()  # a flush queued behind one that met an outage
+        subjects = sorted(subjects)  # one order: two instances creating the same keys never deadlock
+        new_keys = {subject: sealing.new_data_key() for subject in subjects}
+        sealed = [self._seal(new_keys[subject]) for subject in subjects]
+        try:
+            async with engine.connect() as conn:
+                rows = await _on_driver(conn, _CREATE_KEYS, subjects, sealed)
+                found: dict[str, bytes | None] = {}
+                for row in rows:  # a created key is the one made here: no need to open it
+                    subject = row["subject"]
+                    found[subject] = new_keys[subject] if row["created"] else self._opened(row["sealed_key"])
+                # created by another instance and committed after this statement's snapshot: the
+                # conflict left it alone and the snapshot does not show it; a new statement does
+                raced = [subject for subject in subjects if subject not in found]
+                if raced:
+                    rows = await _on_driver(conn, _READ_KEYS, raced)
+                    found.update({row["subject"]: self._opened(row["sealed_key"]) for row in rows})
+        except Exception as exc:
+            self._note_outage(exc)
+            raise
+        if len(found) < len(subjects):
+            raise RuntimeError("the vault has no row for a subject it has just created")
+        for subject, key in found.items():
+            self._remember(subject, key)
+        return found
+
+    def _refuse_while_unreachable(self) -> None:
         if time.monotonic() < self._unreachable_until:  # do not hold each request by a timeout
             raise DependencyUnavailable("Postgres is unreachable and this person's data key is not cached")
-        try:
-            async with engine.begin() as conn:
-                return await self.keys(conn, subjects, create=create)
-        except Exception as exc:
-            if is_outage(exc):
-                self._unreachable_until = time.monotonic() + _RECHECK_S
-            raise
+
+    def _note_outage(self, exc: Exception) -> None:
+        if is_outage(exc):
+            self._unreachable_until = time.monotonic() + _RECHECK_S
 
     async def destroy(self, conn: AsyncConnection, subjects: Iterable[str]) -> None:
         """Blank the keys of `subjects` (creating tombstones for subjects never seen, so they are
@@ -260,6 +314,43 @@ class Vault:
 
     def _open(self, sealed_key: str) -> bytes:
         return base64.urlsafe_b64decode(self.box.open(sealed_key).encode())
+
+    def _opened(self, sealed_key: str | None) -> bytes | None:
+        return ERASED if sealed_key is None else self._open(sealed_key)
+
+
+# The group commit's statement: the missing keys inserted, and every subject's key read, at once.
+# The parts of one statement share a snapshot, so the final SELECT sees only keys that existed
+# before it (those of `created` come from RETURNING), and `created` tells which are new.
+_CREATE_KEYS = f"""
+WITH wanted (subject, sealed_key) AS (SELECT * FROM unnest($1::text[], $2::text[])),
+created AS (
+    INSERT INTO {PRIVACY_SCHEMA}.subject_keys (subject, sealed_key)
+    SELECT subject, sealed_key FROM wanted
+    ON CONFLICT (subject) DO NOTHING
+    RETURNING subject, sealed_key
+)
+SELECT subject, sealed_key, true AS created FROM created
+UNION ALL
+SELECT subject, sealed_key, false FROM {PRIVACY_SCHEMA}.subject_keys WHERE subject = ANY($1::text[])
+"""
+_READ_KEYS = f"SELECT subject, sealed_key FROM {PRIVACY_SCHEMA}.subject_keys WHERE subject = ANY($1::text[])"
+
+
+async def _on_driver(conn: AsyncConnection, statement: str, *args: object) -> list[asyncpg.Record]:
+    """`statement` run by asyncpg itself on `conn`'s connection, outside any transaction.
+
+    A statement the client gave up on (a timeout) or a broken socket leaves the connection in an
+    unknown state: it is dropped, as `shared.db` does for SQLAlchemy's own statements."""
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    try:
+        rows: list[asyncpg.Record] = await driver.fetch(statement, *args)
+    except (OSError, asyncpg.InterfaceError):
+        driver.terminate()
+        await conn.invalidate()
+        raise
+    return rows
 
 
 def subjects_of_person(

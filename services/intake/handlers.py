@@ -99,15 +99,9 @@ async def sealed_records(
     sealer: EventSealer, records: list[tuple[bytes, str, dict[str, Any]]], *, batch: bool
 ) -> list[tuple[bytes, str, dict[str, Any]]]:
     """`privacy.seal_events` over the records: each keyed by its subject, with its personal fields
-    sealed; an erased person's refused (or dropped). The envelopes it reads are built without
-    validation (`model_construct`: it reads only `type`, `data` and `identity`)."""
-    envelopes = [Envelope.model_construct(**record) for _, _, record in records]
-    by_id = {record["id"]: record for _, _, record in records}  # a dropped one leaves a gap
-    sealed = []
-    for envelope in await seal_events(sealer, envelopes, batch=batch):
-        record = {**by_id[envelope.id], "identity": envelope.identity, "data": envelope.data}
-        sealed.append(((envelope.identity or "").encode(), envelope.data["event_id"], record))
-    return sealed
+    sealed; an erased person's refused (or dropped)."""
+    sealed = await seal_events(sealer, [record for _, _, record in records], batch=batch)
+    return [(record["identity"].encode(), record["data"]["event_id"], record) for record in sealed]
 
 
 def validate(

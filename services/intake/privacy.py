@@ -9,14 +9,14 @@ The message key becomes the subject's keyed hash, never the address.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.metrics import INTAKE_EVENTS, count_rejected
 from shared import sealing
-from shared.envelope import Envelope
 from shared.problems import FieldError, invalid
 from shared.sealing import SubjectKind
 from shared.vault import Vault
@@ -30,21 +30,24 @@ class EventSealer:
     engine: AsyncEngine
     suppressed: Literal["refuse", "drop"] = "refuse"
 
-    def subjects(self, envelope: Envelope) -> dict[str, str]:
-        """The subjects an event names, by the field naming them; the first seals it."""
+    def subjects(self, data: Mapping[str, Any]) -> dict[str, str]:
+        """The subjects an event's payload names, by the field naming them; the first seals it."""
         named: dict[str, str] = {}
-        if email := envelope.data.get("email"):
+        if email := data.get("email"):
             named["email"] = self.vault.subject(SubjectKind.EMAIL, email)
-        if anonymous_id := envelope.data.get("anonymous_id"):
+        if anonymous_id := data.get("anonymous_id"):
             named["anonymous_id"] = self.vault.subject(SubjectKind.ANONYMOUS, anonymous_id)
-        if previous_id := envelope.data.get("previous_id"):  # an alias naming an erased id is refused too
+        if previous_id := data.get("previous_id"):  # an alias naming an erased id is refused too
             named["previous_id"] = self.vault.subject(SubjectKind.ANONYMOUS, previous_id)
         return named
 
 
-async def seal_events(sealer: EventSealer, envelopes: list[Envelope], *, batch: bool) -> list[Envelope]:
-    """The envelopes sealed for `lead.events`, keyed by subject; an erased person's are refused."""
-    named = [sealer.subjects(envelope) for envelope in envelopes]
+async def seal_events(
+    sealer: EventSealer, envelopes: list[dict[str, Any]], *, batch: bool
+) -> list[dict[str, Any]]:
+    """The envelopes (JSON-ready dicts, as `handlers.envelope_record` builds them) sealed for
+    `lead.events`, each with its subject as identity; an erased person's are refused."""
+    named = [sealer.subjects(envelope["data"]) for envelope in envelopes]
     keys = await sealer.vault.keys_now(sealer.engine, {s for n in named for s in n.values()}, create=True)
     erased = [
         FieldError(f"events.{index}.{name}" if batch else name, ERASED_RULE, _WHY)
@@ -55,14 +58,14 @@ async def seal_events(sealer: EventSealer, envelopes: list[Envelope], *, batch: 
     if erased and sealer.suppressed == "refuse":
         count_rejected(erased, events=len(envelopes))
         raise invalid(erased, title="The event cannot be accepted")
-    sealed: list[Envelope] = []
+    sealed: list[dict[str, Any]] = []
     for envelope, subjects in zip(envelopes, named, strict=True):
         if any(keys.get(s) is None for s in subjects.values()):
             INTAKE_EVENTS.labels("dropped", ERASED_RULE).inc()
             continue
         subject = next(iter(subjects.values()))
-        data = sealing.seal(envelope.type, envelope.data, subject=subject, key=keys[subject])
-        sealed.append(envelope.model_copy(update={"data": data, "identity": subject}))
+        data = sealing.seal(envelope["type"], envelope["data"], subject=subject, key=keys[subject])
+        sealed.append({**envelope, "data": data, "identity": subject})
     return sealed
 
 
