@@ -3,9 +3,12 @@ the cost of matching one lead with 100,000 accounts loaded.
 
 Both throughput runs drain the same kind of backlog (leads at corporate domains of seeded
 accounts, so every lead is matched and rolls up) through one scoring process; "off" is the same
-model file without its `account` section. Matching is timed in this process over real Postgres:
-the candidate look-ups (domain map, name map, blocking key) for a consumer-sized batch and the
-pure choice, per lead, beside scoring that lead (`domain.score_lead`) in the same run.
+model file without its `account` section. Beside each side's events/s, the CPU per event of the
+scoring process and of Postgres over the same span (`bench.backlog.drain`): the rates move with
+whatever else runs on the machine, the CPU per event less (it too rises on a busy machine:
+contended caches and cores). Matching is timed in this process over real Postgres: the candidate
+look-ups (domain map, name map, blocking key) for a consumer-sized batch and the pure choice,
+per lead, beside scoring that lead (`domain.score_lead`) in the same run.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from bench.backlog import drain_rate
+from bench.backlog import Drain, drain
 from bench.lead_events import event
 from bench.stack import libpq_dsn, prepare, start_bench_broker
 from leadflow.devstack.broker import BrokerKind
@@ -59,6 +62,10 @@ RUNS = 3  # throughput runs of each side, alternated; the median of each is repo
 class AccountsTiming:
     rollup_on: float  # events/s
     rollup_off: float
+    cpu_on_us: float  # the scoring process's CPU per event (medians, like the rates)
+    cpu_off_us: float
+    db_cpu_on_us: float  # Postgres' CPU per event
+    db_cpu_off_us: float
     match_us: float  # per lead, candidate look-ups + choice
     score_us: float  # per lead, scoring it (the ceiling beside it)
     accounts: int
@@ -181,8 +188,9 @@ def config_without_accounts(config_dir: Path, work: Path) -> Path:
     return target
 
 
-async def drain(settings: Settings, db_dsn: str, env: dict[str, str], first_account: int) -> float:
-    """Events/s of one scoring process over a fresh backlog of leads at seeded accounts' domains."""
+async def drain_backlog(settings: Settings, db_dsn: str, env: dict[str, str], first_account: int) -> Drain:
+    """One scoring process over a fresh backlog of leads at seeded accounts' domains: events/s and
+    CPU per event."""
     tag = uuid.uuid4().hex[:8]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
@@ -203,21 +211,31 @@ async def drain(settings: Settings, db_dsn: str, env: dict[str, str], first_acco
     finally:
         await producer.stop()
     done = "SELECT count(*) FROM scoring.lead_events WHERE event_id LIKE $1"
-    return await drain_rate("scoring", env, db_dsn, LEADS_PER_RUN * EVENTS_PER_LEAD, done, f"{tag}-%")
+    return await drain("scoring", env, db_dsn, LEADS_PER_RUN * EVENTS_PER_LEAD, done, f"{tag}-%")
 
 
 async def accounts_timing(settings: Settings, db_dsn: str, env: dict[str, str], work: Path) -> AccountsTiming:
     await seed_accounts(db_dsn)
     match_us, score_us = await matching_cost(settings)
     off_env = {**env, "LEADFLOW_CONFIG_DIR": str(config_without_accounts(settings.config_dir, work))}
-    on, off = [], []
+    on: list[Drain] = []
+    off: list[Drain] = []
     accounts_per_run = LEADS_PER_RUN // LEADS_PER_ACCOUNT
     for run in range(RUNS):  # alternated, so neither side always gets the warmer database
-        off.append(await drain(settings, db_dsn, off_env, (2 * run) * accounts_per_run))
-        on.append(await drain(settings, db_dsn, env, (2 * run + 1) * accounts_per_run))
+        off.append(await drain_backlog(settings, db_dsn, off_env, (2 * run) * accounts_per_run))
+        on.append(await drain_backlog(settings, db_dsn, env, (2 * run + 1) * accounts_per_run))
+        print(
+            f"accounts: run {run + 1}: off {off[-1].rate:,.0f} events/s, {off[-1].cpu_us:.0f} us CPU/event;"
+            f" on {on[-1].rate:,.0f} events/s, {on[-1].cpu_us:.0f} us CPU/event",
+            flush=True,
+        )
     return AccountsTiming(
-        rollup_on=statistics.median(on),
-        rollup_off=statistics.median(off),
+        rollup_on=statistics.median(d.rate for d in on),
+        rollup_off=statistics.median(d.rate for d in off),
+        cpu_on_us=statistics.median(d.cpu_us for d in on),
+        cpu_off_us=statistics.median(d.cpu_us for d in off),
+        db_cpu_on_us=statistics.median(d.db_cpu_us for d in on),
+        db_cpu_off_us=statistics.median(d.db_cpu_us for d in off),
         match_us=match_us,
         score_us=score_us,
         accounts=ACCOUNTS,
@@ -226,6 +244,10 @@ async def accounts_timing(settings: Settings, db_dsn: str, env: dict[str, str], 
 
 def accounts_report(t: AccountsTiming) -> str:
     ratio = t.rollup_on / t.rollup_off if t.rollup_off else 0.0
+    # CPU per event read as throughput: off / on is the share of the off run's rate that the
+    # same CPU would give with the roll-up on (robust to load, unlike the rates)
+    cpu_ratio = t.cpu_off_us / t.cpu_on_us if t.cpu_on_us else 0.0
+    db_ratio = t.db_cpu_off_us / t.db_cpu_on_us if t.db_cpu_on_us else 0.0
     return "\n".join(
         [
             f"## Accounts ({t.accounts:,} accounts loaded)",
@@ -234,6 +256,10 @@ def accounts_report(t: AccountsTiming) -> str:
             "| --- | ---: | --- | ---: |",
             f"| scoring, one process, account roll-up on | {t.rollup_on:,.0f} events/s | roll-up off: "
             f"{t.rollup_off:,.0f} events/s | {ratio:.2f} (target >= 0.8) |",
+            f"| scoring process CPU per event, roll-up on | {t.cpu_on_us:,.0f} us | roll-up off: "
+            f"{t.cpu_off_us:,.0f} us | {cpu_ratio:.2f} (off / on) |",
+            f"| Postgres CPU per event, roll-up on | {t.db_cpu_on_us:,.0f} us | roll-up off: "
+            f"{t.db_cpu_off_us:,.0f} us | {db_ratio:.2f} (off / on) |",
             f"| matching one lead (look-ups per {MATCH_BATCH} leads + choice) | {t.match_us:,.0f} us "
             f"| scoring the lead: {t.score_us:,.0f} us | {t.match_us / t.score_us:.2f} |",
         ]

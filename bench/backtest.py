@@ -72,20 +72,23 @@ def backtest_peak_rss(env: dict[str, str], work: Path) -> BacktestMemory:
     candidate.write_text(
         current.replace('version: "', 'version: "candidate-', 1).replace("min_score: 50", "min_score: 40", 1)
     )
+    argv = [sys.executable, "-m", "leadflow", "backtest", "--model", str(candidate), "--since", "90d"]
+    peak_mb, seconds, returncode = peak_rss_of(argv, env)
+    if returncode != 0:
+        raise RuntimeError(f"leadflow backtest exited with {returncode}")
+    return BacktestMemory(peak_rss_mb=peak_mb, seconds=seconds)
+
+
+def peak_rss_of(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Run a command as its own process: (peak RSS in MB, seconds, exit code), the peak read
+    from its /proc VmHWM, polled until it exits (see backtest_peak_rss for why not rusage)."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadflow", "backtest", "--model", str(candidate), "--since", "90d"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak_kb = 0
     while process.poll() is None:
         peak_kb = max(peak_kb, _high_water_kb(process.pid))
         time.sleep(0.05)
-    if process.returncode != 0:
-        raise RuntimeError(f"leadflow backtest exited with {process.returncode}")
-    return BacktestMemory(peak_rss_mb=peak_kb / 1024, seconds=time.perf_counter() - started)
+    return peak_kb / 1024, time.perf_counter() - started, process.returncode
 
 
 def _high_water_kb(pid: int) -> int:

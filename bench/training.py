@@ -1,5 +1,6 @@
-"""training: `leadflow model train` over a seeded million-event history (peak RSS and
-seconds, beside reading that history alone), and the likelihood's cost per score change.
+"""training: `leadflow model train` and then, with the trained model active, `leadflow model
+recommend` over a seeded million-event history (peak RSS and seconds of each, beside reading
+that history alone), and the likelihood's cost per score change.
 
 `python -m bench --only training`. Needs Postgres only. The history is the generated one
 of tests/generated_buyers.py (silent buyers, researchers, form buyers, browsers), with a
@@ -21,8 +22,10 @@ from typing import Literal
 import asyncpg
 import orjson
 
+from bench.backtest import peak_rss_of
 from bench.seeding import EVENT_COLUMNS, LEAD_COLUMNS, copy_records
 from bench.stack import libpq_dsn, prepare, start_bench_broker
+from leadflow.admin.model_training import activate_model
 from leadflow.devstack.broker import BrokerKind
 from leadflow.devstack.postgres import start_postgres
 from services.scoring import model_store
@@ -61,6 +64,8 @@ class TrainingTiming:
     read_s: float
     train_s: float
     train_peak_rss_mb: float
+    recommend_s: float  # `leadflow model recommend --since 365d`, the trained model active
+    recommend_peak_rss_mb: float
     features_us: float  # the learned hook per judged rescore: the lead's features …
     likelihood_us: float  # … and the likelihood with its top factors
     history_events: float  # mean events per lead those were measured on
@@ -165,6 +170,15 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
                 row = (await conn.execute(scoring_store.predictive_models.select())).one()
         finally:
             await engine.dispose()
+
+        # recommend replays the same decided history through the backtest engine and the
+        # model's likelihood; its peak from its own VmHWM (bench.backtest.peak_rss_of).
+        print("training: leadflow model recommend …", flush=True)
+        assert await activate_model(settings, stored.version)
+        argv = [sys.executable, "-m", "leadflow", "model", "recommend", "--target-return-rate", "0.10"]
+        recommend_mb, recommend_s, code = peak_rss_of([*argv, "--since", "365d"], env)
+        if code not in (0, 1):  # 1: no setting meets the target, still a full run
+            raise RuntimeError(f"leadflow model recommend exited with {code}")
         assert read >= events * 0.3  # the decided leads hold a good part of the history
         features_us, likelihood_us, history_events = _inference_cost(settings, row)
         return TrainingTiming(
@@ -174,6 +188,8 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
             read_s=read_s,
             train_s=train_s,
             train_peak_rss_mb=peak_mb,
+            recommend_s=recommend_s,
+            recommend_peak_rss_mb=recommend_mb,
             features_us=features_us,
             likelihood_us=likelihood_us,
             history_events=history_events,
@@ -222,6 +238,8 @@ def training_report(t: TrainingTiming) -> str:
             f"| ceiling: reading the decided leads' history alone (same stream) | {t.read_s:.1f} s |",
             f"| train: features, LightGBM, calibrate, report, store (own process) | {t.train_s:.1f} s |",
             f"| train: peak RSS | {t.train_peak_rss_mb:.0f} MB |",
+            f"| recommend, the model active (own process) | {t.recommend_s:.1f} s |",
+            f"| recommend: peak RSS (VmHWM) | {t.recommend_peak_rss_mb:.0f} MB |",
             f"| holdout AUC: model / rule score | {t.auc:.3f} / {t.rule_auc:.3f} |",
             f"| inference per judged rescore (≤ 1 per event): features from the lead's history "
             f"({t.history_events:.1f} events) / likelihood + top factors | "

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring import store
 from services.scoring.domain import LeadEvent, LeadScore, meets_mql_rule, score_lead
 from services.scoring.features import AccountFacts
+from services.scoring.incremental_scorer import TimelineScorer
 from services.scoring.labels import LabelRules, SalesDecision
 from services.scoring.learned_rules import explores
 from services.scoring.learning_config import ExplorationSettings
@@ -194,6 +195,7 @@ def examples_from(
     """The training examples the handed-off leads' decisions make, as `leadflow model train`
     takes them; `account_of` gives a lead the account scoring would have stored for it."""
     examples: list[Example] = []
+    scorer = TimelineScorer(model)  # as training prepares it: once for every lead
     for h in handed:
         examples += examples_of(
             model,
@@ -203,5 +205,6 @@ def examples_from(
             cycles=h.decisions(),
             rules=labels,
             account=account_of(h.lead),
+            scorer=scorer,
         )
     return examples

@@ -31,7 +31,7 @@ def model_validate(path: Annotated[Path, typer.Argument(help="a scoring model YA
 def rescore(
     model: Annotated[Path | None, typer.Option(help="model file; default: the configured one")] = None,
 ) -> None:
-    """Recompute every lead under the model; events go out only for MQL status changes."""
+    """Recompute every lead and account under the model; events go out only for MQL and MQA status changes."""
     from leadflow.admin.rescore import rescore as run_rescore
     from services.scoring.config_files import load_model
 
@@ -42,6 +42,12 @@ def rescore(
     typer.echo(
         f"rescored {summary.leads} leads under model {summary.model_version}: {summary.changed} changed, "
         f"{summary.became_mql} became MQL, {summary.stopped_qualifying} MQLs no longer qualify"
+        + (
+            f"; {summary.accounts} accounts: {summary.accounts_changed} changed, "
+            f"{summary.became_mqa} became MQA, {summary.stopped_mqa} no longer MQA"
+            if summary.accounts
+            else ""
+        )
     )
 
 

@@ -76,6 +76,11 @@ class LeadScore:
     disqualified: str | None
     model_version: str
 
+    @property
+    def fit_rules(self) -> tuple[str, ...]:
+        """The fit rules that gave points, biggest first (the order of `contributions`)."""
+        return tuple(c.rule for c in self.contributions if c.kind == "fit")
+
 
 def score_lead(
     model: ScoringModel,

@@ -17,10 +17,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from services.scoring.domain import LeadEvent, LeadScore, first_engagement_rule
+from services.scoring.domain import LeadEvent, first_engagement_rule
 from services.scoring.model import ScoringModel, canonical_channel
 from shared.traits import employees
 
@@ -47,6 +47,20 @@ class AccountFacts:
     matched_by: str | None
 
 
+class RuleVerdict(Protocol):
+    """What the features take of the rule model's verdict: a LeadScore from live scoring, or
+    the backtest engine's MomentScore (incremental_scorer) when history is replayed."""
+
+    @property
+    def score(self) -> int: ...
+
+    @property
+    def fit_points(self) -> int: ...
+
+    @property
+    def fit_rules(self) -> tuple[str, ...]: ...
+
+
 def default_of(name: str) -> float:
     """What a feature a lead does not have reads as: unknown (NaN) for recency and size, else 0."""
     return math.nan if name.startswith(MISSING_MEANS_UNKNOWN) else 0.0
@@ -58,7 +72,7 @@ def lead_features(
     traits: Mapping[str, Any],
     events: Sequence[LeadEvent],
     at: datetime,
-    rule_score: LeadScore,
+    rule_score: RuleVerdict,
     account: AccountFacts | None = None,
 ) -> dict[str, float]:
     """The lead's features as of `at`, from its events up to `at` (later ones are ignored).
@@ -72,9 +86,8 @@ def lead_features(
         "fit_points": float(rule_score.fit_points),
         "events": float(len(seen)),
     }
-    for contribution in rule_score.contributions:
-        if contribution.kind == "fit":
-            features[_named("fit:", contribution.rule)] = 1.0
+    for rule in rule_score.fit_rules:
+        features[_named("fit:", rule)] = 1.0
     _profile(features, traits, seen)
     _engagement(features, model, seen, at)
     if account is not None:

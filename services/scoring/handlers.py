@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.scoring import lifecycle, model_store, score_state_store, store
-from services.scoring.accounts.handlers import roll_up_accounts
+from services.scoring.accounts.domains import load_suffix_list
+from services.scoring.accounts.handlers import Departure, departing_members, roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.erasures import forget_late_arrivals, record_confirmation
 from services.scoring.identity import IdentityPlan, identity_lock_keys
@@ -44,6 +45,8 @@ def make_handlers(
     model: ScoringModel, learned: LearnedScoring | None = None
 ) -> tuple[Mapping[str, Handler], Mapping[str, BatchHandler]]:
     """Per-message handlers (lifecycle) and the batch handler of lead events."""
+    if model.account is not None:
+        load_suffix_list()  # matching's, before the first batch
 
     async def on_lead_events(uow: UnitOfWork, items: list[tuple[Envelope, LeadEventAccepted]]) -> None:
         await record_events(uow, model, items, learned)
@@ -65,7 +68,7 @@ async def record_events(
 
     An event_id seen before (in the table or earlier in the batch) keeps its first body; one
     that comes back with another body is recorded as a conflict rather than silently dropped."""
-    lead_ids = await resolve_leads(uow, [event for _, event in items])
+    lead_ids, departed = await resolve_leads(uow, [event for _, event in items])
     digests = [event.body_digest() for _, event in items]
     first: dict[str, int] = {}
     for index, (_, event) in enumerate(items):
@@ -95,7 +98,9 @@ async def record_events(
     if repeated:
         await record_conflicts(uow, repeated)
     if touched:
-        await rescore(uow, model, touched, learned)
+        await rescore(uow, model, touched, learned, departed)
+    elif departed:  # a merge whose events were all seen before: the absorbed shares still leave
+        await roll_up_accounts(uow, model, [], departed)
 
 
 async def record_conflicts(uow: UnitOfWork, repeated: list[tuple[LeadEventAccepted, str, str]]) -> None:
@@ -134,8 +139,11 @@ async def count_conflicts(uow: UnitOfWork) -> None:
     EVENTS_CONFLICTING.inc(await store.conflicts_recorded_now(uow.conn))
 
 
-async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> list[str]:
-    """The lead of each event, creating, linking and merging leads as identity is learned."""
+async def resolve_leads(
+    uow: UnitOfWork, events: list[LeadEventAccepted]
+) -> tuple[list[str], list[Departure]]:
+    """The lead of each event, creating, linking and merging leads as identity is learned; and
+    the account shares of the leads merged away (for the roll-up to take out)."""
     emails = {e.email for e in events if e.email}
     anonymous = {e.anonymous_id for e in events if e.anonymous_id}
     anonymous |= {e.previous_id for e in events if e.previous_id}  # an alias: its id is locked too
@@ -156,6 +164,8 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
         resolved.append(plan.resolve(event.email, event.anonymous_id, event.previous_id))
         if plan.alias_conflicts > conflicts:
             record_alias_conflict(uow, event, lead_id=resolved[-1])
+    # Read before the merge deletes the absorbed leads and, with them, their account memberships.
+    departed = await departing_members(uow, plan.merges_of_stored_leads)
     await store.apply_identity_changes(
         uow.conn,
         create=plan.leads_to_create,
@@ -165,7 +175,7 @@ async def resolve_leads(uow: UnitOfWork, events: list[LeadEventAccepted]) -> lis
     )
     # A merge moved events under the known lead: its state no longer holds them all.
     await score_state_store.forget_states(uow.conn, sorted(set(plan.merges_of_stored_leads.values())))
-    return [plan.final(lead_id) for lead_id in resolved]
+    return [plan.final(lead_id) for lead_id in resolved], departed
 
 
 def record_alias_conflict(uow: UnitOfWork, event: LeadEventAccepted, *, lead_id: str) -> None:
@@ -186,10 +196,12 @@ async def rescore(
     model: ScoringModel,
     touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
     learned: LearnedScoring | None = None,
+    departed: list[Departure] | None = None,
 ) -> None:
     """Fold each touched lead's new events into its score state and score it from that; emit
     what changed. A lead without a state under this model (new, merged, or scored under other
-    rules) has its state rebuilt from its history once."""
+    rules) has its state rebuilt from its history once. `departed`: the account shares of
+    leads this batch merged away."""
     scorer = state_scorer(model)
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
@@ -209,8 +221,8 @@ async def rescore(
     if learned is not None:  # the likelihood, and the learned MQL rule and exploration
         evaluated = await learned_decisions(uow, learned, evaluated)
     # Then (one step, after) the leads roll up into their accounts, which may qualify a lead
-    # with its account's context.
-    evaluated = await roll_up_accounts(uow, model, evaluated)
+    # with its account's context; the shares of leads merged away leave theirs.
+    evaluated = await roll_up_accounts(uow, model, evaluated, departed or [])
     # The roll-up may add members outside this batch (qualified by their account's new MQA):
     # they carry the trace of the batch's first event.
     batch_trace = next(iter(touched.values()))[-1][0].trace_id

@@ -2,7 +2,10 @@
 
 Pure. Each point equals what `score_lead` gives for the events up to that instant, scored at
 that instant, but the replay costs O(events x matching rules) instead of rescoring the whole
-history at every step:
+history at every step. `TimelineScorer.at_moments` scores the same replay at any moments
+(the handoffs training and recommend learn from), decayed to each: the one code path for
+"what would this model have scored then", shared by `leadflow backtest`, `model train` and
+`model recommend`.
 
 - fit, the grade and the profile's undesirables depend on the traits only: once per lead;
 - the channel is fixed by the first instant that has one; an event undesirable, once fired,
@@ -44,6 +47,7 @@ from services.scoring.model import GRADES, Decay, EngagementRule, Grade, Scoring
 
 __all__ = [
     "LeadProfile",
+    "MomentScore",
     "Qualification",
     "TimelinePoint",
     "TimelineScorer",
@@ -64,6 +68,20 @@ class TimelinePoint:
     at: datetime
     score: int
     grade: Grade
+    disqualified: str | None
+    meets_mql: bool
+
+
+@dataclass(frozen=True)
+class MomentScore:
+    """A lead's rule verdict at a moment: what score_lead gives for its events up to and
+    including that moment, scored at it, less the itemised behaviour contributions."""
+
+    at: datetime
+    score: int
+    fit_points: int
+    grade: Grade
+    fit_rules: tuple[str, ...]  # the fit contributions' rules, as LeadScore.fit_rules orders them
     disqualified: str | None
     meets_mql: bool
 
@@ -93,6 +111,8 @@ class LeadProfile:
     """What the traits and email alone decide, for one lead under one model."""
 
     grade: Grade
+    fit_points: int
+    fit_rules: tuple[str, ...]  # biggest points first, as LeadScore orders its contributions
     fixed_points: tuple[float, ...]  # channel (from traits) and title/domain penalties
     channel_known: bool
     fixed_disqualifiers: Mapping[int, str]  # undesirable index -> detail
@@ -155,6 +175,41 @@ class TimelineScorer:
                 return Qualification(profile.grade, at)
         return Qualification(profile.grade, None)
 
+    def at_moments(
+        self,
+        *,
+        email: str | None,
+        traits: Mapping[str, Any],
+        events: Sequence[LeadEvent],
+        moments: Sequence[datetime],
+        profile: LeadProfile | None = None,
+    ) -> list[MomentScore]:
+        """The lead's score at each moment (one per moment, in the order given): from the events
+        up to and including it, decayed to it, as score_lead scores them. One replay serves
+        every moment, so a lead decided in many cycles costs one pass over its events."""
+        if any(m.tzinfo is None for m in moments):
+            raise ValueError("moments must be timezone-aware")
+        if profile is None:
+            profile = self.profile(email=email, traits=traits)
+        rule = self.model.mql
+        ordered = sorted(events, key=EVENT_ORDER)
+        by_moment = {
+            at: MomentScore(
+                at,
+                score,
+                profile.fit_points,
+                profile.grade,
+                profile.fit_rules,
+                disqualified,
+                rule.is_met(score=score, grade=profile.grade, disqualified=disqualified),
+            )
+            for at, score, disqualified in self._replay(
+                profile, traits, ordered, moments=sorted(set(moments))
+            )
+            if score is not None  # always computed without a floor
+        }
+        return [by_moment[m] for m in moments]
+
     def reads_profiles_like(self, other: TimelineScorer) -> bool:
         """Whether both models judge a lead's traits and email alike, so one profile serves both."""
         mine, theirs = self.model, other.model
@@ -169,8 +224,11 @@ class TimelineScorer:
     def profile(self, *, email: str | None, traits: Mapping[str, Any]) -> LeadProfile:
         """What the traits and email alone decide under this model."""
         model = self.model
-        tiers = _matching_tiers(model.fit, self._fit_groups, traits)
-        grade = _grade(model.grades, sum(rule.points for rule, _ in tiers))
+        tiers = list(_matching_tiers(model.fit, self._fit_groups, traits))
+        fit_points = sum(rule.points for rule, _ in tiers)
+        grade = _grade(model.grades, fit_points)
+        scoring = sorted((rule for rule, _ in tiers if rule.points), key=lambda r: (-abs(r.points), r.id))
+        fit_rules = tuple(f"fit.{rule.id}" for rule in scoring)
         channel_known = _text(traits.get("channel")) is not None
         fixed = [c.points for c in _channel(model, traits, ())] if channel_known else []
         disqualifiers: dict[int, str] = {}
@@ -181,7 +239,9 @@ class TimelineScorer:
                 else:
                     fixed.append(self._penalty[k])
         could_qualify = grade in self._good_grades and not disqualifiers
-        return LeadProfile(grade, tuple(fixed), channel_known, disqualifiers, could_qualify)
+        return LeadProfile(
+            grade, fit_points, fit_rules, tuple(fixed), channel_known, disqualifiers, could_qualify
+        )
 
     def _replay(
         self,
@@ -189,17 +249,23 @@ class TimelineScorer:
         traits: Mapping[str, Any],
         events: Sequence[LeadEvent],
         floor: int | None = None,
+        moments: Sequence[datetime] | None = None,
     ) -> Iterator[tuple[datetime, int | None, str | None]]:
-        """(instant, score, disqualified) for each distinct instant of the time-ordered events.
+        """(instant, score, disqualified) for each distinct instant of the time-ordered events;
+        with `moments` (time-ordered), for each moment instead, counting the events up to and
+        including it.
 
         With a `floor`, the score is None where it is surely below it: computing it exactly
         costs more than bounding it.
         """
-        if not events:
+        if not events and not moments:
             return
-        origin = events[0].occurred_at
+        # Weights are kept relative to the first event (with none, no points depend on it).
+        origin = events[0].occurred_at if events else (moments or ())[0]
         if origin.tzinfo is None:
             raise ValueError("event times must be timezone-aware")
+        pending = iter(moments or ())
+        moment = next(pending, None)
         tallies: dict[int, _RuleTally] = {}
         most = 0.0  # the sum of the tallies' `most`: the engagement score can never exceed it
         fired: set[int] = set()  # event undesirables seen
@@ -210,6 +276,11 @@ class TimelineScorer:
         start, n = 0, len(events)
         while start < n:
             at = events[start].occurred_at
+            while moment is not None and moment < at:  # the moments before this instant
+                yield moment, self._score_at(moment, origin, fixed, most, tallies, None), disqualified
+                moment = next(pending, None)
+            if moments is not None and moment is None:
+                return  # no moment left to score
             end = start + 1
             while end < n and events[end].occurred_at == at:
                 end += 1
@@ -228,15 +299,31 @@ class TimelineScorer:
                 # Earlier instants had no channel, so this one's earliest candidate is the first.
                 fixed += sum(c.points for c in _channel(self.model, traits, instant))
                 channel_known = True
-            if not tallies:
-                yield at, _round_half_up(fixed), disqualified
-            elif floor is not None and fixed + most + 0.01 * len(tallies) < floor - 0.5:
-                # Even if no point had decayed, the score, the sum of points rounded to cents
-                # (0.005 up at most each), would stay below floor - 0.5 and round down.
-                yield at, None, disqualified
-            else:
-                earned = [tally.points_at(days, at) for tally in tallies.values()]
-                yield at, _round_half_up(math.fsum([fixed, *earned])), disqualified
+            if moments is None:
+                yield at, self._score_at(at, origin, fixed, most, tallies, floor), disqualified
+        while moment is not None:  # the moments after the last event
+            yield moment, self._score_at(moment, origin, fixed, most, tallies, None), disqualified
+            moment = next(pending, None)
+
+    def _score_at(
+        self,
+        at: datetime,
+        origin: datetime,
+        fixed: float,
+        most: float,
+        tallies: Mapping[int, _RuleTally],
+        floor: int | None,
+    ) -> int | None:
+        """The score at `at` (no earlier than the last event counted) from the running state."""
+        if not tallies:
+            return _round_half_up(fixed)
+        if floor is not None and fixed + most + 0.01 * len(tallies) < floor - 0.5:
+            # Even if no point had decayed, the score, the sum of points rounded to cents
+            # (0.005 up at most each), would stay below floor - 0.5 and round down.
+            return None
+        days = (at - origin).total_seconds() / 86_400
+        earned = [tally.points_at(days, at) for tally in tallies.values()]
+        return _round_half_up(math.fsum([fixed, *earned]))
 
     def _count(self, event: LeadEvent, tallies: dict[int, _RuleTally], days: float, day: date) -> float:
         """Count the event under the first engagement rule it matches; how much `most` grew."""

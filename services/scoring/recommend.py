@@ -7,13 +7,16 @@ inverse of its propensity (an exploration handoff stands for the near misses lik
 that were not drawn), counts towards a setting's volume if the setting would have handed
 it off, and towards its returns if sales sent it back as not a buyer. The interval is
 Wilson's on the effective number of examples (Kish: (Σw)² / Σw²), so heavy weights widen
-it instead of passing for certainty.
+it instead of passing for certainty. Each handoff's score, grade and likelihood are taken at
+its label moment by the backtest engine's replay (`training.examples_of`, fed by
+`leadflow.admin.model_training.decided_history`), as `leadflow backtest` would score it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -28,13 +31,16 @@ LIKELIHOODS = tuple(range(5, 100, 5))
 
 @dataclass(frozen=True)
 class Decided:
-    """One labelled handoff as the search sees it."""
+    """One labelled handoff as the search sees it: the lead's rule score, grade and likelihood
+    at the label moment (the handoff), what sales decided, and its inverse-propensity weight."""
 
     score: int
     grade: str
     likelihood: int | None
     positive: bool
     weight: float
+    lead_id: str | None = None  # which lead and moment, to audit a projection against the backtest
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)

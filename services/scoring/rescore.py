@@ -5,6 +5,12 @@ only for leads whose MQL status changes: a lead in nurture that now qualifies
 becomes an MQL (`lead.scored` + `lead.mql_reached`), and an MQL not yet
 decided that no longer qualifies is announced with `lead.scored` (its handoff
 stays with sales, who decide on it).
+
+With accounts in the model, each page also brings its leads' account shares up to
+date, and once every lead is rescored each account is rebuilt from its members and
+scored under the model, a page at a time: only MQA status changes are announced
+(`account.scored`, `account.mqa_reached`), and a lead in nurture at an MQA account
+that meets the lower threshold becomes an MQL.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from services.scoring import lifecycle, store
+from services.scoring.accounts import store as account_store
+from services.scoring.accounts.handlers import recompute_accounts, refresh_members
 from services.scoring.domain import LeadEvent
 from services.scoring.handlers import announce
 from services.scoring.model import ScoringModel
@@ -31,21 +39,51 @@ class RescoreSummary:
     changed: int = 0
     became_mql: int = 0
     stopped_qualifying: int = 0
+    accounts: int = 0
+    accounts_changed: int = 0  # score, grade or MQA moved
+    became_mqa: int = 0
+    stopped_mqa: int = 0
 
 
 async def rescore_all(
     unit_of_work: UnitOfWorkFactory, model: ScoringModel, *, page: int = 500
 ) -> RescoreSummary:
-    """Rescore leads a page at a time, each page in its own transaction."""
+    """Rescore leads a page at a time, each page in its own transaction; then the accounts."""
     summary = RescoreSummary(model.version)
     after: str | None = None
     while True:
         async with unit_of_work() as uow:
             lead_ids = await store.lead_ids_page(uow.conn, after=after, limit=page)
             if not lead_ids:
-                return summary
+                break
             await rescore_page(uow, model, lead_ids, summary)
         after = lead_ids[-1]
+    if model.account is not None:
+        await rescore_accounts(unit_of_work, model, summary, page=page)
+    return summary
+
+
+async def rescore_accounts(
+    unit_of_work: UnitOfWorkFactory, model: ScoringModel, summary: RescoreSummary, *, page: int
+) -> None:
+    """Every account rebuilt from its members' shares and scored under the model, a page at a
+    time (each page's accounts locked, so a consumer's roll-up of them waits its turn)."""
+    after: str | None = None
+    while True:
+        async with unit_of_work() as uow:
+            account_ids = await account_store.account_ids_page(uow.conn, after=after, limit=page)
+            if not account_ids:
+                return
+            done = await recompute_accounts(uow, model, account_ids)
+            for rescored in done.qualified:
+                announce(uow, rescored, trace_id=None)
+            await store.save_rescored(uow.conn, done.qualified, cause="rescore")
+        summary.accounts += done.accounts
+        summary.accounts_changed += done.changed
+        summary.became_mqa += done.became_mqa
+        summary.stopped_mqa += done.stopped_mqa
+        summary.became_mql += len(done.qualified)
+        after = account_ids[-1]
 
 
 async def rescore_page(
@@ -71,5 +109,6 @@ async def rescore_page(
             summary.stopped_qualifying += 1
             announce(uow, rescored, trace_id=None)
         evaluated.append(rescored)
+    await refresh_members(uow, model, evaluated)
     await store.save_rescored(uow.conn, evaluated, cause="rescore")
     await save_states(uow, scorer, evaluated, states)

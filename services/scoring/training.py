@@ -21,8 +21,9 @@ from typing import Any
 import lightgbm
 import numpy as np
 
-from services.scoring.domain import LeadEvent, score_lead
+from services.scoring.domain import LeadEvent
 from services.scoring.features import AccountFacts, default_of, lead_features
+from services.scoring.incremental_scorer import TimelineScorer
 from services.scoring.labels import Label, LabelRules, SalesDecision, label_of
 from services.scoring.learning_config import TrainingSettings
 from services.scoring.model import ScoringModel
@@ -269,18 +270,29 @@ def examples_of(
     cycles: Mapping[int, Sequence[SalesDecision]],
     rules: LabelRules,
     account: AccountFacts | None = None,
+    scorer: TimelineScorer | None = None,
 ) -> list[Example]:
     """A lead's examples: one per cycle whose decisions make a label, with its features and
-    rule score as of that cycle's first decision (and its account as stored now)."""
+    rule score as of that cycle's first decision (and its account as stored now).
+
+    The rule score comes from the backtest engine (incremental_scorer.TimelineScorer): one
+    replay of the lead's events scores every label moment, by the code `leadflow backtest`
+    runs, so training, recommend and the backtest cannot disagree on a score. Pass `scorer`
+    (for `model`) when replaying many leads, to prepare the model once."""
+    labels = [label for decisions in cycles.values() if (label := label_of(decisions, rules)) is not None]
+    if not labels:
+        return []
+    if scorer is None:
+        scorer = TimelineScorer(model)
+    elif scorer.model is not model:
+        raise ValueError("the scorer replays another model")
+    moments = scorer.at_moments(
+        email=email, traits=traits, events=events, moments=[label.as_of for label in labels]
+    )
     examples = []
-    for decisions in cycles.values():
-        label = label_of(decisions, rules)
-        if label is None:
-            continue
-        seen = [e for e in events if e.occurred_at <= label.as_of]
-        scored = score_lead(model, email=email, traits=traits, events=seen, at=label.as_of)
+    for label, scored in zip(labels, moments, strict=True):
         features = lead_features(
-            model, traits=traits, events=seen, at=label.as_of, rule_score=scored, account=account
+            model, traits=traits, events=events, at=label.as_of, rule_score=scored, account=account
         )
         examples.append(Example(features, label, scored.score, scored.grade))
     return examples

@@ -208,3 +208,62 @@ def test_scorers_of_models_differing_only_in_engagement_share_profiles():
     lower = CAPPED_MODEL.model_copy(update={"mql": CAPPED_MODEL.mql.model_copy(update={"min_score": 5})})
     assert TimelineScorer(CAPPED_MODEL).reads_profiles_like(TimelineScorer(lower))
     assert not TimelineScorer(CAPPED_MODEL).reads_profiles_like(TimelineScorer(DEFAULT_MODEL))
+
+
+# --- at_moments: the score at any moment, as training and recommend take it -----------------------
+
+moments_strategy = st.lists(
+    st.one_of(st.integers(-12, 160), st.integers(0, 12).map(lambda k: 12 * k)).map(lambda h: at(float(h))),
+    min_size=1,
+    max_size=6,
+)
+
+
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, CAPPED_MODEL], ids=["default", "capped"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=events_strategy, traits=traits_strategy, email=emails, moments=moments_strategy)
+def test_the_score_at_any_moment_equals_score_lead_of_the_events_up_to_it(
+    model: ScoringModel,
+    events: list[LeadEvent],
+    traits: dict[str, Any],
+    email: str | None,
+    moments: list[datetime],
+):
+    # Moments fall before, between, on and after events, repeat and come in any order.
+    scored = TimelineScorer(model).at_moments(email=email, traits=traits, events=events, moments=moments)
+    assert [s.at for s in scored] == moments
+    for moment, s in zip(moments, scored, strict=True):
+        upto = [e for e in events if e.occurred_at <= moment]
+        full = score_lead(model, email=email, traits=traits, events=upto, at=moment)
+        assert (s.score, s.fit_points, s.grade, s.fit_rules, s.disqualified) == (
+            full.score,
+            full.fit_points,
+            full.grade,
+            full.fit_rules,
+            full.disqualified,
+        )
+        assert s.meets_mql == model.mql.is_met(
+            score=full.score, grade=full.grade, disqualified=full.disqualified
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=events_strategy, traits=traits_strategy, email=emails)
+def test_the_score_at_each_instant_is_the_timeline_point_the_backtest_replays(
+    events: list[LeadEvent], traits: dict[str, Any], email: str | None
+):
+    timeline = score_timeline(CAPPED_MODEL, email=email, traits=traits, events=events)
+    instants = [p.at for p in timeline]
+    scored = TimelineScorer(CAPPED_MODEL).at_moments(
+        email=email, traits=traits, events=events, moments=instants
+    )
+    assert [(s.at, s.score, s.grade, s.disqualified, s.meets_mql) for s in scored] == [
+        (p.at, p.score, p.grade, p.disqualified, p.meets_mql) for p in timeline
+    ]
+
+
+def test_moments_need_timezone_aware_times():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        TimelineScorer(DEFAULT_MODEL).at_moments(
+            email=None, traits={}, events=[], moments=[datetime(2026, 1, 1)]
+        )

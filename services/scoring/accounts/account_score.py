@@ -150,7 +150,7 @@ def apply_change(
 
 def score_account(account: AccountModel, firmographics: Firmographics, aggregate: Aggregate) -> AccountScore:
     """Score (engagement roll-up + buying-group coverage), grade (fit) and whether it is an MQA."""
-    fit = list(_fit(account.fit, firmographics))
+    fit = _fit(account.fit, firmographics)
     behaviour = [
         ScoreContribution(
             rule="account.engagement",
@@ -204,7 +204,25 @@ def _coverage(name: str, steps: Sequence[CoverageStep], count: int, what: str) -
     ]
 
 
-def _fit(rules: Sequence[AccountFitRule], firm: Firmographics) -> list[ScoreContribution]:
+# An account's fit changes only with its firmographics, while its score moves with every member:
+# remembered per (rules, firmographics), the rules held so their id is not reused meanwhile.
+_FITS: dict[tuple[int, Firmographics], tuple[Sequence[AccountFitRule], tuple[ScoreContribution, ...]]] = {}
+_FITS_KEPT = 10_000
+
+
+def _fit(rules: Sequence[AccountFitRule], firm: Firmographics) -> tuple[ScoreContribution, ...]:
+    key = (id(rules), firm)
+    found = _FITS.get(key)
+    if found is not None and found[0] is rules:
+        return found[1]
+    if len(_FITS) >= _FITS_KEPT:
+        _FITS.clear()
+    fit = tuple(_fit_of(rules, firm))
+    _FITS[key] = (rules, fit)
+    return fit
+
+
+def _fit_of(rules: Sequence[AccountFitRule], firm: Firmographics) -> list[ScoreContribution]:
     decided: set[str] = set()
     found = []
     for rule in rules:

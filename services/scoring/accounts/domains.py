@@ -34,3 +34,9 @@ def _registrable_host(text: str) -> str | None:
     if not parts.domain or not parts.suffix:
         return None
     return f"{parts.domain}.{parts.suffix}"
+
+
+def load_suffix_list() -> None:
+    """Read the bundled suffix list now (tldextract reads it on its first use, some 100 ms):
+    at a service's start rather than in its first batch of leads."""
+    _EXTRACT("example.com")

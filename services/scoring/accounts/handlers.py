@@ -3,15 +3,20 @@
 `roll_up_accounts` is scoring's one hook into accounts (called from
 services/scoring/handlers.rescore once the touched leads are rescored): it matches the leads
 whose facts changed, moves each affected account's aggregate by the lead's change (never by
-re-reading the members), rescores those accounts, and lets leads qualify with their account's
-context. Its cost follows the leads of the batch, not the size of their accounts; the only
-read of other members is when an account has just become an MQA (who it may qualify).
+re-reading the members), takes out the shares of leads merged away (`departing_members`, read
+before identity deletes them), rescores those accounts, and lets leads qualify with their
+account's context. Its cost follows the leads of the batch, not the size of their accounts; the
+only read of other members is when an account has just become an MQA (who it may qualify).
+
+`leadflow rescore` (a model change) recomputes from the members instead: `refresh_members` brings
+each page's members' shares up to date, then `recompute_accounts` rebuilds every account's
+aggregate from its members and scores it under the new model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +30,7 @@ from services.scoring.accounts.imports import AccountRecord
 from services.scoring.domain import LeadEvent
 from services.scoring.lifecycle import Rescored
 from services.scoring.model import AccountModel, ScoringModel
+from shared.envelope import utcnow
 from shared.events import AccountContext, AccountMqaReached, AccountScored, LeadAccountChanged
 from shared.unit_of_work import UnitOfWork
 
@@ -40,19 +46,55 @@ class _Member:
     new_state: MemberState | None = None
 
 
-async def roll_up_accounts(uow: UnitOfWork, model: ScoringModel, evaluated: list[Rescored]) -> list[Rescored]:
-    """Match, roll up and rescore the accounts of these rescored leads; returns the leads with
-    their account context, plus members an account's new MQA qualifies (to save and announce)."""
-    if model.account is None or not evaluated:
+@dataclasses.dataclass(frozen=True)
+class Departure:
+    """A lead merged into another (identity): its share leaves its account with it."""
+
+    lead_id: str  # the absorbed lead, gone once the merge is written
+    into: str
+    account_id: str
+    state: MemberState | None
+
+
+async def departing_members(uow: UnitOfWork, merges: Mapping[str, str]) -> list[Departure]:
+    """The account shares of leads about to be merged away ({absorbed: into}): read before the
+    merge deletes their rows (with the lead), taken out of their accounts by `roll_up_accounts`.
+    Otherwise the absorbed lead's share would stay in its account while the known lead, rescored
+    from the merged history, brings the same events in again."""
+    if not merges:
+        return []
+    stored = await account_store.members_of(uow.conn, sorted(merges))
+    return [
+        Departure(lead_id, merges[lead_id], row.account_id, account_store.member_state_of(row))
+        for lead_id, row in sorted(stored.items())
+        if row.account_id is not None
+    ]
+
+
+async def roll_up_accounts(
+    uow: UnitOfWork, model: ScoringModel, evaluated: list[Rescored], departed: Sequence[Departure] = ()
+) -> list[Rescored]:
+    """Match, roll up and rescore the accounts of these rescored leads (and take out the shares
+    of leads merged away); returns the leads with their account context, plus members an
+    account's new MQA qualifies (to save and announce)."""
+    if model.account is None or not (evaluated or departed):
         return evaluated
     config = model.account
     members = await _match(uow, config, evaluated)
     rows = await account_store.accounts_for_update(
-        uow.conn, {a for m in members for a in (m.old_account, m.match and m.match.account_id) if a}
+        uow.conn,
+        {a for m in members for a in (m.old_account, m.match and m.match.account_id) if a}
+        | {d.account_id for d in departed},
     )
     aggregates = {account_id: account_store.aggregate_of(row) for account_id, row in rows.items()}
     half_life = account_score.half_life_days(config, model.decay)
     moved: set[str] = set()  # accounts whose aggregate changed
+    for d in departed:
+        if d.account_id in aggregates:  # (an account deleted meanwhile took its members with it)
+            aggregates[d.account_id] = account_score.apply_change(
+                aggregates[d.account_id], d.state, None, half_life
+            )
+            moved.add(d.account_id)
     member_rows = []
     for m in members:
         new_account = m.match.account_id if m.match else None
@@ -81,8 +123,24 @@ async def roll_up_accounts(uow: UnitOfWork, model: ScoringModel, evaluated: list
             _announce_change(uow, m)  # a new lead's first match is not a change
         member_rows.append(_member_row(m))
     await account_store.save_members(uow.conn, member_rows)
-    scores = await _rescore_accounts(uow, model, rows, {a: aggregates[a] for a in moved}, members)
+    scores = await _rescore_accounts(
+        uow, model, rows, {a: aggregates[a] for a in moved}, _last_lead(members, departed)
+    )
     return await _with_account_context(uow, model, members, rows, scores)
+
+
+def _last_lead(members: Sequence[_Member], departed: Sequence[Departure]) -> dict[str, tuple[str, datetime]]:
+    """Per account, the lead (and its moment) that its events are emitted with: the batch's last
+    member there, else the lead that absorbed a departing member."""
+    at = {m.rescored.lead.lead_id: m.rescored.at for m in members}
+    found = {
+        d.account_id: (d.into, at.get(d.into) or (d.state.as_of if d.state else utcnow())) for d in departed
+    }
+    for m in members:
+        for account_id in (m.old_account, m.match and m.match.account_id):
+            if account_id:
+                found[account_id] = (m.rescored.lead.lead_id, m.rescored.at)
+    return found
 
 
 async def _match(uow: UnitOfWork, config: AccountModel, evaluated: list[Rescored]) -> list[_Member]:
@@ -163,24 +221,22 @@ async def _rescore_accounts(
     model: ScoringModel,
     rows: dict[str, Any],
     aggregates: dict[str, Aggregate],
-    members: Sequence[_Member],
+    last_lead: Mapping[str, tuple[str, datetime]],
 ) -> dict[str, account_score.AccountScore]:
     assert model.account is not None
-    last_lead = {a: m for m in members for a in (m.old_account, m.match and m.match.account_id) if a}
     scores, changes = {}, []
     for account_id, aggregate in sorted(aggregates.items()):
         row = rows[account_id]
         firm = Firmographics(row.tier, row.industry, row.size, row.country)
         scored = account_score.score_account(model.account, firm, aggregate)
         scores[account_id] = scored
-        at = last_lead[account_id].rescored.at
+        lead_id, at = last_lead[account_id]
         newly_mqa = scored.mqa and not row.mqa
         changes.append(
             _rollup_columns(
                 account_id, aggregate, scored, model.version, row.mqa_at or (at if newly_mqa else None)
             )
         )
-        lead_id = last_lead[account_id].rescored.lead.lead_id
         if (scored.score, scored.grade, scored.mqa) != (row.score, row.grade, row.mqa):
             uow.emit(
                 _scored_event(AccountScored, account_id, scored, model.version),
@@ -242,8 +298,9 @@ async def _with_account_context(
     rows: dict[str, Any],
     scores: dict[str, account_score.AccountScore],
 ) -> list[Rescored]:
-    """Every lead gets its account's context; a lead at an MQA account may qualify at the lower
-    threshold; an account that just became an MQA qualifies its other members that meet it."""
+    """A lead at an MQA account may qualify at the lower threshold; each lead that qualifies gets
+    its account's context; an account that just became an MQA qualifies its other members that
+    meet it."""
 
     def standing(account_id: str) -> tuple[int, str, int, bool]:
         """Score, grade, engaged people and MQA: as just rescored, else as stored."""
@@ -254,19 +311,7 @@ async def _with_account_context(
         return row.score, row.grade, row.engaged_people, row.mqa
 
     def context(account_id: str, match: matching.Match) -> AccountContext:
-        row = rows[account_id]
-        score, grade, engaged_people, _ = standing(account_id)
-        return AccountContext(
-            account_id=account_id,
-            name=row.name,
-            owner=row.owner,
-            tier=row.tier,
-            score=score,
-            grade=grade,
-            engaged_people=engaged_people,
-            matched_by=match.matched_by,
-            confidence=match.confidence,
-        )
+        return _context(account_id, rows[account_id], standing(account_id)[:3], match)
 
     result = []
     for m in members:
@@ -274,15 +319,34 @@ async def _with_account_context(
         if m.match is None:
             result.append(r)
             continue
-        r = dataclasses.replace(r, account=context(m.match.account_id, m.match))
         if standing(m.match.account_id)[3] and not r.qualifies and _qualifies_at_mqa(model, r):
             r = _qualified_by_account(model, r, rows[m.match.account_id].name)
+        if r.qualifies:  # only `lead.mql_reached` carries the account: built for those alone
+            r = dataclasses.replace(r, account=context(m.match.account_id, m.match))
         result.append(r)
     touched = {r.lead.lead_id for r in result}
     for account_id, s in sorted(scores.items()):
         if s.mqa and not rows[account_id].mqa:
             result += await _qualified_by_new_mqa(uow, model, account_id, touched, context)
     return result
+
+
+def _context(
+    account_id: str, row: Any, standing: tuple[int, str, int], match: matching.Match
+) -> AccountContext:
+    """The account as a lead's events carry it (standing: score, grade, engaged people)."""
+    score, grade, engaged_people = standing
+    return AccountContext(
+        account_id=account_id,
+        name=row.name,
+        owner=row.owner,
+        tier=row.tier,
+        score=score,
+        grade=grade,
+        engaged_people=engaged_people,
+        matched_by=match.matched_by,
+        confidence=match.confidence,
+    )
 
 
 def _qualifies_at_mqa(model: ScoringModel, r: Rescored) -> bool:
@@ -324,6 +388,102 @@ async def _qualified_by_new_mqa(
         if not r.qualifies and _qualifies_at_mqa(model, r):
             found.append(_qualified_by_account(model, r, context(account_id, match).name))
     return found
+
+
+# --- rescoring after a model change ------------------------------------------------------------
+
+
+async def refresh_members(uow: UnitOfWork, model: ScoringModel, evaluated: list[Rescored]) -> None:
+    """A `leadflow rescore` page's step: each rescored lead's membership and share under the model
+    in force (matched afresh when its facts changed, as on an event). Accounts are not moved by
+    the difference here: the new model may decay, cap and count differently from the one their
+    aggregates were summed under, so `recompute_accounts` rebuilds them from these rows once
+    every lead is rescored."""
+    if model.account is None or not evaluated:
+        return
+    config = model.account
+    rows = []
+    for m in await _match(uow, config, evaluated):
+        new_account = m.match.account_id if m.match else None
+        if new_account is not None:
+            r = m.rescored
+            m.new_state = account_score.member_state(config, r.result, r.traits, r.at)
+        if (
+            m.old_account == new_account
+            and m.stored_digest == m.facts.digest()
+            and account_score.same_share(m.old_state, m.new_state)
+        ):
+            continue
+        if m.old_account != new_account and m.stored_digest is not None:
+            _announce_change(uow, m)
+        rows.append(_member_row(m))
+    await account_store.save_members(uow.conn, rows)
+
+
+@dataclasses.dataclass
+class RecomputedAccounts:
+    accounts: int = 0
+    changed: int = 0  # score, grade or MQA moved
+    became_mqa: int = 0
+    stopped_mqa: int = 0
+    qualified: list[Rescored] = dataclasses.field(default_factory=list)  # members the MQA qualifies
+
+
+async def recompute_accounts(
+    uow: UnitOfWork, model: ScoringModel, account_ids: list[str]
+) -> RecomputedAccounts:
+    """`leadflow rescore`'s last step, a page of accounts at a time: each account's aggregate
+    rebuilt from its members' shares (as `refresh_members` left them) and scored under the model.
+    Like leads on a rescore, only a change of MQA status is announced (`account.scored`, and
+    `account.mqa_reached` for a new MQA); scores, grades and explanations are updated silently.
+    At every MQA account, members in nurture that meet the lower threshold qualify (returned, to
+    save and announce)."""
+    assert model.account is not None
+    config = model.account
+    done = RecomputedAccounts()
+    rows = await account_store.accounts_for_update(uow.conn, account_ids)
+    shares = await account_store.member_shares(uow.conn, list(rows))
+    half_life = account_score.half_life_days(config, model.decay)
+    changes = []
+    for account_id, row in rows.items():
+        aggregate = Aggregate()
+        members = shares.get(account_id, [])
+        for _, state in members:
+            aggregate = account_score.apply_change(aggregate, None, state, half_life)
+        scored = account_score.score_account(
+            config, Firmographics(row.tier, row.industry, row.size, row.country), aggregate
+        )
+        at = aggregate.engagement_at or utcnow()
+        newly_mqa = scored.mqa and not row.mqa
+        changes.append(
+            _rollup_columns(
+                account_id, aggregate, scored, model.version, row.mqa_at or (at if newly_mqa else None)
+            )
+        )
+        done.accounts += 1
+        done.changed += (scored.score, scored.grade, scored.mqa) != (row.score, row.grade, row.mqa)
+        lead_id = members[0][0] if members else None
+        if scored.mqa != row.mqa:
+            done.became_mqa += newly_mqa
+            done.stopped_mqa += not newly_mqa
+            event = _scored_event(AccountScored, account_id, scored, model.version)
+            uow.emit(event, lead_id=lead_id, occurred_at=at, key=account_id)
+        if newly_mqa:
+            engaged = await account_store.engaged_member_ids(uow.conn, account_id)
+            event = _scored_event(
+                AccountMqaReached, account_id, scored, model.version, owner=row.owner, member_lead_ids=engaged
+            )
+            uow.emit(event, lead_id=lead_id, occurred_at=at, key=account_id)
+        if scored.mqa:
+
+            def context(
+                account_id: str, match: matching.Match, row: Any = row, s: Any = scored
+            ) -> AccountContext:
+                return _context(account_id, row, (s.score, s.grade, s.engaged_people), match)
+
+            done.qualified += await _qualified_by_new_mqa(uow, model, account_id, set(), context)
+    await account_store.save_rollups(uow.conn, changes)
+    return done
 
 
 # --- imports and edits -------------------------------------------------------------------------
