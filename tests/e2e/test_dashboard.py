@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Response, expect
 
 from shared.envelope import Envelope, utcnow
 from shared.events import (
@@ -150,21 +150,29 @@ async def publish(settings: Settings, leads: list[Lead]) -> None:
             await p.send_and_wait(settings.topic_prefix + LEAD_LIFECYCLE, envelope.to_bytes(), key=key)
 
 
+def answer_of(response: Response) -> str:
+    """A failed answer named by its status and address (the service's log says why)."""
+    return f"{response.status} {response.url}"
+
+
 def cohort_of(at: datetime) -> str:
     year, week, _ = at.isocalendar()
     return f"{year}-W{week:02d}"
 
 
 @pytest.fixture
-async def feedback(settings: Settings) -> AsyncIterator[str]:
-    """`leadflow serve feedback` on the test's broker and database; yields its URL."""
-    process, url = start_service("feedback", settings)
+async def feedback(settings: Settings, artifacts: Path) -> AsyncIterator[str]:
+    """`leadflow serve feedback` on the test's broker and database; yields its URL. Its log is kept
+    in the test artifacts, so a failed answer can be read there."""
+    log = (artifacts / "dashboard-feedback.log").open("wb")
+    process, url = start_service("feedback", settings, log=log)
     try:
         await eventually(lambda: service_ready(url), timeout=90)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 async def api(url: str, path: str) -> dict[str, Any]:
@@ -207,6 +215,7 @@ async def test_dashboard_shows_the_return_rate_and_updates_itself(
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.on("response", lambda answer: answer.status >= 500 and errors.append(answer_of(answer)))
         await page.goto(f"{feedback}/?refresh=1#key={settings.admin_key}")
         await sees_the_first_month(page, [*month, stuck])
         assert "key=" not in page.url, "the key must leave the address bar"
