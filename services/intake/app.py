@@ -23,7 +23,7 @@ from services.intake.metrics import EVENT_PATHS, count_rejected, count_too_large
 from services.intake.privacy import EventSealer
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Scope, require
-from shared.http import create_app, refuse_unstorable_values
+from shared.http import create_app, refuse_unstorable_parts
 from shared.problems import FieldError, Problem, invalid, problem_response, validation_errors
 from shared.request_rules import may_break_content_rules
 from shared.runtime import ServiceSpec
@@ -59,14 +59,11 @@ Runtime = Annotated[IntakeRuntime, Depends(_runtime)]
 
 class EventRoute(APIRoute):
     """An event route that answers the common request without FastAPI's body and dependency
-    machinery, which cost most of intake's CPU per event.
+    machinery, which cost most of intake's CPU per event (`common_answer`). Any other request
+    goes the declared route's way. The OpenAPI document comes from the declared route.
 
-    The common request is a JSON body that validates and holds nothing a request rule could
-    refuse (`may_break_content_rules`). For it, the route's dependencies run in FastAPI's
-    order (request rules, readiness, API key and rate limit) and `accept` publishes. Any other
-    request (another content type, a body that fails its schema or might break a rule) goes
-    the declared route's way, untouched, so every refusal is the one FastAPI gives; nothing
-    with an effect has run by then. The OpenAPI document comes from the declared route.
+    In the served app the common request does not even reach the route: `shared.http.FastRoutes`
+    gives it to `common_answer` straight from the platform layer (`FAST_ROUTES`).
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -74,20 +71,42 @@ class EventRoute(APIRoute):
         batch = self.path.endswith("/batch")
 
         async def handle(request: Request) -> Response:
-            events = await _valid_events(request, batch=batch)
-            if events is None:
-                return await declared(request)
-            await refuse_unstorable_values(request)
-            runtime = await _runtime(request)
-            headers = request.headers
-            await _authorize_writer(
-                request, authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
-            )
-            if batch:
-                _within_batch_limit(runtime, events)
-            return await _accepted(runtime, events, batch=batch)
+            answer = await common_answer(request, batch=batch)
+            return answer if answer is not None else await declared(request)
 
         return handle
+
+
+async def common_answer(request: Request, *, batch: bool) -> Response | None:
+    """The answer to the common request, or None for any other.
+
+    The common request is a JSON body that validates and holds nothing a request rule could
+    refuse (`may_break_content_rules`). For it, the route's dependencies run in FastAPI's
+    order (request rules, readiness, API key and rate limit) and `accept` publishes. Any other
+    request (another content type, a body that fails its schema or might break a rule) is left
+    to the declared route, untouched, so every refusal is the one FastAPI gives; nothing with
+    an effect has run by then.
+    """
+    events = await _valid_events(request, batch=batch)
+    if events is None:
+        return None
+    refuse_unstorable_parts(request)  # the body was scanned by `_valid_events`
+    runtime = await _runtime(request)
+    headers = request.headers
+    await _authorize_writer(
+        request, authorization=headers.get("authorization"), x_api_key=headers.get("x-api-key")
+    )
+    if batch:
+        _within_batch_limit(runtime, events)
+    return await _accepted(runtime, events, batch=batch)
+
+
+async def _single(request: Request) -> Response | None:
+    return await common_answer(request, batch=False)
+
+
+async def _batch(request: Request) -> Response | None:
+    return await common_answer(request, batch=True)
 
 
 async def _valid_events(request: Request, *, batch: bool) -> list[IntakeEvent] | None:
@@ -148,6 +167,7 @@ def create(settings: Settings | None = None):  # type: ignore[no-untyped-def]
         description="Accepts website and form events, validated against the tracking plan.",
         routers=[router, tracking_api.router],
         on_too_large=_count_too_large,
+        fast_routes={"/v1/events": _single, "/v1/events/batch": _batch, **tracking_api.FAST_ROUTES},
     )
     app.state.tracking_plan = plan
     app.state.event_limits = runtime.event_limits

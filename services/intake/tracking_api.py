@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.responses import Response
 
 from services.intake.browser_cors import BrowserCors, BrowserOrigins
 from services.intake.config_files import load_tracking_mapping
@@ -35,6 +38,7 @@ from services.intake.tracking_schemas import (
     instant_or_none,
 )
 from shared.auth import Scope, admit, presented_key
+from shared.http import refuse_unstorable_values
 from shared.problems import FieldError, Problem, invalid
 from shared.request_rules import RULE_MESSAGES, json_deeper_than
 from shared.runtime import ServiceRuntime
@@ -168,6 +172,20 @@ def _route(route_type: MessageType | None):  # type: ignore[no-untyped-def]
         return await _accept(request, route_type)
 
     return route
+
+
+async def _fast(route_type: MessageType | None, request: Request) -> Response:
+    """A Tracking API call from the platform layer (`shared.http.FastRoutes`): the declared route's
+    work, the app's request rules first, as its dependency."""
+    await refuse_unstorable_values(request)
+    return await _accept(request, route_type)
+
+
+FAST_ROUTES: dict[str, Callable[[Request], Awaitable[Response | None]]] = {
+    "/v1/batch": partial(_fast, None),
+    "/v1/b": partial(_fast, None),
+    **{f"/v1/{path}": partial(_fast, route_type) for path, route_type in ROUTE_TYPES.items()},
+}
 
 
 def _documented(model: type[BaseModel], *, required: list[str]) -> dict[str, Any]:
