@@ -456,5 +456,8 @@ def _folded(values: tuple[str, ...]) -> frozenset[str]:
 
 
 def _round_half_up(value: float) -> int:
-    # round() rounds halves to even; a score of 49.5 reads as 50 to a person.
-    return math.floor(value + 0.5)
+    # round() rounds halves to even; a score of 49.5 reads as 50 to a person. The points are
+    # cents, but their float sum is not exact (39.73 - 20.0 + 9.77 is 29.499999999999996), so it
+    # is brought back to cents first: otherwise the same cents summed in another order (the
+    # decay moments' bounds) round the other way.
+    return math.floor(round(value, 2) + 0.5)

@@ -93,6 +93,22 @@ def test_when_points_fade_both_ways_the_look_comes_early_rather_than_late():
     assert 10 <= score_at(events, due) < 15
 
 
+def test_a_score_of_cents_ending_in_half_a_point_reads_the_same_however_it_is_summed():
+    # 39.73 - 20.00 + 9.77 is 29.50 in cents, 29.499999999999996 as floats summed in one order:
+    # the score and the look's bounds must both read 30, or the look comes after the drop to 29
+    events = [
+        event("webinar_attended", 1),
+        event("demo_request", 2.75),
+        event("email_open", 8),
+        event("demo_request", 14),
+        event("email_open", 19.5),
+    ]
+    at, score, due = look(events)
+    assert score == 30 and due is not None
+    assert score_at(events, due - timedelta(seconds=2)) == 30
+    assert score_at(events, due) == 29
+
+
 def test_a_score_that_does_not_decay_is_never_looked_at_again():
     events = [event("webinar_attended", 0)]
     assert look(events, LeadStateScorer(NO_DECAY))[2] is None
