@@ -103,7 +103,7 @@ def test_a_score_of_cents_ending_in_half_a_point_reads_the_same_however_it_is_su
         event("demo_request", 14),
         event("email_open", 19.5),
     ]
-    at, score, due = look(events)
+    _, score, due = look(events)
     assert score == 30 and due is not None
     assert score_at(events, due - timedelta(seconds=2)) == 30
     assert score_at(events, due) == 29
