@@ -17,7 +17,8 @@ matches) and per website section:
 A duplicate is never folded twice: the caller folds only events the store took as new, as
 it does for the score state.
 
-`features_at(state, ...)` gives exactly what `lead_features` gives over the same events at a
+`features_at(state, ...)` gives exactly what `lead_features` gives over the same events (under
+the rules the state was folded with) at a
 moment `at` at or after the newest event (live scoring); None before it (the caller then
 builds a state from the events up to `at`).
 
@@ -60,7 +61,10 @@ _STATE_FORMAT = 1
 def features_key(model: ScoringModel) -> str:
     """What a feature state depends on (which rule an event counts for): a state folded under
     another key is rebuilt from the history."""
-    parts = {"format": _STATE_FORMAT, "engagement": [rule.model_dump(mode="json") for rule in model.engagement]}
+    parts = {
+        "format": _STATE_FORMAT,
+        "engagement": [rule.model_dump(mode="json") for rule in model.engagement],
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -187,7 +191,6 @@ def build(model: ScoringModel, events: Iterable[LeadEvent]) -> FeatureState:
 
 def features_at(
     state: FeatureState,
-    model: ScoringModel,
     *,
     traits: Mapping[str, Any],
     at: datetime,

@@ -2,7 +2,9 @@
 
 One row per lead: the `score_state.LeadState` its score is computed from, the key of the model
 rules it was folded under (a state under another key is stale and rebuilt from the history),
-and when its decaying score next needs a look (`decay_due_at`, see `decay_moments`).
+when its decaying score next needs a look (`decay_due_at`, see `decay_moments`), and the
+`feature_state.FeatureState` the predictive model's features are read from, with the key of
+the engagement rules it was folded under (the same rule: another key, rebuilt).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy import Column, DateTime, ForeignKey, Index, Table, Text, func, s
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.feature_state import FeatureState
 from services.scoring.score_state import LeadState
 from services.scoring.store import SCHEMA, leads, metadata
 
@@ -26,6 +29,15 @@ lead_score_states = Table(
     Column("state", JSONB, nullable=False),
     Column("decay_due_at", DateTime(timezone=True), nullable=True, comment="next look at the decaying score"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "features_key", Text, nullable=True, comment="feature_state.features_key of the rules folded under"
+    ),
+    Column(
+        "features",
+        JSONB,
+        nullable=True,
+        comment="feature_state.FeatureState: counts per event type, rule, section",
+    ),
     Index("ix_lead_score_states_due", "decay_due_at", postgresql_where=text("decay_due_at IS NOT NULL")),
     schema=SCHEMA,
 )
@@ -36,6 +48,16 @@ class SavedState:
     lead_id: str
     state: LeadState
     decay_due_at: datetime | None
+    features: FeatureState | None = None  # saved when save_states is given a features_key
+
+
+@dataclass(frozen=True)
+class LoadedStates:
+    """Leads' states as stored: the score states under the model key, the feature states under
+    the features key (either may be missing: rebuild it)."""
+
+    scores: dict[str, LeadState]
+    features: dict[str, FeatureState]
 
 
 async def states(conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: str) -> dict[str, LeadState]:
@@ -48,30 +70,55 @@ async def states(conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: s
     return {row.lead_id: LeadState.from_json(row.state) for row in await conn.execute(query)}
 
 
-async def save_states(conn: AsyncConnection, saved: Sequence[SavedState], *, model_key: str) -> None:
+async def states_and_features(
+    conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: str, features_key: str
+) -> LoadedStates:
+    """The score and feature states of these leads folded under these keys, in one query."""
+    found = LoadedStates({}, {})
+    if not lead_ids:
+        return found
+    c = lead_score_states.c
+    query = select(c.lead_id, c.model_key, c.state, c.features_key, c.features).where(
+        c.lead_id.in_(list(lead_ids))
+    )
+    for row in await conn.execute(query):
+        if row.model_key == model_key:
+            found.scores[row.lead_id] = LeadState.from_json(row.state)
+        if row.features_key == features_key and row.features is not None:
+            found.features[row.lead_id] = FeatureState.from_json(row.features)
+    return found
+
+
+async def save_states(
+    conn: AsyncConnection, saved: Sequence[SavedState], *, model_key: str, features_key: str | None = None
+) -> None:
+    """Store the score states; and, given `features_key`, each one's feature state (those who
+    fold events into a lead's score state fold them into its feature state too; the decay
+    loop, which folds none, leaves the stored feature states as they are)."""
     if not saved:
         return
     statement = insert(lead_score_states)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["lead_id"],
-            set_={
-                "model_key": statement.excluded.model_key,
-                "state": statement.excluded.state,
-                "decay_due_at": statement.excluded.decay_due_at,
-                "updated_at": func.now(),
-            },
-        ),
-        [
-            {
-                "lead_id": s.lead_id,
-                "model_key": model_key,
-                "state": s.state.as_json(),
-                "decay_due_at": s.decay_due_at,
-            }
-            for s in saved
-        ],
-    )
+    updated = {
+        "model_key": statement.excluded.model_key,
+        "state": statement.excluded.state,
+        "decay_due_at": statement.excluded.decay_due_at,
+        "updated_at": func.now(),
+    }
+    if features_key is not None:
+        updated |= {"features_key": statement.excluded.features_key, "features": statement.excluded.features}
+    rows = []
+    for s in saved:
+        row = {
+            "lead_id": s.lead_id,
+            "model_key": model_key,
+            "state": s.state.as_json(),
+            "decay_due_at": s.decay_due_at,
+        }
+        if features_key is not None:
+            assert s.features is not None, "a feature state is saved with every score state then"
+            row |= {"features_key": features_key, "features": s.features.as_json()}
+        rows.append(row)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["lead_id"], set_=updated), rows)
 
 
 async def forget_states(conn: AsyncConnection, lead_ids: Sequence[str]) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import decay_moments, lifecycle, score_state_store, store
 from services.scoring.domain import LeadEvent, LeadScore, score_lead
+from services.scoring.feature_state import FeatureState, FeatureStateFolder
 from services.scoring.lifecycle import Activity, FirstTouch, Rescored
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState, LeadStateScorer
@@ -68,9 +69,15 @@ def state_activity(state: LeadState, traits: Mapping[str, Any]) -> Activity:
 
 
 async def save_states(
-    uow: UnitOfWork, scorer: LeadStateScorer, evaluated: list[Rescored], states: Mapping[str, LeadState]
+    uow: UnitOfWork,
+    scorer: LeadStateScorer,
+    evaluated: list[Rescored],
+    states: Mapping[str, LeadState],
+    features: tuple[FeatureStateFolder, Mapping[str, FeatureState]] | None = None,
 ) -> None:
-    """Store each lead's state with the next moment its decaying score needs a look.
+    """Store each lead's state with the next moment its decaying score needs a look, and its
+    feature state when given (whoever folded new events into the states gives them; without,
+    the stored feature states stay as they are).
 
     A lead rescored without new events (a member its account's new MQA qualified) has no new
     state: its stored one is still true."""
@@ -79,11 +86,14 @@ async def save_states(
             r.lead.lead_id,
             states[r.lead.lead_id],
             decay_moments.next_look(scorer, states[r.lead.lead_id], r.result, at=r.at),
+            features[1][r.lead.lead_id] if features else None,
         )
         for r in evaluated
         if r.lead.lead_id in states
     ]
-    await score_state_store.save_states(uow.conn, saved, model_key=scorer.key)
+    await score_state_store.save_states(
+        uow.conn, saved, model_key=scorer.key, features_key=features[0].key if features else None
+    )
 
 
 _SCORERS: dict[int, tuple[ScoringModel, LeadStateScorer]] = {}
@@ -95,6 +105,17 @@ def state_scorer(model: ScoringModel) -> LeadStateScorer:
     entry = _SCORERS.get(id(model))
     if entry is None or entry[0] is not model:
         entry = _SCORERS[id(model)] = (model, LeadStateScorer(model))
+    return entry[1]
+
+
+_FOLDERS: dict[int, tuple[ScoringModel, FeatureStateFolder]] = {}
+
+
+def feature_folder(model: ScoringModel) -> FeatureStateFolder:
+    """The model's feature state folder, prepared once per model (as `state_scorer`)."""
+    entry = _FOLDERS.get(id(model))
+    if entry is None or entry[0] is not model:
+        entry = _FOLDERS[id(model)] = (model, FeatureStateFolder(model))
     return entry[1]
 
 

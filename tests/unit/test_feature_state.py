@@ -111,8 +111,10 @@ def test_the_folded_state_gives_the_features_of_the_whole_history(
     state = fold_in_batches(events, random.Random(seed))
     newest = max((e.occurred_at for e in events), default=START)
     at = newest + timedelta(seconds=later_s)
-    expected = lead_features(MODEL, traits=traits, events=events, at=at, rule_score=Verdict(), account=account)
-    assert features_at(state, MODEL, traits=traits, at=at, rule_score=Verdict(), account=account) == expected
+    expected = lead_features(
+        MODEL, traits=traits, events=events, at=at, rule_score=Verdict(), account=account
+    )
+    assert features_at(state, traits=traits, at=at, rule_score=Verdict(), account=account) == expected
 
 
 @settings(max_examples=100, deadline=None)
@@ -130,20 +132,22 @@ def test_a_state_built_from_the_history_is_exact_however_late_events_came() -> N
     late = [event("page_view", 200 * DAY), event("page_view", 0), event("demo_request", 5 * DAY)]
     folded = FOLDER.fold(FeatureState(), late)
     assert not folded.exact  # the 200-day-late day could not be told from those forgotten
-    assert features_at(folded, MODEL, traits={}, at=late[0].occurred_at, rule_score=Verdict()) is None
+    assert features_at(folded, traits={}, at=late[0].occurred_at, rule_score=Verdict()) is None
     built = FOLDER.build(late)
     assert built.exact and built.active_days == 3
 
 
 def test_a_moment_before_the_newest_event_is_not_answered_from_the_state() -> None:
     state = FOLDER.build([event("page_view", DAY)])
-    assert features_at(state, MODEL, traits={}, at=START, rule_score=Verdict()) is None
+    assert features_at(state, traits={}, at=START, rule_score=Verdict()) is None
     assert micros(START) < (state.newest or 0)
 
 
 def test_the_key_changes_with_the_engagement_rules_only() -> None:
     renamed = MODEL.model_copy(
-        update={"engagement": (MODEL.engagement[0].model_copy(update={"id": "renamed"}), *MODEL.engagement[1:])}
+        update={
+            "engagement": (MODEL.engagement[0].model_copy(update={"id": "renamed"}), *MODEL.engagement[1:])
+        }
     )
     assert features_key(renamed) != features_key(MODEL)
     assert features_key(MODEL.model_copy(update={"version": "other"})) == features_key(MODEL)
