@@ -199,9 +199,10 @@ async def rescore(
     learned: LearnedScoring | None = None,
     departed: list[Departure] | None = None,
 ) -> None:
-    """Fold each touched lead's new events into its score state and score it from that; emit
-    what changed. A lead without a state under this model (new, merged, or scored under other
-    rules) has its state rebuilt from its history once. `departed`: the account shares of
+    """Fold each touched lead's new events into its score and feature states and score it from
+    those; emit what changed. A lead without a state under this model (new, merged, or folded
+    under other rules) has it rebuilt from its history once, as has a feature state an event
+    came too late for (older than the days it keeps). `departed`: the account shares of
     leads this batch merged away."""
     scorer, folder = state_scorer(model), feature_folder(model)
     lead_ids = sorted(touched)
