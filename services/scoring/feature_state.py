@@ -7,7 +7,9 @@ matches) and per website section:
 - counts and the latest time (order-independent: a sum and a maximum);
 - the times of the events that can still count as `recent:` for a moment at or after the
   newest event (those from the newest minus RECENT_DAYS on; older ones never will again), so
-  the recent window is exact to the microsecond and the state holds 30 days of activity;
+  the recent window is exact to the microsecond. A window count exact at any later moment
+  needs those times, so this part holds the last 30 days' events (not the history): packed
+  as an 8-byte time and two 2-byte key numbers each, so a busy lead's state stays cheap;
 - the distinct active days: their count, with the set of the last DAYS_KEPT days beside it,
   so a late event tells a new day from a known one. An event older than that (rare: a
   backfill) cannot tell and marks the state inexact: the caller rebuilds it from the history
@@ -27,9 +29,13 @@ The state names event types, rule ids and website sections, never a person.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hashlib
 import json
+import sys
+from array import array
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +59,7 @@ from services.scoring.score_state import MICROS_PER_DAY, micros, moment
 __all__ = ["DAYS_KEPT", "FeatureState", "FeatureStateFolder", "build", "features_at", "features_key"]
 
 RECENT_US = RECENT_DAYS * MICROS_PER_DAY
+NO_RULE = 0xFFFF
 DAYS_KEPT = 3 * RECENT_DAYS  # how late an event may come and still fold in exactly
 _SECONDS_PER_DAY = 86_400.0
 _STATE_FORMAT = 1
@@ -69,6 +76,80 @@ def features_key(model: ScoringModel) -> str:
 
 
 @dataclass
+class RecentWindow:
+    """The events that may still count as recent, in time order: each one's time, the number
+    of its event type's key and of its rule's key (NO_RULE: none), numbers into `keys`."""
+
+    keys: list[str] = field(default_factory=list)
+    times: array[int] = field(default_factory=lambda: array("q"))  # microseconds, sorted
+    types: array[int] = field(default_factory=lambda: array("H"))
+    rules: array[int] = field(default_factory=lambda: array("H"))
+
+    def add(self, us: int, event_type: str, rule: str | None) -> None:
+        i = bisect.bisect_right(self.times, us)
+        self.times.insert(i, us)
+        self.types.insert(i, self._number(event_type))
+        self.rules.insert(i, NO_RULE if rule is None else self._number(rule))
+
+    def _number(self, key: str) -> int:
+        try:
+            return self.keys.index(key)
+        except ValueError:
+            self.keys.append(key)
+            return len(self.keys) - 1
+
+    def drop_before(self, us: int) -> None:
+        if self.times and self.times[0] < us:
+            i = bisect.bisect_left(self.times, us)
+            del self.times[:i], self.types[:i], self.rules[:i]
+            if not self.times:
+                self.keys.clear()
+
+    def counts_since(self, us: int) -> dict[str, int]:
+        """Events per key from `us` on (a type and a rule of the same name add up)."""
+        i = bisect.bisect_left(self.times, us)
+        numbers = Counter(self.types[i:])
+        numbers.update(self.rules[i:])
+        numbers.pop(NO_RULE, None)
+        counts: dict[str, int] = {}
+        for number, n in numbers.items():
+            counts[self.keys[number]] = counts.get(self.keys[number], 0) + n
+        return counts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "keys": self.keys,
+            "times": _packed(self.times),
+            "types": _packed(self.types),
+            "rules": _packed(self.rules),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecentWindow:
+        return cls(
+            list(data["keys"]),
+            _unpacked("q", data["times"]),
+            _unpacked("H", data["types"]),
+            _unpacked("H", data["rules"]),
+        )
+
+
+def _packed(values: array[int]) -> str:
+    if sys.byteorder == "big":  # stored little-endian, whichever machine stored it
+        values = array(values.typecode, values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
+
+
+def _unpacked(typecode: str, text: str) -> array[int]:
+    values = array(typecode)
+    values.frombytes(base64.b64decode(text))
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
+
+
+@dataclass
 class FeatureState:
     """Everything `lead_features` takes from a lead's events, folded."""
 
@@ -76,7 +157,7 @@ class FeatureState:
     newest: int | None = None  # microseconds of the newest event
     counts: dict[str, int] = field(default_factory=dict)  # key -> events
     last: dict[str, int] = field(default_factory=dict)  # key -> microseconds of its latest event
-    recent: dict[str, list[int]] = field(default_factory=dict)  # key -> sorted times >= newest - 30 d
+    recent: RecentWindow = field(default_factory=lambda: RecentWindow())
     sections: dict[str, int] = field(default_factory=dict)  # page section -> page views
     days: set[int] = field(default_factory=set)  # active days (ordinals) from newest_day - DAYS_KEPT on
     newest_day: int | None = None
@@ -94,7 +175,7 @@ class FeatureState:
             "newest": self.newest,
             "counts": self.counts,
             "last": self.last,
-            "recent": self.recent,
+            "recent": self.recent.as_json(),
             "sections": self.sections,
             "days": sorted(self.days),
             "newest_day": self.newest_day,
@@ -111,7 +192,7 @@ class FeatureState:
             newest=data["newest"],
             counts={k: int(v) for k, v in data["counts"].items()},
             last={k: int(v) for k, v in data["last"].items()},
-            recent={k: [int(t) for t in v] for k, v in data["recent"].items()},
+            recent=RecentWindow.from_json(data["recent"]),
             sections={k: int(v) for k, v in data["sections"].items()},
             days={int(d) for d in data["days"]},
             newest_day=data["newest_day"],
@@ -134,13 +215,7 @@ class FeatureStateFolder:
         for event in events:
             self._fold_one(state, event)
         if state.newest is not None:  # times that can no longer be recent go
-            since = state.newest - RECENT_US
-            for key in list(state.recent):
-                times = state.recent[key]
-                if times[0] < since:
-                    del times[: bisect.bisect_left(times, since)]
-                    if not times:
-                        del state.recent[key]
+            state.recent.drop_before(state.newest - RECENT_US)
         return state
 
     def build(self, events: Iterable[LeadEvent]) -> FeatureState:
@@ -154,17 +229,15 @@ class FeatureStateFolder:
         state.events += 1
         state.newest = us if state.newest is None else max(state.newest, us)
         self._fold_day(state, event.occurred_at.date().toordinal())
-        keys = [event.event_type]
         rule = first_engagement_rule(self.model.engagement, event)
-        if rule is not None:
-            keys.append(self._rule_keys[rule])
-        recent = us >= state.newest - RECENT_US
-        for key in keys:
-            state.counts[key] = state.counts.get(key, 0) + 1
-            if us > state.last.get(key, us - 1):
-                state.last[key] = us
-            if recent:
-                bisect.insort(state.recent.setdefault(key, []), us)
+        rule_key = self._rule_keys[rule] if rule is not None else None
+        for key in (event.event_type, rule_key):
+            if key is not None:
+                state.counts[key] = state.counts.get(key, 0) + 1
+                if us > state.last.get(key, us - 1):
+                    state.last[key] = us
+        if us >= state.newest - RECENT_US:
+            state.recent.add(us, event.event_type, rule_key)
         if event.event_type == "page_view" and (section := page_section(event.properties.get("url"))):
             state.sections[section] = state.sections.get(section, 0) + 1
         if (raw := event_channel(event)) is not None and (state.channel is None or (us, raw) < state.channel):
@@ -208,10 +281,8 @@ def features_at(
     put_profile(features, traits, state.channel[1] if state.channel else None)
     for key, count in state.counts.items():
         features[named("count:", key)] = float(count)
-    recent_from = at_us - RECENT_US
-    for key, times in state.recent.items():
-        if n := len(times) - bisect.bisect_left(times, recent_from):
-            features[named("recent:", key)] = float(n)
+    for key, n in state.recent.counts_since(at_us - RECENT_US).items():
+        features[named("recent:", key)] = float(n)
     for section, count in state.sections.items():
         features[named("section:", section)] = float(count)
     for key, last in state.last.items():

@@ -123,7 +123,7 @@ def test_the_state_stays_bounded_by_its_windows(events: list[LeadEvent], seed: i
     state = fold_in_batches(events, random.Random(seed))
     if state.newest is None:
         return
-    assert all(t >= state.newest - RECENT_US for times in state.recent.values() for t in times)
+    assert all(t >= state.newest - RECENT_US for t in state.recent.times)
     assert len(state.days) <= DAYS_KEPT + 1
     assert state.events == len(events)
 
