@@ -24,6 +24,7 @@ from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, LEARNED_HOOK_LEADS, LEARNED_HOOK_SECONDS, MQLS
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
+from services.scoring.score_state_store import Features
 from services.scoring.state_scoring import feature_folder, save_states, score_states, state_scorer
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
@@ -205,13 +206,16 @@ async def rescore(
     came too late for (older than the days it keeps). `departed`: the account shares of
     leads this batch merged away."""
     scorer, folder = state_scorer(model), feature_folder(model)
+    # Feature states are kept while a predictive model is active (only it reads them); without,
+    # the stored ones are dropped as they fall behind, and rebuilt once when a model is active.
+    featured = learned is not None and learned.predictor is not None
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     stored = await score_state_store.states_and_features(
-        uow.conn, lead_ids, model_key=scorer.key, features_key=folder.key
+        uow.conn, lead_ids, model_key=scorer.key, features_key=folder.key if featured else None
     )
     rebuilt = await store.histories(
-        uow.conn, [i for i in lead_ids if i not in stored.scores or i not in stored.features]
+        uow.conn, [i for i in lead_ids if i not in stored.scores or (featured and i not in stored.features)]
     )
     scored: dict[str, tuple[dict[str, Any], LeadState]] = {}
     features: dict[str, FeatureState] = {}
@@ -226,6 +230,8 @@ async def rescore(
             scored[lead_id] = traits, scorer.fold(stored.scores[lead_id], new)
         else:
             scored[lead_id] = traits, scorer.fold(LeadState(), history)
+        if not featured:
+            continue
         if lead_id not in stored.features:
             features[lead_id] = folder.build(history)
         elif not (folded := folder.fold(stored.features[lead_id], new)).exact:
@@ -246,7 +252,7 @@ async def rescore(
         announce(uow, rescored, trace_id=items[-1][0].trace_id if items else batch_trace)
     await store.save_rescored(uow.conn, evaluated, cause="event")
     states = {lead_id: state for lead_id, (_, state) in scored.items()}
-    await save_states(uow, scorer, evaluated, states, (folder, features))
+    await save_states(uow, scorer, evaluated, states, (folder, features) if featured else Features.DROPPED)
 
 
 async def lead_history(uow: UnitOfWork, lead_id: str) -> list[LeadEvent]:
@@ -268,6 +274,17 @@ async def learned_decisions(
     if not judged:
         return learned.apply_all(evaluated, {})
     started = time.perf_counter()
+    if missing := [lead_id for lead_id in judged if lead_id not in features]:
+        # A model became active while this batch was scored without feature states.
+        folder = feature_folder(learned.model)
+        rows = await store.histories(uow.conn, missing)
+        features = {
+            **features,
+            **{
+                i: folder.build(LeadEvent(r.type, r.occurred_at, r.properties) for r in rows[i])
+                for i in missing
+            },
+        }
     accounts = await model_store.account_facts(uow.conn, judged)
     decided = learned.apply_all(evaluated, {lead_id: features[lead_id] for lead_id in judged}, accounts)
     LEARNED_HOOK_SECONDS.inc(time.perf_counter() - started)

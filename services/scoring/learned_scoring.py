@@ -86,7 +86,9 @@ class LearnedScoring:
         `features` holds the feature state of each lead `judges` picks, folded with all its
         events up to the rescore (`feature_state`), `accounts` the account of those that
         have one."""
-        judged = [r for r in evaluated if self.judges(r)]
+        # A lead without a feature state is one the caller did not judge: the model became
+        # active after it looked (the next rescore is judged).
+        judged = [r for r in evaluated if self.judges(r) and r.lead.lead_id in features]
         if not judged or self.predictor is None:
             return [self._decided(r, None) for r in evaluated]
         accounts = accounts or {}

@@ -9,6 +9,7 @@ the engagement rules it was folded under (the same rule: another key, rebuilt).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +35,7 @@ lead_score_states = Table(
     ),
     Column(
         "features",
-        JSONB,
+        JSONB(none_as_null=True),
         nullable=True,
         comment="feature_state.FeatureState: counts per event type, rule, section",
     ),
@@ -48,7 +49,7 @@ class SavedState:
     lead_id: str
     state: LeadState
     decay_due_at: datetime | None
-    features: FeatureState | None = None  # saved when save_states is given a features_key
+    features: FeatureState | None = None  # saved when save_states is given its key
 
 
 @dataclass(frozen=True)
@@ -71,30 +72,35 @@ async def states(conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: s
 
 
 async def states_and_features(
-    conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: str, features_key: str
+    conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: str, features_key: str | None
 ) -> LoadedStates:
-    """The score and feature states of these leads folded under these keys, in one query."""
+    """The score and feature states of these leads folded under these keys, in one query (no
+    feature states with `features_key` None)."""
     found = LoadedStates({}, {})
     if not lead_ids:
         return found
     c = lead_score_states.c
-    query = select(c.lead_id, c.model_key, c.state, c.features_key, c.features).where(
-        c.lead_id.in_(list(lead_ids))
-    )
-    for row in await conn.execute(query):
+    columns = [c.lead_id, c.model_key, c.state] + ([c.features_key, c.features] if features_key else [])
+    for row in await conn.execute(select(*columns).where(c.lead_id.in_(list(lead_ids)))):
         if row.model_key == model_key:
             found.scores[row.lead_id] = LeadState.from_json(row.state)
-        if row.features_key == features_key and row.features is not None:
+        if features_key and row.features_key == features_key and row.features is not None:
             found.features[row.lead_id] = FeatureState.from_json(row.features)
     return found
 
 
+class Features(enum.Enum):
+    """What saving score states does to the feature states beside them, when not writing them."""
+
+    UNCHANGED = "unchanged"  # no events folded (the decay loop): the stored ones still hold
+    DROPPED = "dropped"  # events folded into the score states only: the feature states lack them
+
+
 async def save_states(
-    conn: AsyncConnection, saved: Sequence[SavedState], *, model_key: str, features_key: str | None = None
+    conn: AsyncConnection, saved: Sequence[SavedState], *, model_key: str, features: Features | str
 ) -> None:
-    """Store the score states; and, given `features_key`, each one's feature state (those who
-    fold events into a lead's score state fold them into its feature state too; the decay
-    loop, which folds none, leaves the stored feature states as they are)."""
+    """Store the score states; and each one's feature state (`SavedState.features`) under the
+    key `features`, or, with no feature states, leave the stored ones or drop them."""
     if not saved:
         return
     statement = insert(lead_score_states)
@@ -104,7 +110,7 @@ async def save_states(
         "decay_due_at": statement.excluded.decay_due_at,
         "updated_at": func.now(),
     }
-    if features_key is not None:
+    if features is not Features.UNCHANGED:
         updated |= {"features_key": statement.excluded.features_key, "features": statement.excluded.features}
     rows = []
     for s in saved:
@@ -113,10 +119,12 @@ async def save_states(
             "model_key": model_key,
             "state": s.state.as_json(),
             "decay_due_at": s.decay_due_at,
+            "features_key": None,
+            "features": None,
         }
-        if features_key is not None:
+        if isinstance(features, str):
             assert s.features is not None, "a feature state is saved with every score state then"
-            row |= {"features_key": features_key, "features": s.features.as_json()}
+            row |= {"features_key": features, "features": s.features.as_json()}
         rows.append(row)
     await conn.execute(statement.on_conflict_do_update(index_elements=["lead_id"], set_=updated), rows)
 

@@ -17,7 +17,7 @@ from services.scoring.feature_state import FeatureState, FeatureStateFolder
 from services.scoring.lifecycle import Activity, FirstTouch, Rescored
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState, LeadStateScorer
-from services.scoring.score_state_store import SavedState
+from services.scoring.score_state_store import Features, SavedState
 from shared.unit_of_work import UnitOfWork
 
 
@@ -73,11 +73,11 @@ async def save_states(
     scorer: LeadStateScorer,
     evaluated: list[Rescored],
     states: Mapping[str, LeadState],
-    features: tuple[FeatureStateFolder, Mapping[str, FeatureState]] | None = None,
+    features: tuple[FeatureStateFolder, Mapping[str, FeatureState]] | Features,
 ) -> None:
     """Store each lead's state with the next moment its decaying score needs a look, and its
-    feature state when given (whoever folded new events into the states gives them; without,
-    the stored feature states stay as they are).
+    feature state: the ones given (folded with the same events), or, without, the stored
+    ones left (no events folded) or dropped (events folded into the score states only).
 
     A lead rescored without new events (a member its account's new MQA qualified) has no new
     state: its stored one is still true."""
@@ -86,14 +86,13 @@ async def save_states(
             r.lead.lead_id,
             states[r.lead.lead_id],
             decay_moments.next_look(scorer, states[r.lead.lead_id], r.result, at=r.at),
-            features[1][r.lead.lead_id] if features else None,
+            features[1][r.lead.lead_id] if isinstance(features, tuple) else None,
         )
         for r in evaluated
         if r.lead.lead_id in states
     ]
-    await score_state_store.save_states(
-        uow.conn, saved, model_key=scorer.key, features_key=features[0].key if features else None
-    )
+    written = features[0].key if isinstance(features, tuple) else features
+    await score_state_store.save_states(uow.conn, saved, model_key=scorer.key, features=written)
 
 
 _SCORERS: dict[int, tuple[ScoringModel, LeadStateScorer]] = {}

@@ -17,7 +17,7 @@ from services.scoring import score_state_store, store
 from services.scoring.config_files import load_model
 from services.scoring.decay_loop import look_at_decayed
 from services.scoring.domain import LeadEvent, score_lead
-from services.scoring.feature_state import FeatureStateFolder
+from services.scoring.feature_state import FeatureState, FeatureStateFolder, features_at
 from services.scoring.features import lead_features
 from services.scoring.handlers import record_events
 from services.scoring.learned_scoring import LearnedScoring
@@ -89,6 +89,19 @@ async def history_of(engine, lead_id: str) -> list[LeadEvent]:  # type: ignore[n
     return [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
 
 
+async def holds_the_history(engine, lead_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the lead's stored feature state gives the features of its whole stored history."""
+    row, history = await stored_row(engine, lead_id), await history_of(engine, lead_id)
+    if row.features_key != FOLDER.key or row.features is None:
+        return False
+    newest = max(e.occurred_at for e in history)
+    rule_score = score_lead(MODEL, email=None, traits=BUYER, events=history, at=newest)
+    state = FeatureState.from_json(row.features)
+    return features_at(state, traits=BUYER, at=newest, rule_score=rule_score) == lead_features(
+        MODEL, traits=BUYER, events=history, at=newest, rule_score=rule_score
+    )
+
+
 async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_from_the_state(
     scoring_db,  # type: ignore[no-untyped-def]
     predictor: Predictor,
@@ -104,9 +117,8 @@ async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_f
             scoring_db, lambda uow, batch=batch: record_events(uow, MODEL, batch, learned)
         )
         lead = await lead_of(scoring_db, email)
-        history = await history_of(scoring_db, lead.lead_id)
-        row = await stored_row(scoring_db, lead.lead_id)
-        assert row.features_key == FOLDER.key and row.features == FOLDER.build(history).as_json()
+        assert await holds_the_history(scoring_db, lead.lead_id)
+    history = await history_of(scoring_db, lead.lead_id)
     assert len(history) == len(STEPS)
 
     newest = max(e.occurred_at for e in history)
@@ -119,26 +131,34 @@ async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_f
     assert announced[-1]["data"]["likelihood"] == expected.model_dump(mode="json")
 
 
-async def test_a_lead_without_a_feature_state_under_these_rules_has_it_built_once_and_decay_keeps_it(
+async def test_feature_states_are_kept_while_a_model_is_active_and_built_once_when_missing(
     scoring_db,  # type: ignore[no-untyped-def]
+    predictor: Predictor,
 ) -> None:
     email = f"{uuid.uuid4().hex[:10]}@northwind.example"
     now = utcnow()
     items = events_for(email, now)
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[:2]))
+    learned = LearnedScoring(MODEL, LearningConfig())
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[:1], learned))
     lead = await lead_of(scoring_db, email)
+    assert (await stored_row(scoring_db, lead.lead_id)).features is None  # no model: none kept
+
+    learned.predictor = predictor  # activated: built from the history once, then folded
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[1:2], learned))
+    assert await holds_the_history(scoring_db, lead.lead_id)
     table = score_state_store.lead_score_states
-    async with scoring_db.begin() as conn:  # as stored before feature states, or under other rules
-        await conn.execute(
-            update(table).where(table.c.lead_id == lead.lead_id).values(features_key="other rules")
-        )
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[2:4]))
-    built = (await stored_row(scoring_db, lead.lead_id)).features
-    assert built == FOLDER.build(await history_of(scoring_db, lead.lead_id)).as_json()
-    assert built["events"] == 4
+    async with scoring_db.begin() as conn:  # as if folded under other engagement rules
+        await conn.execute(update(table).where(table.c.lead_id == lead.lead_id).values(features_key="other"))
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[2:4], learned))
+    assert await holds_the_history(scoring_db, lead.lead_id)
 
     # The decay loop folds no events: it re-saves the score state and leaves the features be.
+    built = (await stored_row(scoring_db, lead.lead_id)).features
     assert await in_one_transaction(
         scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=now + timedelta(days=400), limit=10_000)
     )
     assert (await stored_row(scoring_db, lead.lead_id)).features == built
+
+    learned.predictor = None  # deactivated: the next events drop the state they leave behind
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[4:], learned))
+    assert (await stored_row(scoring_db, lead.lead_id)).features is None
