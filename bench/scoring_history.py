@@ -25,7 +25,6 @@ from services.scoring import score_state_store
 from services.scoring import store as scoring_store
 from services.scoring.config_files import load_model
 from services.scoring.domain import LeadEvent
-from services.scoring.feature_state import FeatureStateFolder
 from services.scoring.score_state import LeadState, LeadStateScorer
 from shared.envelope import utcnow
 from shared.settings import Settings
@@ -60,10 +59,8 @@ async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str
 async def seed_prior(
     dsn: str, scorer: LeadStateScorer, emails: list[str], prior: int, rng: random.Random
 ) -> None:
-    """The leads with `prior` events each over the last 85 days, and the running score and
-    feature states scoring keeps for them (as it has once a lead's first event after the
-    upgrade built them)."""
-    folder = FeatureStateFolder(scorer.model)
+    """The leads with `prior` events each over the last 85 days, and the running state scoring
+    keeps for them (as it has once a lead's first event after the upgrade built it)."""
     now = datetime.now(UTC)
     lead_rows: list[tuple[Any, ...]] = []
     event_rows: list[tuple[Any, ...]] = []
@@ -80,16 +77,7 @@ async def seed_prior(
             event_rows.append((f"prior-{lead_id}-{n}", lead_id, kind, at, orjson.dumps(props).decode()))
         if history:
             state = scorer.fold(LeadState(), history)
-            features = folder.build(history)
-            state_rows.append(
-                {
-                    "lead_id": lead_id,
-                    "model_key": scorer.key,
-                    "state": state.as_json(),
-                    "features_key": folder.key,
-                    "features": features.as_json(),
-                }
-            )
+            state_rows.append({"lead_id": lead_id, "model_key": scorer.key, "state": state.as_json()})
     conn = await asyncpg.connect(dsn)
     try:
         await copy_records(conn, LEAD_COLUMNS, lead_rows)
@@ -97,18 +85,9 @@ async def seed_prior(
         if state_rows:
             await conn.executemany(
                 f"INSERT INTO {score_state_store.lead_score_states.fullname} "
-                f"({_STATES.lead_id.name}, {_STATES.model_key.name}, {_STATES.state.name}, "
-                f"{_STATES.features_key.name}, {_STATES.features.name}) VALUES ($1, $2, $3, $4, $5)",
-                [
-                    (
-                        r["lead_id"],
-                        r["model_key"],
-                        orjson.dumps(r["state"]).decode(),
-                        r["features_key"],
-                        orjson.dumps(r["features"]).decode(),
-                    )
-                    for r in state_rows
-                ],
+                f"({_STATES.lead_id.name}, {_STATES.model_key.name}, {_STATES.state.name})"
+                " VALUES ($1, $2, $3)",
+                [(r["lead_id"], r["model_key"], orjson.dumps(r["state"]).decode()) for r in state_rows],
             )
         await conn.execute(f"ANALYZE {scoring_store.lead_events.fullname}")
     finally:
