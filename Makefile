@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 # from the committed lockfile; the test's fixture runs the same `npm ci` when this was not made.
 BROWSER_SDK := tests/e2e/browser_sdk
 $(BROWSER_SDK)/node_modules/.package-lock.json: $(BROWSER_SDK)/package-lock.json
-	cd $(BROWSER_SDK) && npm ci --no-audit --no-fund
+	cd $(BROWSER_SDK) && (npm ci --no-audit --no-fund && test -x node_modules/.bin/esbuild) \
+		|| (npm ci --no-audit --no-fund && test -x node_modules/.bin/esbuild)  # once, npm ci left esbuild out
 
 run: $(STAMP)  ## start broker, Postgres, the four services and demo traffic
 	$(VENV)/bin/leadflow dev
