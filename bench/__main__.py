@@ -47,6 +47,12 @@ def model_active_phase(broker: Broker) -> str:
     return model_active_report(in_scratch(lambda tmp: model_active(tmp, broker)))
 
 
+def feature_state_phase(broker: Broker) -> str:
+    from bench.feature_state import feature_cost_report, feature_costs
+
+    return feature_cost_report(feature_costs())  # in-process: no broker, no Postgres
+
+
 def retention_phase(broker: Broker) -> str:
     from bench.retention import retention_report, retention_timings
 
@@ -88,6 +94,7 @@ PHASES: dict[str, tuple[Callable[[Broker], str], str]] = {
     "retention": (retention_phase, "pruning, Postgres only"),
     "tracking": (tracking_phase, "/v1/batch beside /v1/events/batch"),
     "training": (training_phase, "model train on 1M events"),
+    "feature_state": (feature_state_phase, "a judged rescore's features by history length, state vs history"),
     "model_active": (model_active_phase, "end-to-end p50/p99 at 1,000 events/s, no model vs a model active"),
     "privacy": (lambda b: in_scratch(lambda tmp: run_privacy(tmp, b)).report(), "erasure with 100,000 leads"),
     "scoring_history": (

@@ -12,6 +12,7 @@ from services.scoring.domain import LeadEvent
 from services.scoring.handlers import announce
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
+from services.scoring.score_state_store import Features
 from services.scoring.state_scoring import save_states, score_states, state_scorer
 from shared.envelope import utcnow
 from shared.runtime import BackgroundLoop, ServiceRuntime
@@ -57,5 +58,5 @@ async def look_at_decayed(uow: UnitOfWork, model: ScoringModel, *, now: datetime
     for rescored in evaluated:
         announce(uow, rescored, trace_id=None)
     await store.save_rescored(uow.conn, evaluated, cause="decay")
-    await save_states(uow, scorer, evaluated, states)
+    await save_states(uow, scorer, evaluated, states, Features.UNCHANGED)  # no events folded
     return len(lead_ids)

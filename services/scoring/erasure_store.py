@@ -63,7 +63,10 @@ ERASURE_PLAN: dict[str, str] = {
     score_changes.fullname: "deleted",
     handoff_outcomes.fullname: "deleted",
     lead_merges.fullname: "deleted",
-    lead_score_states.fullname: "deleted (the running score state: counts and decayed sums)",
+    lead_score_states.fullname: (
+        "deleted (the running score and feature states: counts, decayed sums, times per event "
+        "type, rule and site section; no personal data)"
+    ),
     sales_decisions.fullname: "deleted (the person's outcomes no longer teach the model)",
     account_members.fullname: "deleted; the account's roll-up keeps the share, with no identity",
     accounts.fullname: "kept: a company, not a person (name, domains, owner, roll-up counts)",

@@ -81,31 +81,38 @@ def lead_features(
     training sees a decided lead's account as it is at training time); a lead with none
     has no account feature (score and engaged people read as unknown)."""
     seen = [e for e in events if e.occurred_at <= at]
-    features: dict[str, float] = {
-        "rule_score": float(rule_score.score),
-        "fit_points": float(rule_score.fit_points),
-        "events": float(len(seen)),
-    }
-    for rule in rule_score.fit_rules:
-        features[_named("fit:", rule)] = 1.0
-    _profile(features, traits, seen)
+    features = put_verdict(rule_score, events=len(seen))
+    put_profile(features, traits, first_channel(seen))
     _engagement(features, model, seen, at)
     if account is not None:
-        _account(features, account)
+        put_account(features, account)
     return features
 
 
-def _account(features: dict[str, float], account: AccountFacts) -> None:
+def put_verdict(rule_score: RuleVerdict, *, events: int) -> dict[str, float]:
+    """The features of the rule model's verdict and the number of events: a new feature dict."""
+    features: dict[str, float] = {
+        "rule_score": float(rule_score.score),
+        "fit_points": float(rule_score.fit_points),
+        "events": float(events),
+    }
+    for rule in rule_score.fit_rules:
+        features[named("fit:", rule)] = 1.0
+    return features
+
+
+def put_account(features: dict[str, float], account: AccountFacts) -> None:
     features["account_score"] = float(account.score)
     features["account_engaged_people"] = float(account.engaged_people)
-    features[_named("account_grade=", account.grade)] = 1.0
+    features[named("account_grade=", account.grade)] = 1.0
     if account.tier and account.tier.strip():
-        features[_named("account_tier=", account.tier.strip().lower()[:40])] = 1.0
+        features[named("account_tier=", account.tier.strip().lower()[:40])] = 1.0
     if account.matched_by:
-        features[_named("account_matched_by=", account.matched_by[:40])] = 1.0
+        features[named("account_matched_by=", account.matched_by[:40])] = 1.0
 
 
-def _profile(features: dict[str, float], traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> None:
+def put_profile(features: dict[str, float], traits: Mapping[str, Any], event_channel: str | None) -> None:
+    """Size, categorical traits and channel: its trait, else `event_channel` (`first_channel`)."""
     size = employees(traits.get("company_size"))
     if size is not None:
         features["company_size_log"] = math.log1p(max(0, size))
@@ -113,21 +120,24 @@ def _profile(features: dict[str, float], traits: Mapping[str, Any], events: Sequ
         value = traits.get(name)
         if isinstance(value, str) and value.strip():
             features[sys.intern(f"{name}={value.strip().lower()[:40]}")] = 1.0
-    if channel := first_channel(traits, events):
+    raw = traits.get("channel")
+    if not (isinstance(raw, str) and raw.strip()):
+        raw = event_channel
+    if raw and (channel := canonical_channel(raw)[:40]):
         features[sys.intern(f"channel={channel}")] = 1.0
 
 
-def first_channel(traits: Mapping[str, Any], events: Sequence[LeadEvent]) -> str | None:
-    """The channel the lead came from: its trait, else the earliest event's channel or utm_medium."""
-    raw = traits.get("channel")
-    if not (isinstance(raw, str) and raw.strip()):
-        raw = None
-        for event in sorted(events, key=lambda e: e.occurred_at):
-            raw = event.properties.get("channel") or event.properties.get("utm_medium")
-            if isinstance(raw, str) and raw.strip():
-                break
-            raw = None
-    return canonical_channel(raw)[:40] if raw else None
+def first_channel(events: Sequence[LeadEvent]) -> str | None:
+    """The raw channel of the earliest event naming one (channel or utm_medium), the least
+    value among events at that same moment (the store returns ties in no set order)."""
+    named_ = [(e.occurred_at, raw) for e in events if (raw := event_channel(e)) is not None]
+    return min(named_)[1] if named_ else None
+
+
+def event_channel(event: LeadEvent) -> str | None:
+    """The channel an event names: its `channel`, else its `utm_medium`, when non-blank text."""
+    raw = event.properties.get("channel") or event.properties.get("utm_medium")
+    return raw if isinstance(raw, str) and raw.strip() else None
 
 
 def _engagement(
@@ -142,11 +152,11 @@ def _engagement(
         if rule_id := _first_rule(model, event):
             keys.append(rule_id)
         if event.event_type == "page_view" and (section := page_section(event.properties.get("url"))):
-            name = _named("section:", section)
+            name = named("section:", section)
             features[name] = features.get(name, 0.0) + 1.0
         recent = event.occurred_at >= recent_from
         for key in keys:
-            count, lately = _named("count:", key), _named("recent:", key)
+            count, lately = named("count:", key), named("recent:", key)
             features[count] = features.get(count, 0.0) + 1.0
             if recent:
                 features[lately] = features.get(lately, 0.0) + 1.0
@@ -154,7 +164,7 @@ def _engagement(
                 last_of[key] = event.occurred_at
     for key, last in last_of.items():
         prefix = "rule_days_since:" if key.startswith("rule:") else "days_since:"
-        features[_named(prefix, key.removeprefix("rule:"))] = max(
+        features[named(prefix, key.removeprefix("rule:"))] = max(
             0.0, (at - last).total_seconds() / _SECONDS_PER_DAY
         )
     features["active_days"] = float(len(days))
@@ -162,11 +172,11 @@ def _engagement(
 
 def _first_rule(model: ScoringModel, event: LeadEvent) -> str | None:
     i = first_engagement_rule(model.engagement, event)
-    return _named("rule:", model.engagement[i].id) if i is not None else None
+    return named("rule:", model.engagement[i].id) if i is not None else None
 
 
 @functools.lru_cache(maxsize=8192)
-def _named(prefix: str, key: str) -> str:
+def named(prefix: str, key: str) -> str:
     """A feature's name, built and interned once: the same few hundred names on every example."""
     return sys.intern(prefix + key)
 

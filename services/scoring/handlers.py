@@ -17,13 +17,15 @@ from services.scoring.accounts.domains import load_suffix_list
 from services.scoring.accounts.handlers import Departure, departing_members, roll_up_accounts
 from services.scoring.domain import LeadEvent
 from services.scoring.erasures import forget_late_arrivals, record_confirmation
+from services.scoring.feature_state import FeatureState
 from services.scoring.identity import IdentityPlan, identity_lock_keys
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
 from services.scoring.metrics import EVENTS_CONFLICTING, LEARNED_HOOK_LEADS, LEARNED_HOOK_SECONDS, MQLS
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
-from services.scoring.state_scoring import save_states, score_states, state_scorer
+from services.scoring.score_state_store import Features
+from services.scoring.state_scoring import feature_folder, save_states, score_states, state_scorer
 from shared.consumer import BatchHandler, Handler
 from shared.envelope import Envelope
 from shared.events import (
@@ -198,28 +200,47 @@ async def rescore(
     learned: LearnedScoring | None = None,
     departed: list[Departure] | None = None,
 ) -> None:
-    """Fold each touched lead's new events into its score state and score it from that; emit
-    what changed. A lead without a state under this model (new, merged, or scored under other
-    rules) has its state rebuilt from its history once. `departed`: the account shares of
+    """Fold each touched lead's new events into its score and feature states and score it from
+    those; emit what changed. A lead without a state under this model (new, merged, or folded
+    under other rules) has it rebuilt from its history once, as has a feature state an event
+    came too late for (older than the days it keeps). `departed`: the account shares of
     leads this batch merged away."""
-    scorer = state_scorer(model)
+    scorer, folder = state_scorer(model), feature_folder(model)
+    # Feature states are kept while a predictive model is active (only it reads them); without,
+    # the stored ones are dropped as they fall behind, and rebuilt once when a model is active.
+    featured = learned is not None and learned.predictor is not None
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
-    states = await score_state_store.states(uow.conn, lead_ids, model_key=scorer.key)
-    rebuilt = await store.histories(uow.conn, [lead_id for lead_id in lead_ids if lead_id not in states])
+    stored = await score_state_store.states_and_features(
+        uow.conn, lead_ids, model_key=scorer.key, features_key=folder.key if featured else None
+    )
+    rebuilt = await store.histories(
+        uow.conn, [i for i in lead_ids if i not in stored.scores or (featured and i not in stored.features)]
+    )
     scored: dict[str, tuple[dict[str, Any], LeadState]] = {}
+    features: dict[str, FeatureState] = {}
     for lead_id in lead_ids:
         traits = dict(leads[lead_id].traits)
         for _, event in touched[lead_id]:
             traits.update(event.traits)
-        if lead_id in states:
-            new = [LeadEvent(e.type, e.occurred_at, e.properties) for _, e in touched[lead_id]]
+        new = [LeadEvent(e.type, e.occurred_at, e.properties) for _, e in touched[lead_id]]
+        # The history, when read, already holds the new events (stored above).
+        history = [LeadEvent(row.type, row.occurred_at, row.properties) for row in rebuilt.get(lead_id, ())]
+        if lead_id in stored.scores:
+            scored[lead_id] = traits, scorer.fold(stored.scores[lead_id], new)
         else:
-            new = [LeadEvent(row.type, row.occurred_at, row.properties) for row in rebuilt[lead_id]]
-        scored[lead_id] = traits, scorer.fold(states.get(lead_id) or LeadState(), new)
+            scored[lead_id] = traits, scorer.fold(LeadState(), history)
+        if not featured:
+            continue
+        if lead_id not in stored.features:
+            features[lead_id] = folder.build(history)
+        elif not (folded := folder.fold(stored.features[lead_id], new)).exact:
+            features[lead_id] = folder.build(await lead_history(uow, lead_id))  # a very late event
+        else:
+            features[lead_id] = folded
     evaluated = await score_states(uow, scorer, leads, scored)
     if learned is not None:  # the likelihood, and the learned MQL rule and exploration
-        evaluated = await learned_decisions(uow, learned, evaluated)
+        evaluated = await learned_decisions(uow, learned, evaluated, features)
     # Then (one step, after) the leads roll up into their accounts, which may qualify a lead
     # with its account's context; the shares of leads merged away leave theirs.
     evaluated = await roll_up_accounts(uow, model, evaluated, departed or [])
@@ -230,30 +251,42 @@ async def rescore(
         items = touched.get(rescored.lead.lead_id)
         announce(uow, rescored, trace_id=items[-1][0].trace_id if items else batch_trace)
     await store.save_rescored(uow.conn, evaluated, cause="event")
-    await save_states(uow, scorer, evaluated, {lead_id: state for lead_id, (_, state) in scored.items()})
+    states = {lead_id: state for lead_id, (_, state) in scored.items()}
+    await save_states(uow, scorer, evaluated, states, (folder, features) if featured else Features.DROPPED)
+
+
+async def lead_history(uow: UnitOfWork, lead_id: str) -> list[LeadEvent]:
+    rows = (await store.histories(uow.conn, [lead_id]))[lead_id]
+    return [LeadEvent(row.type, row.occurred_at, row.properties) for row in rows]
 
 
 async def learned_decisions(
-    uow: UnitOfWork, learned: LearnedScoring, evaluated: list[Rescored]
+    uow: UnitOfWork, learned: LearnedScoring, evaluated: list[Rescored], features: Mapping[str, FeatureState]
 ) -> list[Rescored]:
     """The active model's likelihood and the learned MQL rule on each rescore.
 
-    The model's features read the lead's whole history (counts and recency per type, rule and
-    section), so only the leads it will judge have their history loaded, and only while a
-    model is active: with none, scoring's cost stays independent of history. The judged
-    leads' likelihoods come from one model call for the batch.
+    The model's features come from each lead's running feature state (folded with the score
+    state, `feature_state`), so a judged lead's history is not read: the hook's cost does not
+    grow with it. Only the leads it judges have their account read, and their likelihoods
+    come from one model call for the batch.
     """
     judged = [r.lead.lead_id for r in evaluated if learned.judges(r)]
     if not judged:
         return learned.apply_all(evaluated, {})
     started = time.perf_counter()
-    rows = await store.histories(uow.conn, judged)
-    histories = {
-        lead_id: [LeadEvent(row.type, row.occurred_at, row.properties) for row in history]
-        for lead_id, history in rows.items()
-    }
+    if missing := [lead_id for lead_id in judged if lead_id not in features]:
+        # A model became active while this batch was scored without feature states.
+        folder = feature_folder(learned.model)
+        rows = await store.histories(uow.conn, missing)
+        features = {
+            **features,
+            **{
+                i: folder.build(LeadEvent(r.type, r.occurred_at, r.properties) for r in rows[i])
+                for i in missing
+            },
+        }
     accounts = await model_store.account_facts(uow.conn, judged)
-    decided = learned.apply_all(evaluated, histories, accounts)
+    decided = learned.apply_all(evaluated, {lead_id: features[lead_id] for lead_id in judged}, accounts)
     LEARNED_HOOK_SECONDS.inc(time.perf_counter() - started)
     LEARNED_HOOK_LEADS.inc(len(judged))
     return decided

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 
 from services.scoring import model_store
 from services.scoring.domain import LeadEvent
-from services.scoring.features import AccountFacts, lead_features
+from services.scoring.feature_state import FeatureState, FeatureStateFolder, features_at
+from services.scoring.features import AccountFacts
 from services.scoring.learned_rules import learned_handoff
 from services.scoring.learning_config import LearningConfig
 from services.scoring.lifecycle import NURTURE, Rescored
@@ -41,6 +42,7 @@ class LearnedScoring:
         self.model = model
         self.learning = learning
         self.predictor: Predictor | None = None
+        self._folder = FeatureStateFolder(model)
 
     @property
     def explores(self) -> bool:
@@ -54,7 +56,7 @@ class LearnedScoring:
         return self.learning.likelihood.min_likelihood is not None or self.explores
 
     def judges(self, rescored: Rescored) -> bool:
-        """Whether `apply` computes this rescore's likelihood (and so needs the lead's history):
+        """Whether `apply` computes this rescore's likelihood (and so needs the lead's features):
         when an event will carry it (the score changed, or the lead qualifies), or when it may
         decide the MQL of a lead in nurture. Any other rescore announces nothing and decides
         nothing with it, so its likelihood is not computed."""
@@ -67,28 +69,30 @@ class LearnedScoring:
     def apply(self, rescored: Rescored, history: Sequence[LeadEvent] = ()) -> Rescored:
         """The rescore with the likelihood, and the MQL decision the learned rules make.
 
-        `history` is the lead's whole history, needed only when `judges(rescored)`."""
-        return self.apply_all([rescored], {rescored.lead.lead_id: history})[0]
+        `history` is the lead's whole history, needed only when `judges(rescored)` (its
+        feature state is built from it: scoring keeps that state running instead)."""
+        seen = [e for e in history if e.occurred_at <= rescored.at]
+        return self.apply_all([rescored], {rescored.lead.lead_id: self._folder.build(seen)})[0]
 
     def apply_all(
         self,
         evaluated: Sequence[Rescored],
-        histories: Mapping[str, Sequence[LeadEvent]],
+        features: Mapping[str, FeatureState],
         accounts: Mapping[str, AccountFacts] | None = None,
     ) -> list[Rescored]:
         """`apply` on a batch's rescores, from one model call for the judged ones' likelihoods
         and one for the top factors of those whose events carry them.
 
-        `histories` holds the whole history of each lead `judges` picks, `accounts` the
-        account of those that have one."""
-        judged = [r for r in evaluated if self.judges(r)]
+        `features` holds the feature state of each lead `judges` picks, folded with all its
+        events up to the rescore (`feature_state`), `accounts` the account of those that
+        have one."""
+        # A lead without a feature state is one the caller did not judge: the model became
+        # active after it looked (the next rescore is judged).
+        judged = [r for r in evaluated if self.judges(r) and r.lead.lead_id in features]
         if not judged or self.predictor is None:
             return [self._decided(r, None) for r in evaluated]
         accounts = accounts or {}
-        rows = [
-            self.features_of(r, histories.get(r.lead.lead_id, ()), accounts.get(r.lead.lead_id))
-            for r in judged
-        ]
+        rows = [self.features_of(r, features[r.lead.lead_id], accounts.get(r.lead.lead_id)) for r in judged]
         values = self.predictor.likelihoods(rows, top=0)
         decided = {id(r): self._decided(r, value) for r, value in zip(judged, values, strict=True)}
         top = self.learning.likelihood.top_factors
@@ -101,17 +105,16 @@ class LearnedScoring:
         return [decided[id(r)] if id(r) in decided else self._decided(r, None) for r in evaluated]
 
     def features_of(
-        self, rescored: Rescored, history: Sequence[LeadEvent], account: AccountFacts | None = None
+        self, rescored: Rescored, state: FeatureState, account: AccountFacts | None = None
     ) -> dict[str, float]:
-        """What the model sees of the rescored lead: the same function training uses."""
-        return lead_features(
-            self.model,
-            traits=rescored.traits,
-            events=history,
-            at=rescored.at,
-            rule_score=rescored.result,
-            account=account,
+        """What the model sees of the rescored lead: exactly what training's `lead_features`
+        gives over the lead's events up to the rescore (the state holds them all)."""
+        found = features_at(
+            state, traits=rescored.traits, at=rescored.at, rule_score=rescored.result, account=account
         )
+        if found is None:  # the callers fold every event up to the rescore, exactly
+            raise ValueError(f"the feature state of lead {rescored.lead.lead_id} does not reach its rescore")
+        return found
 
     def _decided(self, rescored: Rescored, likelihood: Likelihood | None) -> Rescored:
         if likelihood is None and not self.explores:

@@ -14,8 +14,9 @@ EVENTS_CONFLICTING = Counter(
 
 LEARNED_HOOK_SECONDS = Counter(
     "leadflow_learned_hook_seconds_total",
-    "Seconds of the learned hook with a predictive model active: the judged leads' history read, "
-    "their features, one likelihood call per batch (with top factors) and the learned MQL rule",
+    "Seconds of the learned hook with a predictive model active: the judged leads' accounts read, "
+    "their features (from their feature states), one likelihood call per batch (with top factors) "
+    "and the learned MQL rule",
 )
 
 LEARNED_HOOK_LEADS = Counter(

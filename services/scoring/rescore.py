@@ -26,7 +26,7 @@ from services.scoring.domain import LeadEvent
 from services.scoring.handlers import announce
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
-from services.scoring.state_scoring import save_states, state_scorer
+from services.scoring.state_scoring import feature_folder, save_states, state_scorer
 from shared.unit_of_work import UnitOfWork
 
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
@@ -91,15 +91,16 @@ async def rescore_page(
 ) -> None:
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     histories = await store.histories(uow.conn, lead_ids)
-    scorer = state_scorer(model)
-    evaluated, states = [], {}
+    scorer, folder = state_scorer(model), feature_folder(model)
+    evaluated, states, features = [], {}, {}
     for lead_id in lead_ids:
         lead, rows = leads.get(lead_id), histories[lead_id]
         if lead is None or not rows:
             continue
         history = [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
         rescored = lifecycle.rescore(model, lead, dict(lead.traits), history)
-        states[lead_id] = scorer.fold(LeadState(), history)  # the running state, rebuilt with it
+        states[lead_id] = scorer.fold(LeadState(), history)  # the running states, rebuilt with it
+        features[lead_id] = folder.build(history)  # (under the model's rules: they may be new)
         summary.leads += 1
         summary.changed += rescored.score_changed or rescored.lead.model_version != model.version
         if rescored.qualifies:
@@ -111,4 +112,4 @@ async def rescore_page(
         evaluated.append(rescored)
     await refresh_members(uow, model, evaluated)
     await store.save_rescored(uow.conn, evaluated, cause="rescore")
-    await save_states(uow, scorer, evaluated, states)
+    await save_states(uow, scorer, evaluated, states, (folder, features))

@@ -2,11 +2,14 @@
 
 One row per lead: the `score_state.LeadState` its score is computed from, the key of the model
 rules it was folded under (a state under another key is stale and rebuilt from the history),
-and when its decaying score next needs a look (`decay_due_at`, see `decay_moments`).
+when its decaying score next needs a look (`decay_due_at`, see `decay_moments`), and the
+`feature_state.FeatureState` the predictive model's features are read from, with the key of
+the engagement rules it was folded under (the same rule: another key, rebuilt).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +18,7 @@ from sqlalchemy import Column, DateTime, ForeignKey, Index, Table, Text, func, s
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.scoring.feature_state import FeatureState
 from services.scoring.score_state import LeadState
 from services.scoring.store import SCHEMA, leads, metadata
 
@@ -26,6 +30,15 @@ lead_score_states = Table(
     Column("state", JSONB, nullable=False),
     Column("decay_due_at", DateTime(timezone=True), nullable=True, comment="next look at the decaying score"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "features_key", Text, nullable=True, comment="feature_state.features_key of the rules folded under"
+    ),
+    Column(
+        "features",
+        JSONB(none_as_null=True),
+        nullable=True,
+        comment="feature_state.FeatureState: counts per event type, rule, section",
+    ),
     Index("ix_lead_score_states_due", "decay_due_at", postgresql_where=text("decay_due_at IS NOT NULL")),
     schema=SCHEMA,
 )
@@ -36,6 +49,16 @@ class SavedState:
     lead_id: str
     state: LeadState
     decay_due_at: datetime | None
+    features: FeatureState | None = None  # saved when save_states is given its key
+
+
+@dataclass(frozen=True)
+class LoadedStates:
+    """Leads' states as stored: the score states under the model key, the feature states under
+    the features key (either may be missing: rebuild it)."""
+
+    scores: dict[str, LeadState]
+    features: dict[str, FeatureState]
 
 
 async def states(conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: str) -> dict[str, LeadState]:
@@ -48,30 +71,62 @@ async def states(conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: s
     return {row.lead_id: LeadState.from_json(row.state) for row in await conn.execute(query)}
 
 
-async def save_states(conn: AsyncConnection, saved: Sequence[SavedState], *, model_key: str) -> None:
+async def states_and_features(
+    conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: str, features_key: str | None
+) -> LoadedStates:
+    """The score and feature states of these leads folded under these keys, in one query (no
+    feature states with `features_key` None)."""
+    found = LoadedStates({}, {})
+    if not lead_ids:
+        return found
+    c = lead_score_states.c
+    columns = [c.lead_id, c.model_key, c.state] + ([c.features_key, c.features] if features_key else [])
+    for row in await conn.execute(select(*columns).where(c.lead_id.in_(list(lead_ids)))):
+        if row.model_key == model_key:
+            found.scores[row.lead_id] = LeadState.from_json(row.state)
+        if features_key and row.features_key == features_key and row.features is not None:
+            found.features[row.lead_id] = FeatureState.from_json(row.features)
+    return found
+
+
+class Features(enum.Enum):
+    """What saving score states does to the feature states beside them, when not writing them."""
+
+    UNCHANGED = "unchanged"  # no events folded (the decay loop): the stored ones still hold
+    DROPPED = "dropped"  # events folded into the score states only: the feature states lack them
+
+
+async def save_states(
+    conn: AsyncConnection, saved: Sequence[SavedState], *, model_key: str, features: Features | str
+) -> None:
+    """Store the score states; and each one's feature state (`SavedState.features`) under the
+    key `features`, or, with no feature states, leave the stored ones or drop them."""
     if not saved:
         return
     statement = insert(lead_score_states)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["lead_id"],
-            set_={
-                "model_key": statement.excluded.model_key,
-                "state": statement.excluded.state,
-                "decay_due_at": statement.excluded.decay_due_at,
-                "updated_at": func.now(),
-            },
-        ),
-        [
-            {
-                "lead_id": s.lead_id,
-                "model_key": model_key,
-                "state": s.state.as_json(),
-                "decay_due_at": s.decay_due_at,
-            }
-            for s in saved
-        ],
-    )
+    updated = {
+        "model_key": statement.excluded.model_key,
+        "state": statement.excluded.state,
+        "decay_due_at": statement.excluded.decay_due_at,
+        "updated_at": func.now(),
+    }
+    if features is not Features.UNCHANGED:
+        updated |= {"features_key": statement.excluded.features_key, "features": statement.excluded.features}
+    rows = []
+    for s in saved:
+        row = {
+            "lead_id": s.lead_id,
+            "model_key": model_key,
+            "state": s.state.as_json(),
+            "decay_due_at": s.decay_due_at,
+            "features_key": None,
+            "features": None,
+        }
+        if isinstance(features, str):
+            assert s.features is not None, "a feature state is saved with every score state then"
+            row |= {"features_key": features, "features": s.features.as_json()}
+        rows.append(row)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["lead_id"], set_=updated), rows)
 
 
 async def forget_states(conn: AsyncConnection, lead_ids: Sequence[str]) -> None:

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring import decay_moments, lifecycle, score_state_store, store
 from services.scoring.domain import LeadEvent, LeadScore, score_lead
+from services.scoring.feature_state import FeatureState, FeatureStateFolder
 from services.scoring.lifecycle import Activity, FirstTouch, Rescored
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState, LeadStateScorer
-from services.scoring.score_state_store import SavedState
+from services.scoring.score_state_store import Features, SavedState
 from shared.unit_of_work import UnitOfWork
 
 
@@ -68,9 +69,15 @@ def state_activity(state: LeadState, traits: Mapping[str, Any]) -> Activity:
 
 
 async def save_states(
-    uow: UnitOfWork, scorer: LeadStateScorer, evaluated: list[Rescored], states: Mapping[str, LeadState]
+    uow: UnitOfWork,
+    scorer: LeadStateScorer,
+    evaluated: list[Rescored],
+    states: Mapping[str, LeadState],
+    features: tuple[FeatureStateFolder, Mapping[str, FeatureState]] | Features,
 ) -> None:
-    """Store each lead's state with the next moment its decaying score needs a look.
+    """Store each lead's state with the next moment its decaying score needs a look, and its
+    feature state: the ones given (folded with the same events), or, without, the stored
+    ones left (no events folded) or dropped (events folded into the score states only).
 
     A lead rescored without new events (a member its account's new MQA qualified) has no new
     state: its stored one is still true."""
@@ -79,11 +86,13 @@ async def save_states(
             r.lead.lead_id,
             states[r.lead.lead_id],
             decay_moments.next_look(scorer, states[r.lead.lead_id], r.result, at=r.at),
+            features[1][r.lead.lead_id] if isinstance(features, tuple) else None,
         )
         for r in evaluated
         if r.lead.lead_id in states
     ]
-    await score_state_store.save_states(uow.conn, saved, model_key=scorer.key)
+    written = features[0].key if isinstance(features, tuple) else features
+    await score_state_store.save_states(uow.conn, saved, model_key=scorer.key, features=written)
 
 
 _SCORERS: dict[int, tuple[ScoringModel, LeadStateScorer]] = {}
@@ -95,6 +104,17 @@ def state_scorer(model: ScoringModel) -> LeadStateScorer:
     entry = _SCORERS.get(id(model))
     if entry is None or entry[0] is not model:
         entry = _SCORERS[id(model)] = (model, LeadStateScorer(model))
+    return entry[1]
+
+
+_FOLDERS: dict[int, tuple[ScoringModel, FeatureStateFolder]] = {}
+
+
+def feature_folder(model: ScoringModel) -> FeatureStateFolder:
+    """The model's feature state folder, prepared once per model (as `state_scorer`)."""
+    entry = _FOLDERS.get(id(model))
+    if entry is None or entry[0] is not model:
+        entry = _FOLDERS[id(model)] = (model, FeatureStateFolder(model))
     return entry[1]
 
 

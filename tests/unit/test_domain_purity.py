@@ -32,6 +32,7 @@ PURE_MODULES = (
     "services.scoring.lifecycle",
     "services.scoring.backtest",
     "services.scoring.features",
+    "services.scoring.feature_state",
     "services.scoring.labels",
     "services.scoring.learning_config",
     "services.scoring.learned_rules",

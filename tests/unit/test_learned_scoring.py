@@ -14,6 +14,7 @@ import pytest
 from services.scoring import lifecycle
 from services.scoring.config_files import load_model
 from services.scoring.domain import LeadEvent, score_lead
+from services.scoring.feature_state import FeatureStateFolder
 from services.scoring.features import AccountFacts, default_of, lead_features
 from services.scoring.learned_rules import exploration_draw
 from services.scoring.learned_scoring import LearnedScoring
@@ -92,7 +93,8 @@ def test_a_batch_judged_in_one_model_call_gets_each_leads_own_likelihood(predict
     batch = [
         lifecycle.rescore(MODEL, stored(lead_id), TRAITS, events) for lead_id, events in histories.items()
     ]
-    together = learned.apply_all(batch, histories)
+    states = {lead_id: FeatureStateFolder(MODEL).build(events) for lead_id, events in histories.items()}
+    together = learned.apply_all(batch, states)
     alone = [learned.apply(r, histories[r.lead.lead_id]) for r in batch]
     assert [r.likelihood for r in together] == [r.likelihood for r in alone]
     assert [r.qualifies for r in together] == [r.qualifies for r in alone]

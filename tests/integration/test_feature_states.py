@@ -1,0 +1,164 @@
+"""The predictive model's features from each lead's running feature state, against real Postgres:
+the state stored beside the score state is the one built from the lead's whole history, however
+its events came (late, out of order, redelivered), so a judged rescore's likelihood is the
+model's over that history (what training sees) without reading it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from leadflow.admin.migrations import migrate_all
+from services.scoring import score_state_store, store
+from services.scoring.config_files import load_model
+from services.scoring.decay_loop import look_at_decayed
+from services.scoring.domain import LeadEvent, score_lead
+from services.scoring.feature_state import FeatureState, FeatureStateFolder, features_at
+from services.scoring.features import lead_features
+from services.scoring.handlers import record_events
+from services.scoring.learned_scoring import LearnedScoring
+from services.scoring.learning_config import ExplorationSettings, LearningConfig
+from services.scoring.likelihood import Predictor
+from services.scoring.training import train
+from shared.db import make_engine
+from shared.envelope import Envelope, utcnow
+from shared.events import LeadEventAccepted, envelope_for
+from shared.settings import Settings
+from tests.generated_buyers import examples_from, generate, hand_off
+from tests.integration.test_decaying_scores import in_one_transaction, lead_of, scored_events
+
+MODEL = load_model("config/scoring-model.yaml")
+FOLDER = FeatureStateFolder(MODEL)
+BUYER = {"title": "Director of Marketing", "company_size": 800, "industry": "Software", "country": "US"}
+STEPS = [  # (type, properties, days before now)
+    ("page_view", {"url": "https://leadflow.example/pricing", "utm_medium": "cpc"}, 3.0),
+    ("page_view", {"url": "https://leadflow.example/integrations/crm"}, 2.5),
+    ("content_download", {"content_id": "whitepaper"}, 2.0),
+    ("webinar_attended", {"webinar_id": "w1"}, 1.0),
+    ("page_view", {"url": "https://leadflow.example/blog/a", "channel": "referral"}, 200.0),  # a backfill
+]
+
+
+@pytest.fixture
+async def scoring_db(settings: Settings):  # type: ignore[no-untyped-def]
+    await migrate_all(settings)
+    engine = make_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    leads = list(generate(600, start=utcnow() - timedelta(days=60), days=30, seed=4))
+    handed = hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25))
+    trained = train(examples_from(handed, MODEL, LearningConfig().labels), LearningConfig().training)
+    return Predictor(trained.version, trained.booster, trained.features, trained.calibration)
+
+
+def events_for(email: str, now: datetime) -> list[tuple[Envelope, LeadEventAccepted]]:
+    items = []
+    for kind, properties, days in STEPS:
+        data = LeadEventAccepted(
+            event_id=uuid.uuid4().hex,
+            type=kind,
+            occurred_at=now - timedelta(days=days),
+            received_at=now,
+            email=email,
+            traits=BUYER,
+            properties=properties,
+        )
+        items.append(
+            (envelope_for(data, source="test", lead_id=None, message_id=f"evt:{data.event_id}"), data)
+        )
+    return items
+
+
+async def stored_row(engine, lead_id: str) -> Any:  # type: ignore[no-untyped-def]
+    table = score_state_store.lead_score_states
+    async with engine.connect() as conn:
+        return (await conn.execute(select(table).where(table.c.lead_id == lead_id))).one()
+
+
+async def history_of(engine, lead_id: str) -> list[LeadEvent]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        rows = (await store.histories(conn, [lead_id]))[lead_id]
+    return [LeadEvent(r.type, r.occurred_at, r.properties) for r in rows]
+
+
+async def holds_the_history(engine, lead_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the lead's stored feature state gives the features of its whole stored history."""
+    row, history = await stored_row(engine, lead_id), await history_of(engine, lead_id)
+    if row.features_key != FOLDER.key or row.features is None:
+        return False
+    newest = max(e.occurred_at for e in history)
+    rule_score = score_lead(MODEL, email=None, traits=BUYER, events=history, at=newest)
+    state = FeatureState.from_json(row.features)
+    return features_at(state, traits=BUYER, at=newest, rule_score=rule_score) == lead_features(
+        MODEL, traits=BUYER, events=history, at=newest, rule_score=rule_score
+    )
+
+
+async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_from_the_state(
+    scoring_db,  # type: ignore[no-untyped-def]
+    predictor: Predictor,
+) -> None:
+    learned = LearnedScoring(MODEL, LearningConfig())
+    learned.predictor = predictor
+    email = f"{uuid.uuid4().hex[:10]}@northwind.example"
+    now = utcnow()
+    items = events_for(email, now)
+    # Out of order, one redelivered, and one 200 days older than the rest arriving late.
+    for batch in ([items[2]], [items[0], items[3]], [items[2]], [items[4]], [items[1]]):
+        await in_one_transaction(
+            scoring_db, lambda uow, batch=batch: record_events(uow, MODEL, batch, learned)
+        )
+        lead = await lead_of(scoring_db, email)
+        assert await holds_the_history(scoring_db, lead.lead_id)
+    history = await history_of(scoring_db, lead.lead_id)
+    assert len(history) == len(STEPS)
+
+    newest = max(e.occurred_at for e in history)
+    rule_score = score_lead(MODEL, email=email, traits=dict(lead.traits), events=history, at=newest)
+    features = lead_features(
+        MODEL, traits=dict(lead.traits), events=history, at=newest, rule_score=rule_score
+    )
+    [expected] = predictor.likelihoods([features], top=LearningConfig().likelihood.top_factors)
+    announced = await scored_events(scoring_db, lead.lead_id)
+    assert announced[-1]["data"]["likelihood"] == expected.model_dump(mode="json")
+
+
+async def test_feature_states_are_kept_while_a_model_is_active_and_built_once_when_missing(
+    scoring_db,  # type: ignore[no-untyped-def]
+    predictor: Predictor,
+) -> None:
+    email = f"{uuid.uuid4().hex[:10]}@northwind.example"
+    now = utcnow()
+    items = events_for(email, now)
+    learned = LearnedScoring(MODEL, LearningConfig())
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[:1], learned))
+    lead = await lead_of(scoring_db, email)
+    assert (await stored_row(scoring_db, lead.lead_id)).features is None  # no model: none kept
+
+    learned.predictor = predictor  # activated: built from the history once, then folded
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[1:2], learned))
+    assert await holds_the_history(scoring_db, lead.lead_id)
+    table = score_state_store.lead_score_states
+    async with scoring_db.begin() as conn:  # as if folded under other engagement rules
+        await conn.execute(update(table).where(table.c.lead_id == lead.lead_id).values(features_key="other"))
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[2:4], learned))
+    assert await holds_the_history(scoring_db, lead.lead_id)
+
+    # The decay loop folds no events: it re-saves the score state and leaves the features be.
+    built = (await stored_row(scoring_db, lead.lead_id)).features
+    assert await in_one_transaction(
+        scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=now + timedelta(days=400), limit=10_000)
+    )
+    assert (await stored_row(scoring_db, lead.lead_id)).features == built
+
+    learned.predictor = None  # deactivated: the next events drop the state they leave behind
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[4:], learned))
+    assert (await stored_row(scoring_db, lead.lead_id)).features is None
