@@ -98,14 +98,7 @@ async def roll_up_accounts(
     member_rows = []
     for m in members:
         new_account = m.match.account_id if m.match else None
-        if new_account is not None:
-            r = m.rescored
-            m.new_state = account_score.member_state(config, r.result, r.traits, r.at)
-        if (
-            m.old_account == new_account
-            and m.stored_digest == m.facts.digest()
-            and account_score.same_share(m.old_state, m.new_state)
-        ):
+        if _unchanged_share(config, m):
             m.new_state = m.old_state  # most events move nothing: no write, no account rescored
             continue
         if m.old_account is not None and m.old_account != new_account:
@@ -127,6 +120,20 @@ async def roll_up_accounts(
         uow, model, rows, {a: aggregates[a] for a in moved}, _last_lead(members, departed)
     )
     return await _with_account_context(uow, model, members, rows, scores)
+
+
+def _unchanged_share(config: AccountModel, m: _Member) -> bool:
+    """Sets the member's share under the model (none without an account); whether its stored
+    row already says all of it (same account, same facts, same share): nothing to write."""
+    new_account = m.match.account_id if m.match else None
+    if new_account is not None:
+        r = m.rescored
+        m.new_state = account_score.member_state(config, r.result, r.traits, r.at)
+    return (
+        m.old_account == new_account
+        and m.stored_digest == m.facts.digest()
+        and account_score.same_share(m.old_state, m.new_state)
+    )
 
 
 def _last_lead(members: Sequence[_Member], departed: Sequence[Departure]) -> dict[str, tuple[str, datetime]]:
@@ -404,16 +411,9 @@ async def refresh_members(uow: UnitOfWork, model: ScoringModel, evaluated: list[
     config = model.account
     rows = []
     for m in await _match(uow, config, evaluated):
-        new_account = m.match.account_id if m.match else None
-        if new_account is not None:
-            r = m.rescored
-            m.new_state = account_score.member_state(config, r.result, r.traits, r.at)
-        if (
-            m.old_account == new_account
-            and m.stored_digest == m.facts.digest()
-            and account_score.same_share(m.old_state, m.new_state)
-        ):
+        if _unchanged_share(config, m):
             continue
+        new_account = m.match.account_id if m.match else None
         if m.old_account != new_account and m.stored_digest is not None:
             _announce_change(uow, m)
         rows.append(_member_row(m))
