@@ -3,24 +3,49 @@ breach fires, the handoff keeps both on record, and feedback counts and alerts b
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import yaml
 from sqlalchemy import select
 
 from services.feedback import store as feedback_store
 from services.handoff import store as handoff_store
 from services.handoff.timers import fire_due_timers
 from shared.settings import Settings
+from tests.conftest import ROOT
 from tests.integration.test_handoff_timers import mql
 from tests.integration.test_pipeline_services import publish
 from tests.support import ADMIN, eventually, running, tap
 
+# Wall-clock hours. The test lets the first deadline pass by firing the timers as if it had, but
+# reopens in real time, before it: on a calendar, out of hours, both deadlines would then be the
+# same next opening, which real time cannot give (a reopen after a breach comes after its deadline).
+WALL_CLOCK_POLICY = {
+    "name": "standard",
+    "decide_within_hours": 8,
+    "qualify_within_hours": 8,
+    "warn_at": 0.75,
+    "on_breach": {"alert": True},
+}
 
-async def test_a_reopened_handoff_that_misses_its_new_deadline_breaches_again(settings: Settings) -> None:
+
+def wall_clock_sla(settings: Settings, folder: Path) -> Settings:
+    shutil.copytree(ROOT / "config", folder)
+    config = yaml.safe_load((ROOT / "config" / "sla.yaml").read_text())  # keeps the teams' calendars
+    (folder / "sla.yaml").write_text(yaml.safe_dump({**config, "policies": [WALL_CLOCK_POLICY]}))
+    return settings.model_copy(update={"config_dir": folder})
+
+
+async def test_a_reopened_handoff_that_misses_its_new_deadline_breaches_again(
+    settings: Settings, tmp_path: Path
+) -> None:
     lead_id = f"lead-{uuid.uuid4().hex[:8]}"
+    on_wall_clock = wall_clock_sla(settings, tmp_path / "config")
     async with (
-        running("handoff", settings) as handoff,
+        running("handoff", on_wall_clock) as handoff,
         running("feedback", settings) as feedback,
         tap(settings, settings.topic_prefix + "lead.lifecycle") as lifecycle,
     ):
