@@ -356,6 +356,9 @@ class AccountModel(_Schema):
     buying_group: BuyingGroup = BuyingGroup()
     mqa: MqaRule
     lead_mql_at_mqa: LeadAtMqa | None = None
+    # `account.scored` goes out when the grade, MQA or engaged people change, or the score
+    # enters another band of this many points (1: on every change of the score).
+    announce_score_band: Annotated[StrictInt, Field(ge=1)] = 5
 
 
 class ScoringModel(_Schema):

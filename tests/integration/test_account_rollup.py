@@ -134,6 +134,32 @@ async def test_a_visitor_merged_into_a_known_lead_takes_its_share_out_of_the_acc
     assert "account.buying_group.people" not in explained  # one engaged person, not two
 
 
+async def test_an_account_is_announced_when_its_standing_moves_not_on_every_point(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    kim = f"kim@acme-{uuid.uuid4().hex[:8]}.com"
+
+    async def announced(*events: LeadEventAccepted) -> list[tuple[int, int]]:
+        emitted = await consume(engine, settings, SHIPPED, *events)
+        scored = [
+            AccountScored.model_validate(e.envelope.data)
+            for e in emitted
+            if e.envelope.type == EventType.ACCOUNT_SCORED
+        ]
+        return [(s.score, s.engaged_people) for s in scored]
+
+    # A download makes kim an engaged member worth 10 points: news.
+    assert await announced(lead_event("content_download", 0, email=kim, **ANALYST)) == [(10, 1)]
+    acme = await account_of(engine, kim)
+    # Two page views move the account by a point each, within the band of 10-14: stored, not
+    # announced again.
+    assert await announced(lead_event("page_view", 1, email=kim, **ANALYST)) == []
+    assert await announced(lead_event("page_view", 2, email=kim, **ANALYST)) == []
+    assert (await account(engine, acme))["score"] == 12
+    # A webinar takes it to 27: another band, announced.
+    assert await announced(lead_event("webinar_attended", 3, email=kim, **ANALYST)) == [(27, 1)]
+
+
 def changed_model() -> ScoringModel:
     """The shipped model with each person's share capped at 5 points (below the 10 that makes a
     member engaged) and no points for a strategic tier: no account can be an MQA, a strategic

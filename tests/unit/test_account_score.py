@@ -3,27 +3,32 @@ and the lead MQL rule at an MQA account."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.scoring.accounts.account_score import (
+    AccountScore,
     Aggregate,
     Firmographics,
     MemberState,
+    Standing,
     apply_change,
     member_state,
     same_share,
     score_account,
     seniority_of,
+    worth_announcing,
 )
 from services.scoring.accounts.imports import ImportProblem, parse_export
 from services.scoring.config_files import load_model, parse_model
 from services.scoring.domain import Contribution, LeadScore
 from services.scoring.lifecycle import mqa_contribution, qualifies_at_mqa_account
-from services.scoring.model import ModelError
+from services.scoring.model import AccountModel, ModelError
 
 MODEL = load_model(Path(__file__).resolve().parents[2] / "config" / "scoring-model.yaml")
 ACCOUNT = MODEL.account
@@ -194,6 +199,25 @@ def test_a_member_whose_share_did_not_move_moves_nothing() -> None:
     assert not same_share(member(30, department="it"), member(31, later, department="it"))
     assert not same_share(member(30, department="it"), member(30, later, department="ops"))
     assert not same_share(None, member(30)) and same_share(None, None)
+
+
+def test_an_account_is_announced_when_its_standing_moves_not_for_every_point() -> None:
+    assert ACCOUNT is not None
+
+    def announced(before: Standing, score: int, account: AccountModel = ACCOUNT, **changed: Any) -> bool:
+        after = AccountScore(score, 45, "A", before.engaged_people, before.mqa, ())
+        return worth_announcing(account, before, dataclasses.replace(after, **changed))
+
+    assert ACCOUNT.announce_score_band == 5
+    stored = Standing(score=11, grade="A", engaged_people=2, mqa=False)
+    assert not announced(stored, 11)  # nothing moved
+    assert not announced(stored, 14)  # a few points within the band of 10-14
+    assert announced(stored, 15) and announced(stored, 9)  # the next band, either way
+    assert announced(stored, 12, grade="B")
+    assert announced(stored, 12, engaged_people=3)
+    assert announced(stored, 12, mqa=True)
+    every_point = ACCOUNT.model_copy(update={"announce_score_band": 1})
+    assert announced(stored, 12, every_point) and not announced(stored, 11, every_point)
 
 
 def test_the_model_file_refuses_an_account_section_it_cannot_apply_naming_the_line() -> None:

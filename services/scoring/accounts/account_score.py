@@ -67,6 +67,16 @@ class Firmographics:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """An account's score, grade, engaged people and MQA as its row stores them."""
+
+    score: int
+    grade: str
+    engaged_people: int
+    mqa: bool
+
+
+@dataclass(frozen=True)
 class AccountScore:
     score: int
     fit_points: int
@@ -174,6 +184,20 @@ def score_account(account: AccountModel, firmographics: Firmographics, aggregate
     mqa = account.mqa.is_met(score=score, grade=grade, engaged_people=aggregate.engaged_people)
     explanation = tuple(sorted((*fit, *behaviour), key=lambda c: (-abs(c.points), c.rule)))
     return AccountScore(score, fit_points, grade, aggregate.engaged_people, mqa, explanation)
+
+
+def worth_announcing(account: AccountModel, before: Standing, after: AccountScore) -> bool:
+    """Whether an account's new score is news for the bus (`account.scored`): its grade, MQA or
+    engaged people changed, or its score entered another band of `announce_score_band` points.
+    A member's page view moves the score by a point or two; announcing each of those would put
+    an event per account on the bus for every batch its people are active in, and tell
+    consumers nothing the next band will not. The stored row always has the exact score."""
+    band = account.announce_score_band
+    return (after.grade, after.mqa, after.engaged_people) != (
+        before.grade,
+        before.mqa,
+        before.engaged_people,
+    ) or after.score // band != before.score // band
 
 
 def _decayed(value: float, since: datetime | None, at: datetime | None, half_life: float | None) -> float:

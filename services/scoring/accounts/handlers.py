@@ -244,7 +244,8 @@ async def _rescore_accounts(
                 account_id, aggregate, scored, model.version, row.mqa_at or (at if newly_mqa else None)
             )
         )
-        if (scored.score, scored.grade, scored.mqa) != (row.score, row.grade, row.mqa):
+        before = account_score.Standing(row.score, row.grade, row.engaged_people, row.mqa)
+        if account_score.worth_announcing(model.account, before, scored):
             uow.emit(
                 _scored_event(AccountScored, account_id, scored, model.version),
                 lead_id=lead_id,
