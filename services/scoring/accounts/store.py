@@ -134,30 +134,43 @@ def member_state_of(row: Row[Any]) -> MemberState | None:
     return MemberState(row.engagement, row.as_of, row.engaged, row.department, row.seniority)
 
 
-# The members' and the accounts' rows are written through `unnest` of one array per column:
-# one statement of fixed text whatever the number of rows, so it is parsed, planned and
-# prepared once per connection, and Postgres runs it once per batch rather than once per row.
-# (A multi-row VALUES statement's text changes with the row count: compiled and prepared anew
-# each batch, several times slower. An executemany sends and executes one statement per row.)
-# JSONB values go as JSON text encoded once with orjson, cast in SQL.
+# The members' and the accounts' rows are written with one statement each of fixed text, the
+# rows sent as ONE parameter: a JSON array encoded with orjson (datetimes as RFC 3339 text) and
+# read back as typed rows by `jsonb_to_recordset`. The text stays the same whatever the number
+# of rows, so it is parsed, planned and prepared once per connection, and Postgres runs it once
+# per batch rather than once per row. (A multi-row VALUES statement's text changes with the row
+# count: prepared anew each batch. An executemany sends and executes one statement per row. An
+# `unnest` of one array per column had the driver check and encode every element of every
+# array on its own, a measurable share of the roll-up's CPU; one JSON text is one string.)
 MEMBER_COLUMNS = (
     ("lead_id", "text"), ("account_id", "text"), ("matched_by", "text"), ("confidence", "float8"),
     ("evidence", "text"), ("facts_digest", "text"), ("engagement", "float8"), ("as_of", "timestamptz"),
     ("engaged", "boolean"), ("department", "text"), ("seniority", "text"),
 )  # fmt: skip
+
+
+def _recordset(columns: Sequence[tuple[str, str]]) -> str:
+    """`jsonb_to_recordset` of the `:rows` parameter, typed by the columns' (name, type)."""
+    return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS v({', '.join(f'{n} {t}' for n, t in columns)})"
+
+
 SAVE_MEMBERS = text(
     f"INSERT INTO {SCHEMA}.account_members ({', '.join(n for n, _ in MEMBER_COLUMNS)}, updated_at) "
-    f"SELECT *, now() FROM unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in MEMBER_COLUMNS)}) "
+    f"SELECT {', '.join(n for n, _ in MEMBER_COLUMNS)}, now() FROM {_recordset(MEMBER_COLUMNS)} "
     "ON CONFLICT (lead_id) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n, _ in MEMBER_COLUMNS if n != "lead_id")
     + ", updated_at = now()"
 )
 
 
+def _rows_json(rows: Sequence[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
+
+
 async def save_members(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Upsert the members' rows (dicts of `MEMBER_COLUMNS`) in one statement."""
     if rows:
-        await conn.execute(SAVE_MEMBERS, {name: [r[name] for r in rows] for name, _ in MEMBER_COLUMNS})
+        await conn.execute(SAVE_MEMBERS, {"rows": _rows_json(rows)})
 
 
 async def create_auto_accounts(conn: AsyncConnection, found: dict[str, str]) -> None:
@@ -231,29 +244,19 @@ ROLLUP_COLUMNS = (
     ("fit_points", "int4"), ("grade", "text"), ("mqa", "boolean"), ("mqa_at", "timestamptz"),
     ("explanation", "jsonb"), ("model_version", "text"),
 )  # fmt: skip
-JSONB_COLUMNS = frozenset(name for name, kind in ROLLUP_COLUMNS if kind == "jsonb")
 SAVE_ROLLUPS = text(
     f"UPDATE {SCHEMA}.accounts AS a SET "
     + ", ".join(f"{n} = v.{n}" for n, _ in ROLLUP_COLUMNS)
-    + ", updated_at = now() FROM unnest(CAST(:account_id AS text[]), "
-    + ", ".join(
-        f"CAST(CAST(:{n} AS text[]) AS jsonb[])" if t == "jsonb" else f"CAST(:{n} AS {t}[])"
-        for n, t in ROLLUP_COLUMNS
-    )
-    + f") AS v(account_id, {', '.join(n for n, _ in ROLLUP_COLUMNS)}) WHERE a.account_id = v.account_id"
+    + f", updated_at = now() FROM {_recordset((('account_id', 'text'), *ROLLUP_COLUMNS))} "
+    "WHERE a.account_id = v.account_id"
 )
 
 
 async def save_rollups(conn: AsyncConnection, changes: list[dict[str, Any]]) -> None:
     """Each account's new aggregate and score (dicts of `ROLLUP_COLUMNS` plus account_id), in one
     statement (see `SAVE_MEMBERS`)."""
-    if not changes:
-        return
-    params: dict[str, list[Any]] = {"account_id": [c["account_id"] for c in changes]}
-    for name, _ in ROLLUP_COLUMNS:
-        values = [c[name] for c in changes]
-        params[name] = [orjson.dumps(v).decode() for v in values] if name in JSONB_COLUMNS else values
-    await conn.execute(SAVE_ROLLUPS, params)
+    if changes:
+        await conn.execute(SAVE_ROLLUPS, {"rows": _rows_json(changes)})
 
 
 async def nurture_members(
