@@ -32,6 +32,8 @@ SENIORITIES = (  # first match wins; titles themselves are never stored
     ("director", r"\bdirector\b|\bhead of\b"),
     ("manager", r"\bmanager\b|\bteam lead\b|\blead\b"),
 )
+# Compiled once: `seniority_of` runs for every member on every batch.
+_SENIORITY_PATTERNS = tuple((name, re.compile(pattern, re.IGNORECASE)) for name, pattern in SENIORITIES)
 SECONDS_PER_DAY = 86_400
 
 
@@ -89,8 +91,8 @@ class AccountScore:
 def seniority_of(title: Any) -> str | None:
     if not isinstance(title, str):
         return None
-    for name, pattern in SENIORITIES:
-        if re.search(pattern, title, re.IGNORECASE):
+    for name, pattern in _SENIORITY_PATTERNS:
+        if pattern.search(title):
             return name
     return "individual"
 
