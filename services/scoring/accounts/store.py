@@ -32,15 +32,36 @@ def auto_account_id(domain: str) -> str:
     return f"auto-{uuid.uuid5(AUTO_NAMESPACE, domain)}"
 
 
-def _any(values: Sequence[str]) -> Any:
-    """`= ANY(one array)` rather than `IN (one placeholder per value)`: the statement's text stays
-    the same whatever the batch's number of values, so it is prepared once per connection
-    rather than parsed and planned again for each new count (the roll-up's statements run
-    every batch)."""
-    return any_(bindparam(None, list(values), type_=ARRAY(Text)))
+def _any_of(name: str) -> Any:
+    """`= ANY(:name)`, one array of text, rather than `IN (one placeholder per value)`: the
+    statement's text stays the same whatever the batch's number of values, so it is prepared
+    once per connection rather than parsed and planned again for each new count. The roll-up's
+    statements, which run every batch, are built once at import with it: building a select and
+    its cache key again on every batch cost the Python side more than running it."""
+    return any_(bindparam(name, type_=ARRAY(Text)))
 
 
 # --- matching --------------------------------------------------------------------------------
+
+
+_CANDIDATE_COLUMNS = (
+    accounts.c.account_id,
+    accounts.c.name_normalized,
+    accounts.c.domains,
+    accounts.c.country,
+    accounts.c.tier,
+    accounts.c.engaged_people,
+    accounts.c.created_at,
+    accounts.c.external_id,
+)
+_BY_DOMAIN = (
+    select(*_CANDIDATE_COLUMNS)
+    .join(account_domains, account_domains.c.account_id == accounts.c.account_id)
+    .where(account_domains.c.domain == _any_of("values"))
+)
+_BY_NAME = select(*_CANDIDATE_COLUMNS).where(accounts.c.name_normalized == _any_of("values"))
+_BY_BLOCK = select(*_CANDIDATE_COLUMNS).where(accounts.c.name_block == _any_of("values"))
+_BY_EXTERNAL_ID = select(*_CANDIDATE_COLUMNS).where(accounts.c.external_id == _any_of("values"))
 
 
 async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> list[AccountCandidate]:
@@ -56,34 +77,22 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
         names.update([k.name] if k.name else [])
         blocks.update([k.block] if k.block else [])
         groups.update([k.group_id] if k.group_id else [])
-    columns = (
-        accounts.c.account_id,
-        accounts.c.name_normalized,
-        accounts.c.domains,
-        accounts.c.country,
-        accounts.c.tier,
-        accounts.c.engaged_people,
-        accounts.c.created_at,
-        accounts.c.external_id,
-    )
     # One indexed select per kind of key: an OR of the three would scan the table.
-    selects = []
-    if domains:
-        by_domain = select(*columns).join(
-            account_domains, account_domains.c.account_id == accounts.c.account_id
+    selects = [
+        (statement, {"values": sorted(values)})
+        for statement, values in (
+            (_BY_DOMAIN, domains),
+            (_BY_NAME, names),
+            (_BY_BLOCK, blocks),
+            (_BY_EXTERNAL_ID, groups),  # a Tracking API group's id (unique, indexed)
         )
-        selects.append(by_domain.where(account_domains.c.domain == _any(sorted(domains))))
-    if names:
-        selects.append(select(*columns).where(accounts.c.name_normalized == _any(sorted(names))))
-    if blocks:
-        selects.append(select(*columns).where(accounts.c.name_block == _any(sorted(blocks))))
-    if groups:  # a Tracking API group's id, as the account's external id (unique, indexed)
-        selects.append(select(*columns).where(accounts.c.external_id == _any(sorted(groups))))
+        if values
+    ]
     if not selects:
         return []
     found: dict[str, AccountCandidate] = {}
-    for part in selects:  # separate statements: a UNION would have to compare the JSONB domains
-        for r in await conn.execute(part):
+    for statement, values in selects:  # separate: a UNION would have to compare the JSONB domains
+        for r in await conn.execute(statement, values):
             found[r.account_id] = AccountCandidate(
                 r.account_id,
                 r.name_normalized or "",
@@ -97,9 +106,11 @@ async def candidates(conn: AsyncConnection, keys: Iterable[CandidateKeys]) -> li
     return list(found.values())
 
 
+_MEMBERS_OF = select(account_members).where(account_members.c.lead_id == _any_of("lead_ids"))
+
+
 async def members_of(conn: AsyncConnection, lead_ids: Sequence[str]) -> dict[str, Row[Any]]:
-    query = select(account_members).where(account_members.c.lead_id == _any(lead_ids))
-    return {row.lead_id: row for row in await conn.execute(query)}
+    return {row.lead_id: row for row in await conn.execute(_MEMBERS_OF, {"lead_ids": list(lead_ids)})}
 
 
 async def member_shares(
@@ -213,18 +224,20 @@ ROLL_UP_COLUMNS = tuple(
 )  # fmt: skip
 
 
+_FOR_UPDATE = (
+    select(*ROLL_UP_COLUMNS)
+    .where(accounts.c.account_id == _any_of("ids"))
+    .order_by(accounts.c.account_id)
+    .with_for_update()
+)
+
+
 async def accounts_for_update(conn: AsyncConnection, account_ids: Iterable[str]) -> dict[str, Row[Any]]:
     """The accounts (`ROLL_UP_COLUMNS`), locked in id order (so two instances never deadlock on them)."""
     ids = sorted(set(account_ids))
     if not ids:
         return {}
-    query = (
-        select(*ROLL_UP_COLUMNS)
-        .where(accounts.c.account_id == _any(ids))
-        .order_by(accounts.c.account_id)
-        .with_for_update()
-    )
-    return {row.account_id: row for row in await conn.execute(query)}
+    return {row.account_id: row for row in await conn.execute(_FOR_UPDATE, {"ids": ids})}
 
 
 def aggregate_of(row: Row[Any]) -> Aggregate:
