@@ -240,8 +240,9 @@ class LeadAccountChanged(EventData):
 
 
 class AccountScored(EventData):
-    """An account's score or grade changed (keyed by account id; envelope `lead_id` is the lead whose
-    change moved it)."""
+    """An account's standing moved: its grade, MQA or engaged people changed, or its score entered
+    another band of the model's `account.announce_score_band` points (keyed by account id;
+    envelope `lead_id` is the lead whose change moved it)."""
 
     event_type: ClassVar[EventType] = EventType.ACCOUNT_SCORED
     topic: ClassVar[str] = LEAD_LIFECYCLE
