@@ -226,9 +226,10 @@ async def _rescore(
     departed: list[Departure] | None,
 ) -> None:
     scorer, folder = state_scorer(model), feature_folder(model)
-    # Feature states are kept while a predictive model is active (only it reads them); without,
-    # the stored ones are dropped as they fall behind, and rebuilt once when a model is active.
-    featured = learned is not None and learned.predictor is not None
+    # Feature states are kept while a predictive model is active (only it reads them) or being
+    # put in force; without, the stored ones are dropped as they fall behind, and the recently
+    # active leads' are built again before a model is put in force (`feature_warmup`).
+    featured = learned is not None and learned.keeps_features
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     stored = await score_state_store.states_and_features(

@@ -1,6 +1,6 @@
 """scoring's figures for `/metrics` (the platform's are in shared/metrics.py)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MQLS = Counter(
     "leadflow_mqls_total", "MQLs emitted (lead.mql_reached), counted as their transaction commits", ["grade"]
@@ -44,4 +44,18 @@ FEATURE_STATES_BUILT = Counter(
 FEATURE_STATE_BUILD_SECONDS = Counter(
     "leadflow_feature_state_build_seconds_total",
     "Seconds spent building feature states from histories (the histories' read included)",
+)
+
+FEATURE_STATES_WARMED = Counter(
+    "leadflow_feature_states_warmed_total",
+    "Feature states of recently active leads built when a predictive model became active, before it "
+    "was put in force (feature_warmup)",
+)
+
+FEATURE_WARMUP_SECONDS = Counter(
+    "leadflow_feature_warmup_seconds_total", "Seconds spent warming feature states at model activations"
+)
+
+PREDICTIVE_MODEL_IN_FORCE = Gauge(
+    "leadflow_predictive_model_in_force", "1 while a predictive model is in force in this instance, else 0"
 )

@@ -81,6 +81,34 @@ def test_an_active_model_adds_its_likelihood_to_the_score_and_the_mql(predictor:
     assert mql.exploration is False and rescored.likelihood.model_version == predictor.version  # type: ignore[attr-defined]
 
 
+def test_an_mql_carries_its_top_factors_and_a_mere_score_change_its_likelihood_alone(
+    predictor: Predictor,
+):
+    browsing = pages("/pricing", "/integrations/crm")
+    qualifying = lifecycle.rescore(MODEL, stored("mql"), TRAITS, demo())
+    moving = lifecycle.rescore(MODEL, stored("moved"), TRAITS, browsing)
+    assert qualifying.qualifies and moving.score_changed and not moving.qualifies
+    states = {
+        "mql": FeatureStateFolder(MODEL).build(demo()),
+        "moved": FeatureStateFolder(MODEL).build(browsing),
+    }
+
+    learned = LearnedScoring(MODEL, LearningConfig())  # factors_on: mql, as config/learning.yaml
+    learned.predictor = predictor
+    mql, moved = learned.apply_all([qualifying, moving], states)
+    assert mql.likelihood is not None and 1 <= len(mql.likelihood.factors) <= 3
+    assert moved.likelihood is not None and moved.likelihood.factors == []
+
+    # Every lead.scored explained too, when asked: the same likelihoods, now with factors.
+    everywhere = LearningConfig(likelihood=LikelihoodSettings(factors_on="every_score"))
+    explaining = LearnedScoring(MODEL, everywhere)
+    explaining.predictor = predictor
+    mql_again, moved_again = explaining.apply_all([qualifying, moving], states)
+    assert mql_again.likelihood == mql.likelihood
+    assert moved_again.likelihood is not None and moved_again.likelihood.value == moved.likelihood.value
+    assert 1 <= len(moved_again.likelihood.factors) <= 3
+
+
 def test_a_batch_judged_in_one_model_call_gets_each_leads_own_likelihood(predictor: Predictor):
     learned = LearnedScoring(MODEL, LearningConfig())
     learned.predictor = predictor
