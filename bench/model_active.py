@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -76,6 +77,9 @@ class LoadRun:
     probe_at: dict[str, float]  # each probe's MQL POST, seconds into the run (by trace id)
     mql_by_trace: dict[str, float]
     timeline: list[Sample]  # scoring's /metrics every SAMPLE_S
+    # Before the run: feature states warmed at the activation, their seconds, and the seconds
+    # from `leadflow model activate` (or the deactivation) to scoring's model in force.
+    warmed: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,9 @@ class Sample:
     hook_batches: float
     builds: float  # feature states built from a stored history
     build_s: float
+    warmed: float = 0.0  # feature states warmed at activations
+    warm_s: float = 0.0
+    in_force: bool = False  # a predictive model in force
 
     def since(self, first: Sample) -> Sample:
         """The counters counted from `first` (the gauge as it is)."""
@@ -137,20 +144,44 @@ async def model_active(work: Path, broker_kind: BrokerKind | Literal["auto"]) ->
         scoring_pid = processes[1].pid
         runs = []
         for active in ALTERNATION:
+            before = _sample(await metrics_text(urls["scoring"], headers), 0.0)
             if active:
                 leadflow(env, "model", "activate", version)
             else:
                 await deactivate(libpq_dsn(settings))
-            await asyncio.sleep(MODEL_POLL_S * 3)  # scoring has seen the change
+            # Scoring has seen the change (after warming the feature states, with a model).
+            in_force_s = await in_force(urls["scoring"], headers, active, within_s=120)
+            after = _sample(await metrics_text(urls["scoring"], headers), 0.0)
+            await asyncio.sleep(MODEL_POLL_S * 2)
             model = version if active else None
             print(f"model_active: {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, model {model} …", flush=True)
-            runs.append(await load_run(settings, urls, headers, scoring_pid, model))
+            run = await load_run(settings, urls, headers, scoring_pid, model)
+            runs.append(
+                dataclasses.replace(
+                    run, warmed=(after.warmed - before.warmed, after.warm_s - before.warm_s, in_force_s)
+                )
+            )
         return ModelActive(broker.description, trained_on, train_s, runs)
     finally:
         for process in processes:
             stop_process(process)
         broker.stop()
         postgres.stop()
+
+
+async def metrics_text(scoring: str, headers: dict[str, str]) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{scoring}/metrics", headers=headers)).text
+
+
+async def in_force(scoring: str, headers: dict[str, str], active: bool, *, within_s: float) -> float:
+    """Seconds until scoring has a model in force (or none), by its /metrics."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < within_s:
+        if _sample(await metrics_text(scoring, headers), 0.0).in_force == active:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"scoring did not {'put the model in force' if active else 'drop the model'}")
 
 
 def leadflow(env: dict[str, str], *args: str) -> None:
@@ -262,6 +293,9 @@ def _sample(text: str, at: float) -> Sample:
         hook_batches=v.get("leadflow_learned_hook_batch_seconds_count", 0.0),
         builds=v.get("leadflow_feature_states_built_total", 0.0),
         build_s=v.get("leadflow_feature_state_build_seconds_total", 0.0),
+        warmed=v.get("leadflow_feature_states_warmed_total", 0.0),
+        warm_s=v.get("leadflow_feature_warmup_seconds_total", 0.0),
+        in_force=v.get("leadflow_predictive_model_in_force", 0.0) == 1.0,
     )
 
 
@@ -272,6 +306,9 @@ _SAMPLED = {
     "leadflow_learned_hook_batch_seconds_sum",
     "leadflow_feature_states_built_total",
     "leadflow_feature_state_build_seconds_total",
+    "leadflow_feature_states_warmed_total",
+    "leadflow_feature_warmup_seconds_total",
+    "leadflow_predictive_model_in_force",
 }
 _SLOW = {"leadflow_rescore_batch_seconds": SLOW_BATCH_S}
 
@@ -416,6 +453,10 @@ def model_active_report(m: ModelActive) -> str:
         row("learned hook: batches, mean wall per batch", _hook),
         row("learned hook wall: early / later seconds", lambda r: _early_late(r, "hook_s")),
         row("feature states built from a stored history (s)", _builds),
+        row(
+            "before the run: feature states warmed (s); activation → in force",
+            lambda r: f"{r.warmed[0]:,.0f} ({r.warmed[1]:.2f} s); {r.warmed[2]:.1f} s",
+        ),
     ]
     return "\n".join(lines)
 
