@@ -20,6 +20,7 @@ from services.scoring.config_files import load_model
 from services.scoring.decay_loop import look_at_decayed
 from services.scoring.domain import LeadEvent, score_lead
 from services.scoring.feature_state import FeatureState, FeatureStateFolder, features_at
+from services.scoring.feature_warmup import warm_feature_states
 from services.scoring.features import lead_features
 from services.scoring.handlers import record_events
 from services.scoring.learned_scoring import LearnedScoring
@@ -226,3 +227,25 @@ async def first_look(learned: LearnedScoring, engine) -> None:  # type: ignore[n
     finally:
         stop.set()
         await loop
+
+
+async def test_warming_goes_a_chunk_at_a_time_and_leaves_a_lead_a_batch_holds_to_that_batch(
+    scoring_db,  # type: ignore[no-untyped-def]
+) -> None:
+    now = utcnow()
+    learned = LearnedScoring(MODEL, LearningConfig())
+    emails = [f"{uuid.uuid4().hex[:10]}@northwind.example" for _ in range(5)]
+    for email in emails:
+        items = events_for(email, now)
+        await in_one_transaction(
+            scoring_db, lambda uow, items=items: record_events(uow, MODEL, items[:2], learned)
+        )
+    lead_ids = [(await lead_of(scoring_db, email)).lead_id for email in emails]
+    table = score_state_store.lead_score_states
+    async with scoring_db.connect() as holder:  # a consumer batch in flight holds one lead's row
+        held = await holder.begin()
+        await holder.execute(select(table.c.lead_id).where(table.c.lead_id == lead_ids[2]).with_for_update())
+        warmed = await warm_feature_states(scoring_db, MODEL, now=utcnow(), chunk=2)
+        await held.rollback()
+    assert warmed.leads == 4
+    assert [await holds_the_history(scoring_db, i) for i in lead_ids] == [True, True, False, True, True]
