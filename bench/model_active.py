@@ -73,6 +73,7 @@ class LoadRun:
     hook_s: float  # the learned hook's seconds in scoring (history read, features, likelihood)
     hook_leads: int  # rescores it judged
     with_likelihood: int  # probes whose lead.mql_reached carried a likelihood
+    with_factors: int  # ... and its top factors
     load_avg: tuple[float, float]  # 1-minute load average at the run's start and end
     probe_at: dict[str, float]  # each probe's MQL POST, seconds into the run (by trace id)
     mql_by_trace: dict[str, float]
@@ -254,6 +255,7 @@ async def load_run(
         hook_s=hook_end[0] - hook_start[0],
         hook_leads=round(hook_end[1] - hook_start[1]),
         with_likelihood=watcher.with_likelihood,
+        with_factors=watcher.with_factors,
         load_avg=(load_avg_start, os.getloadavg()[0]),
         probe_at={trace: at - started for trace, at in watcher.sent_at.items()},
         mql_by_trace=dict(watcher.mql_ms),
@@ -342,6 +344,7 @@ class LifecycleWatcher:
         self.mql_ms: dict[str, float] = {}
         self.handoff_ms: dict[str, float] = {}
         self.with_likelihood = 0
+        self.with_factors = 0  # of those, the ones with their top factors
         self.expected: int | None = None
         self.all_seen = asyncio.Event()
         self.task = asyncio.create_task(self._watch())
@@ -369,7 +372,9 @@ class LifecycleWatcher:
                         continue
                     if envelope.type == MqlReached.event_type:
                         self.mql_ms.setdefault(envelope.trace_id or "", (now - sent) * 1000)
-                        self.with_likelihood += envelope.data.get("likelihood") is not None
+                        likelihood = envelope.data.get("likelihood")
+                        self.with_likelihood += likelihood is not None
+                        self.with_factors += bool(likelihood and likelihood.get("factors"))
                     elif envelope.type == HandoffCreated.event_type:
                         self.handoff_ms.setdefault(envelope.trace_id or "", (now - sent) * 1000)
                 self._check()
@@ -430,7 +435,10 @@ def model_active_report(m: ModelActive) -> str:
         row("probe POST → `lead.mql_reached` p50 / p99", lambda r: quantiles(r.mql_ms)),
         row("probe POST → `handoff.created` p50 / p99", lambda r: quantiles(r.handoff_ms)),
         row("probes seen (MQL / handoff)", lambda r: f"{len(r.mql_ms)} / {len(r.handoff_ms)}"),
-        row("probe MQLs carrying a likelihood", lambda r: str(r.with_likelihood)),
+        row(
+            "probe MQLs carrying a likelihood (with top factors)",
+            lambda r: f"{r.with_likelihood} ({r.with_factors})",
+        ),
         row("scoring CPU per event", lambda r: f"{r.scoring_cpu_s / r.events * 1e6:,.0f} µs"),
         row(
             "learned hook per event / per judged rescore (wall)",
