@@ -1,6 +1,6 @@
 """The hook that puts what scoring learned into each rescore: the active model's likelihood
-on every score change (with its top factors on an MQL, or on every one with
-`likelihood.factors_on: every_score`), the MQL rule joined with it, and the exploration
+with its top factors on every score change (or only on an MQL's, with
+`likelihood.factors_on: mql`), the MQL rule joined with it, and the exploration
 handoffs of near misses.
 
 The active model is read from Postgres at start and every `poll_s` seconds after, so
