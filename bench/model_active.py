@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -53,6 +54,9 @@ LOAD_LEADS = 2_000  # the pool of leads the load's page views belong to
 PROBE_RATE = 4.0  # probe journeys per second
 HISTORY_EVENTS = 40_000  # the generated history trained on: about 5,000 leads, a few seconds
 MODEL_POLL_S = 1.0  # how soon scoring sees the activated model
+SAMPLE_S = 0.25  # how often the run reads scoring's /metrics
+SLOW_BATCH_S = 0.25  # a histogram bucket edge of leadflow_rescore_batch_seconds
+EARLY_S = 5.0  # "right after the run starts": the first seconds, when the pool's leads are new
 # Without and with the model, twice, alternated: the stack fills and the shared machine's
 # load moves as the runs go, so one pair in one order would mix those in.
 ALTERNATION = (False, True, False, True)
@@ -69,7 +73,43 @@ class LoadRun:
     hook_s: float  # the learned hook's seconds in scoring (history read, features, likelihood)
     hook_leads: int  # rescores it judged
     with_likelihood: int  # probes whose lead.mql_reached carried a likelihood
+    with_factors: int  # ... and its top factors
     load_avg: tuple[float, float]  # 1-minute load average at the run's start and end
+    probe_at: dict[str, float]  # each probe's MQL POST, seconds into the run (by trace id)
+    mql_by_trace: dict[str, float]
+    timeline: list[Sample]  # scoring's /metrics every SAMPLE_S
+    # Before the run: feature states warmed at the activation, their seconds, and the seconds
+    # from `leadflow model activate` (or the deactivation) to scoring's model in force.
+    warmed: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Scoring's counters at `at` seconds into the run."""
+
+    at: float
+    lag: float  # scoring's consumer lag, all partitions
+    batches: float  # rescore batches so far
+    batch_s: float  # their wall seconds
+    slow_batches: float  # of those, the ones over SLOW_BATCH_S
+    hook_s: float
+    hook_batches: float
+    builds: float  # feature states built from a stored history
+    build_s: float
+    warmed: float = 0.0  # feature states warmed at activations
+    warm_s: float = 0.0
+    in_force: bool = False  # a predictive model in force
+
+    def since(self, first: Sample) -> Sample:
+        """The counters counted from `first` (the gauge as it is)."""
+        return Sample(
+            self.at,
+            self.lag,
+            *(getattr(self, f) - getattr(first, f) for f in _COUNTED),
+        )
+
+
+_COUNTED = ("batches", "batch_s", "slow_batches", "hook_s", "hook_batches", "builds", "build_s")
 
 
 @dataclass
@@ -105,20 +145,44 @@ async def model_active(work: Path, broker_kind: BrokerKind | Literal["auto"]) ->
         scoring_pid = processes[1].pid
         runs = []
         for active in ALTERNATION:
+            before = _sample(await metrics_text(urls["scoring"], headers), 0.0)
             if active:
                 leadflow(env, "model", "activate", version)
             else:
                 await deactivate(libpq_dsn(settings))
-            await asyncio.sleep(MODEL_POLL_S * 3)  # scoring has seen the change
+            # Scoring has seen the change (after warming the feature states, with a model).
+            in_force_s = await in_force(urls["scoring"], headers, active, within_s=120)
+            after = _sample(await metrics_text(urls["scoring"], headers), 0.0)
+            await asyncio.sleep(MODEL_POLL_S * 2)
             model = version if active else None
             print(f"model_active: {LOAD_RATE:,} events/s for {LOAD_SECONDS} s, model {model} …", flush=True)
-            runs.append(await load_run(settings, urls, headers, scoring_pid, model))
+            run = await load_run(settings, urls, headers, scoring_pid, model)
+            runs.append(
+                dataclasses.replace(
+                    run, warmed=(after.warmed - before.warmed, after.warm_s - before.warm_s, in_force_s)
+                )
+            )
         return ModelActive(broker.description, trained_on, train_s, runs)
     finally:
         for process in processes:
             stop_process(process)
         broker.stop()
         postgres.stop()
+
+
+async def metrics_text(scoring: str, headers: dict[str, str]) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{scoring}/metrics", headers=headers)).text
+
+
+async def in_force(scoring: str, headers: dict[str, str], active: bool, *, within_s: float) -> float:
+    """Seconds until scoring has a model in force (or none), by its /metrics."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < within_s:
+        if _sample(await metrics_text(scoring, headers), 0.0).in_force == active:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"scoring did not {'put the model in force' if active else 'drop the model'}")
 
 
 def leadflow(env: dict[str, str], *args: str) -> None:
@@ -168,6 +232,9 @@ async def load_run(
     watcher = await LifecycleWatcher.start(settings)
     load_avg_start = os.getloadavg()[0]
     cpu_start, hook_start = cpu_seconds(scoring_pid), await hook_counters(urls["scoring"], headers)
+    started = time.perf_counter()
+    timeline: list[Sample] = []
+    sampler = asyncio.create_task(sample(urls["scoring"], headers, started, timeline))
     try:
         load = asyncio.create_task(
             fixed_rate(urls["intake"], bodies, rate=LOAD_RATE / LOAD_BATCH, headers=headers)
@@ -176,6 +243,7 @@ async def load_run(
         await load
         await watcher.wait(probes, within_s=60)
     finally:
+        sampler.cancel()
         await watcher.stop()
     cpu_end, hook_end = cpu_seconds(scoring_pid), await hook_counters(urls["scoring"], headers)
     return LoadRun(
@@ -187,8 +255,64 @@ async def load_run(
         hook_s=hook_end[0] - hook_start[0],
         hook_leads=round(hook_end[1] - hook_start[1]),
         with_likelihood=watcher.with_likelihood,
+        with_factors=watcher.with_factors,
         load_avg=(load_avg_start, os.getloadavg()[0]),
+        probe_at={trace: at - started for trace, at in watcher.sent_at.items()},
+        mql_by_trace=dict(watcher.mql_ms),
+        timeline=[s.since(timeline[0]) for s in timeline] if timeline else [],
     )
+
+
+async def sample(scoring: str, headers: dict[str, str], started: float, into: list[Sample]) -> None:
+    """Scoring's counters every SAMPLE_S, until cancelled."""
+    async with httpx.AsyncClient() as client:
+        while True:
+            text = (await client.get(f"{scoring}/metrics", headers=headers)).text
+            into.append(_sample(text, time.perf_counter() - started))
+            await asyncio.sleep(SAMPLE_S)
+
+
+def _sample(text: str, at: float) -> Sample:
+    v: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if family.name == "leadflow_consumer_lag" and s.labels.get("group", "").endswith("scoring"):
+                v["lag"] = v.get("lag", 0.0) + s.value
+            elif s.name in _SAMPLED or (s.name.endswith("_bucket") and family.name in _SLOW):
+                if s.name.endswith("_bucket"):
+                    if float(s.labels["le"]) == _SLOW[family.name]:
+                        v[s.name] = s.value
+                else:
+                    v[s.name] = s.value
+    return Sample(
+        at=at,
+        lag=v.get("lag", 0.0),
+        batches=v.get("leadflow_rescore_batch_seconds_count", 0.0),
+        batch_s=v.get("leadflow_rescore_batch_seconds_sum", 0.0),
+        slow_batches=v.get("leadflow_rescore_batch_seconds_count", 0.0)
+        - v.get("leadflow_rescore_batch_seconds_bucket", 0.0),
+        hook_s=v.get("leadflow_learned_hook_batch_seconds_sum", 0.0),
+        hook_batches=v.get("leadflow_learned_hook_batch_seconds_count", 0.0),
+        builds=v.get("leadflow_feature_states_built_total", 0.0),
+        build_s=v.get("leadflow_feature_state_build_seconds_total", 0.0),
+        warmed=v.get("leadflow_feature_states_warmed_total", 0.0),
+        warm_s=v.get("leadflow_feature_warmup_seconds_total", 0.0),
+        in_force=v.get("leadflow_predictive_model_in_force", 0.0) == 1.0,
+    )
+
+
+_SAMPLED = {
+    "leadflow_rescore_batch_seconds_count",
+    "leadflow_rescore_batch_seconds_sum",
+    "leadflow_learned_hook_batch_seconds_count",
+    "leadflow_learned_hook_batch_seconds_sum",
+    "leadflow_feature_states_built_total",
+    "leadflow_feature_state_build_seconds_total",
+    "leadflow_feature_states_warmed_total",
+    "leadflow_feature_warmup_seconds_total",
+    "leadflow_predictive_model_in_force",
+}
+_SLOW = {"leadflow_rescore_batch_seconds": SLOW_BATCH_S}
 
 
 async def probe(
@@ -220,6 +344,7 @@ class LifecycleWatcher:
         self.mql_ms: dict[str, float] = {}
         self.handoff_ms: dict[str, float] = {}
         self.with_likelihood = 0
+        self.with_factors = 0  # of those, the ones with their top factors
         self.expected: int | None = None
         self.all_seen = asyncio.Event()
         self.task = asyncio.create_task(self._watch())
@@ -247,7 +372,9 @@ class LifecycleWatcher:
                         continue
                     if envelope.type == MqlReached.event_type:
                         self.mql_ms.setdefault(envelope.trace_id or "", (now - sent) * 1000)
-                        self.with_likelihood += envelope.data.get("likelihood") is not None
+                        likelihood = envelope.data.get("likelihood")
+                        self.with_likelihood += likelihood is not None
+                        self.with_factors += bool(likelihood and likelihood.get("factors"))
                     elif envelope.type == HandoffCreated.event_type:
                         self.handoff_ms.setdefault(envelope.trace_id or "", (now - sent) * 1000)
                 self._check()
@@ -308,7 +435,10 @@ def model_active_report(m: ModelActive) -> str:
         row("probe POST → `lead.mql_reached` p50 / p99", lambda r: quantiles(r.mql_ms)),
         row("probe POST → `handoff.created` p50 / p99", lambda r: quantiles(r.handoff_ms)),
         row("probes seen (MQL / handoff)", lambda r: f"{len(r.mql_ms)} / {len(r.handoff_ms)}"),
-        row("probe MQLs carrying a likelihood", lambda r: str(r.with_likelihood)),
+        row(
+            "probe MQLs carrying a likelihood (with top factors)",
+            lambda r: f"{r.with_likelihood} ({r.with_factors})",
+        ),
         row("scoring CPU per event", lambda r: f"{r.scoring_cpu_s / r.events * 1e6:,.0f} µs"),
         row(
             "learned hook per event / per judged rescore (wall)",
@@ -316,5 +446,68 @@ def model_active_report(m: ModelActive) -> str:
         ),
         row("rescores judged by the model", lambda r: f"{r.hook_leads:,}"),
         row("load average (1 min) start → end", lambda r: f"{r.load_avg[0]:.2f} → {r.load_avg[1]:.2f}"),
+        "",
+        f"Where the time goes (scoring's /metrics every {SAMPLE_S} s; \"early\": the run's first "
+        f"{EARLY_S:.0f} s, when the pool's {LOAD_LEADS:,} leads are new and their scores change):",
+        "",
+        f"| split | {heads} |",
+        "| --- |" + " ---: |" * len(m.runs),
+        row("probe → MQL p50 / p99, early probes", lambda r: quantiles(_probes(r, early=True))),
+        row("probe → MQL p50 / p99, later probes", lambda r: quantiles(_probes(r, early=False))),
+        row("the three slowest probes: ms (s into the run)", _slowest),
+        row("scoring's consumer lag: max (s into the run)", _max_lag),
+        row("rescore batches: count, mean wall, over 250 ms", _batches),
+        row("rescore batch wall: early / later seconds", lambda r: _early_late(r, "batch_s")),
+        row("learned hook: batches, mean wall per batch", _hook),
+        row("learned hook wall: early / later seconds", lambda r: _early_late(r, "hook_s")),
+        row("feature states built from a stored history (s)", _builds),
+        row(
+            "before the run: feature states warmed (s); activation → in force",
+            lambda r: f"{r.warmed[0]:,.0f} ({r.warmed[1]:.2f} s); {r.warmed[2]:.1f} s",
+        ),
     ]
     return "\n".join(lines)
+
+
+def _probes(r: LoadRun, *, early: bool) -> list[float]:
+    return [ms for trace, ms in r.mql_by_trace.items() if (r.probe_at[trace] < EARLY_S) == early]
+
+
+def _slowest(r: LoadRun) -> str:
+    worst = sorted(r.mql_by_trace.items(), key=lambda item: -item[1])[:3]
+    return ", ".join(f"{ms:,.0f} ({r.probe_at[trace]:.1f})" for trace, ms in worst)
+
+
+def _max_lag(r: LoadRun) -> str:
+    if not r.timeline:
+        return "not sampled"
+    top = max(r.timeline, key=lambda s: s.lag)
+    return f"{top.lag:,.0f} ({top.at:.1f})"
+
+
+def _last(r: LoadRun) -> Sample:
+    return r.timeline[-1] if r.timeline else Sample(0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _batches(r: LoadRun) -> str:
+    last = _last(r)
+    mean = last.batch_s / max(last.batches, 1) * 1000
+    return f"{last.batches:,.0f}, {mean:,.1f} ms, {last.slow_batches:,.0f}"
+
+
+def _hook(r: LoadRun) -> str:
+    last = _last(r)
+    return f"{last.hook_batches:,.0f}, {last.hook_s / max(last.hook_batches, 1) * 1000:,.1f} ms"
+
+
+def _early_late(r: LoadRun, counter: str) -> str:
+    if not r.timeline:
+        return "not sampled"
+    early = next((s for s in r.timeline if s.at >= EARLY_S), r.timeline[-1])
+    total = getattr(r.timeline[-1], counter)
+    return f"{getattr(early, counter):.2f} / {total - getattr(early, counter):.2f} s"
+
+
+def _builds(r: LoadRun) -> str:
+    last = _last(r)
+    return f"{last.builds:,.0f} ({last.build_s:.2f} s)"

@@ -21,7 +21,16 @@ from services.scoring.feature_state import FeatureState
 from services.scoring.identity import IdentityPlan, identity_lock_keys
 from services.scoring.learned_scoring import LearnedScoring
 from services.scoring.lifecycle import Rescored
-from services.scoring.metrics import EVENTS_CONFLICTING, LEARNED_HOOK_LEADS, LEARNED_HOOK_SECONDS, MQLS
+from services.scoring.metrics import (
+    EVENTS_CONFLICTING,
+    FEATURE_STATE_BUILD_SECONDS,
+    FEATURE_STATES_BUILT,
+    LEARNED_HOOK_BATCH_SECONDS,
+    LEARNED_HOOK_LEADS,
+    LEARNED_HOOK_SECONDS,
+    MQLS,
+    RESCORE_BATCH_SECONDS,
+)
 from services.scoring.model import ScoringModel
 from services.scoring.score_state import LeadState
 from services.scoring.score_state_store import Features
@@ -205,10 +214,22 @@ async def rescore(
     under other rules) has it rebuilt from its history once, as has a feature state an event
     came too late for (older than the days it keeps). `departed`: the account shares of
     leads this batch merged away."""
+    with RESCORE_BATCH_SECONDS.time():
+        await _rescore(uow, model, touched, learned, departed)
+
+
+async def _rescore(
+    uow: UnitOfWork,
+    model: ScoringModel,
+    touched: dict[str, list[tuple[Envelope, LeadEventAccepted]]],
+    learned: LearnedScoring | None,
+    departed: list[Departure] | None,
+) -> None:
     scorer, folder = state_scorer(model), feature_folder(model)
-    # Feature states are kept while a predictive model is active (only it reads them); without,
-    # the stored ones are dropped as they fall behind, and rebuilt once when a model is active.
-    featured = learned is not None and learned.predictor is not None
+    # Feature states are kept while a predictive model is active (only it reads them) or being
+    # put in force; without, the stored ones are dropped as they fall behind, and the recently
+    # active leads' are built again before a model is put in force (`feature_warmup`).
+    featured = learned is not None and learned.keeps_features
     lead_ids = sorted(touched)
     leads = await store.leads_by_ids(uow.conn, lead_ids)
     stored = await score_state_store.states_and_features(
@@ -233,9 +254,16 @@ async def rescore(
         if not featured:
             continue
         if lead_id not in stored.features:
+            started = time.perf_counter()
             features[lead_id] = folder.build(history)
+            if len(history) > len(new):  # not a new lead: its history is folded again
+                FEATURE_STATES_BUILT.inc()
+                FEATURE_STATE_BUILD_SECONDS.inc(time.perf_counter() - started)
         elif not (folded := folder.fold(stored.features[lead_id], new)).exact:
+            started = time.perf_counter()
             features[lead_id] = folder.build(await lead_history(uow, lead_id))  # a very late event
+            FEATURE_STATES_BUILT.inc()
+            FEATURE_STATE_BUILD_SECONDS.inc(time.perf_counter() - started)
         else:
             features[lead_id] = folded
     evaluated = await score_states(uow, scorer, leads, scored)
@@ -285,9 +313,12 @@ async def learned_decisions(
                 for i in missing
             },
         }
+        FEATURE_STATES_BUILT.inc(len(missing))
+        FEATURE_STATE_BUILD_SECONDS.inc(time.perf_counter() - started)
     accounts = await model_store.account_facts(uow.conn, judged)
     decided = learned.apply_all(evaluated, {lead_id: features[lead_id] for lead_id in judged}, accounts)
-    LEARNED_HOOK_SECONDS.inc(time.perf_counter() - started)
+    LEARNED_HOOK_SECONDS.inc(elapsed := time.perf_counter() - started)
+    LEARNED_HOOK_BATCH_SECONDS.observe(elapsed)
     LEARNED_HOOK_LEADS.inc(len(judged))
     return decided
 

@@ -1,9 +1,12 @@
 """The hook that puts what scoring learned into each rescore: the active model's likelihood
-(with its top factors) on every score change, the MQL rule joined with it, and the
-exploration handoffs of near misses.
+with its top factors on every score change (or only on an MQL's, with
+`likelihood.factors_on: mql`), the MQL rule joined with it, and the exploration
+handoffs of near misses.
 
 The active model is read from Postgres at start and every `poll_s` seconds after, so
-`leadflow model activate` reaches every scoring instance within that time. Until a model
+`leadflow model activate` reaches every scoring instance within that time (plus, after a
+stretch without a model, the time to build the recently active leads' feature states:
+`feature_warmup`, done before the model is put in force). Until a model
 is active, and with learning switched off in config/learning.yaml, scoring is exactly
 the rule model: `apply` returns the rescore unchanged.
 """
@@ -18,13 +21,16 @@ from collections.abc import Mapping, Sequence
 from services.scoring import model_store
 from services.scoring.domain import LeadEvent
 from services.scoring.feature_state import FeatureState, FeatureStateFolder, features_at
+from services.scoring.feature_warmup import warm_feature_states
 from services.scoring.features import AccountFacts
 from services.scoring.learned_rules import learned_handoff
 from services.scoring.learning_config import LearningConfig
 from services.scoring.lifecycle import NURTURE, Rescored
 from services.scoring.likelihood import Predictor
+from services.scoring.metrics import PREDICTIVE_MODEL_IN_FORCE
 from services.scoring.model import ScoringModel
 from services.scoring.model_metrics import Platt
+from shared.envelope import utcnow
 from shared.events import Likelihood
 from shared.logging import get_logger
 from shared.runtime import BackgroundLoop, ServiceRuntime
@@ -37,12 +43,24 @@ def _announces(rescored: Rescored) -> bool:
     return rescored.score_changed or rescored.qualifies
 
 
+def _explained(rescored: Rescored, factors_on: str) -> bool:
+    """Whether the rescore's likelihood carries its top factors (`likelihood.factors_on`)."""
+    return rescored.qualifies if factors_on == "mql" else _announces(rescored)
+
+
 class LearnedScoring:
     def __init__(self, model: ScoringModel, learning: LearningConfig) -> None:
         self.model = model
         self.learning = learning
         self.predictor: Predictor | None = None
         self._folder = FeatureStateFolder(model)
+        self._warming = False
+
+    @property
+    def keeps_features(self) -> bool:
+        """Whether rescores keep their leads' feature states: while a model is in force (only
+        it reads them), and while one is being put in force (`feature_warmup`)."""
+        return self.predictor is not None or self._warming
 
     @property
     def explores(self) -> bool:
@@ -81,7 +99,8 @@ class LearnedScoring:
         accounts: Mapping[str, AccountFacts] | None = None,
     ) -> list[Rescored]:
         """`apply` on a batch's rescores, from one model call for the judged ones' likelihoods
-        and one for the top factors of those whose events carry them.
+        and one for the top factors of those whose events carry them (`likelihood.factors_on`:
+        the MQLs', or every announced one's).
 
         `features` holds the feature state of each lead `judges` picks, folded with all its
         events up to the rescore (`feature_state`), `accounts` the account of those that
@@ -95,8 +114,8 @@ class LearnedScoring:
         rows = [self.features_of(r, features[r.lead.lead_id], accounts.get(r.lead.lead_id)) for r in judged]
         values = self.predictor.likelihoods(rows, top=0)
         decided = {id(r): self._decided(r, value) for r, value in zip(judged, values, strict=True)}
-        top = self.learning.likelihood.top_factors
-        shown = [i for i, r in enumerate(judged) if top and _announces(decided[id(r)])]
+        top, factors_on = self.learning.likelihood.top_factors, self.learning.likelihood.factors_on
+        shown = [i for i, r in enumerate(judged) if top and _explained(decided[id(r)], factors_on)]
         if shown:  # the same values, now with their factors
             explained = self.predictor.likelihoods([rows[i] for i in shown], top=top)
             for i, likelihood in zip(shown, explained, strict=True):
@@ -139,12 +158,29 @@ class LearnedScoring:
         async def active_model(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
             while not stop.is_set():
                 async with runtime.engine.connect() as conn:
-                    row = await model_store.active_model(conn)
-                self._use(row)
+                    # The version each poll; the stored model (its booster, some 250 KB) only
+                    # when that changed.
+                    version = await model_store.active_version(conn)
+                    changed = version != (self.predictor.version if self.predictor else None)
+                    row = await model_store.active_model(conn) if changed else None
+                if changed:
+                    if self.predictor is None and row is not None:  # feature states to build first
+                        await self._warm(runtime)
+                    self._use(row)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=poll_s)
 
         return active_model
+
+    async def _warm(self, runtime: ServiceRuntime) -> None:
+        """Build the recently active leads' feature states (none were kept without a model),
+        keeping them from here on, so the model's first batches read no history."""
+        self._warming = True
+        try:
+            warmed = await warm_feature_states(runtime.engine, self.model, now=utcnow())
+        finally:
+            self._warming = False
+        log.info("feature_states_warmed", leads=warmed.leads, seconds=round(warmed.seconds, 3))
 
     def _use(self, row: object | None) -> None:
         version = getattr(row, "version", None)
@@ -155,4 +191,5 @@ class LearnedScoring:
         else:
             calibration = Platt(row.calibration["a"], row.calibration["b"])  # type: ignore[attr-defined]
             self.predictor = Predictor(version, row.booster, row.features, calibration)  # type: ignore[attr-defined, arg-type]
+        PREDICTIVE_MODEL_IN_FORCE.set(0 if self.predictor is None else 1)
         log.info("predictive_model_in_force", version=version)

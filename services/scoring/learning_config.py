@@ -46,6 +46,12 @@ class LikelihoodSettings(BaseModel):
     model_config = _STRICT
 
     top_factors: int = Field(default=3, ge=0, le=10)
+    # Which likelihoods carry their top factors: `every_score` every lead.scored's too (the
+    # contract: a score change carries its likelihood's reasons), `mql` only lead.mql_reached's
+    # (and so the handoff queue). A factor list costs TreeSHAP (`pred_contrib`), some 50 times
+    # the likelihood alone (docs/benchmarks.md): most of the hook's time when many leads'
+    # scores move at once.
+    factors_on: Literal["mql", "every_score"] = "every_score"
     # The MQL rule with a minimum likelihood: `and` needs both the rule score and the
     # likelihood, `or` either; `only` drops the rule score. Null: the rule score alone.
     min_likelihood: int | None = Field(default=None, ge=0, le=100)

@@ -53,7 +53,7 @@ class Predictor:
         p = self.calibration(margins)
         if top == 0:  # the values alone: no contributions to compute
             return [Likelihood(value=round(float(v) * 100), model_version=self.version) for v in p]
-        # The contributions (TreeSHAP) cost some 40 times the prediction: asked only for top factors.
+        # The contributions (TreeSHAP) cost some 50 times the prediction: asked only for top factors.
         contributions = np.asarray(
             self._booster.predict(x, pred_contrib=True, num_threads=1), dtype=np.float64
         ).reshape(len(rows), len(self.features) + 1)

@@ -142,6 +142,12 @@ async def active_model(conn: AsyncConnection) -> Row[Any] | None:
     return (await conn.execute(select(predictive_models).where(predictive_models.c.active))).first()
 
 
+async def active_version(conn: AsyncConnection) -> str | None:
+    """The active model's version alone (what scoring polls: the booster is read on a change)."""
+    m = predictive_models
+    return (await conn.execute(select(m.c.version).where(m.c.active))).scalar()
+
+
 async def list_models(conn: AsyncConnection) -> Sequence[Any]:
     m = predictive_models
     query = select(m.c.version, m.c.trained_at, m.c.window_from, m.c.window_to, m.c.metrics, m.c.active)

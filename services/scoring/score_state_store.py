@@ -10,11 +10,24 @@ the engagement rules it was folded under (the same rule: another key, rebuilt).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Table, Text, func, select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Table,
+    Text,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -147,3 +160,50 @@ async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list
         .with_for_update(of=leads, skip_locked=True)
     )
     return list((await conn.execute(query)).scalars())
+
+
+async def claim_unfeatured(
+    conn: AsyncConnection,
+    *,
+    model_key: str,
+    features_key: str,
+    active_since: datetime,
+    after: str,
+    limit: int,
+) -> list[str]:
+    """Leads after `after` (in lead_id order) scored since `active_since` under `model_key`
+    with no feature state under `features_key`, locked for this transaction; leads a consumer
+    batch holds are skipped (it builds theirs), so warming never waits on the event path."""
+    c = lead_score_states.c
+    query = (
+        select(c.lead_id)
+        .where(
+            c.model_key == model_key,
+            c.updated_at >= active_since,
+            c.lead_id > after,
+            or_(c.features_key.is_distinct_from(features_key), c.features.is_(None)),
+        )
+        .order_by(c.lead_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def save_features(
+    conn: AsyncConnection, features: Mapping[str, FeatureState], *, features_key: str
+) -> None:
+    """Store these leads' feature states beside their score states (left as they are)."""
+    if not features:
+        return
+    c = lead_score_states.c
+    statement = (
+        update(lead_score_states)
+        .where(c.lead_id == bindparam("_lead_id"))
+        .values(features_key=bindparam("_key"), features=bindparam("_features"))
+    )
+    rows = [
+        {"_lead_id": lead_id, "_key": features_key, "_features": state.as_json()}
+        for lead_id, state in features.items()
+    ]
+    await conn.execute(statement, rows)

@@ -5,25 +5,29 @@ model's over that history (what training sees) without reading it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
 from leadflow.admin.migrations import migrate_all
-from services.scoring import score_state_store, store
+from services.scoring import model_store, score_state_store, store
 from services.scoring.config_files import load_model
 from services.scoring.decay_loop import look_at_decayed
 from services.scoring.domain import LeadEvent, score_lead
 from services.scoring.feature_state import FeatureState, FeatureStateFolder, features_at
+from services.scoring.feature_warmup import warm_feature_states
 from services.scoring.features import lead_features
 from services.scoring.handlers import record_events
 from services.scoring.learned_scoring import LearnedScoring
-from services.scoring.learning_config import ExplorationSettings, LearningConfig
+from services.scoring.learning_config import ExplorationSettings, LearningConfig, LikelihoodSettings
 from services.scoring.likelihood import Predictor
-from services.scoring.training import train
+from services.scoring.metrics import FEATURE_STATES_BUILT, FEATURE_STATES_WARMED
+from services.scoring.training import Trained, train
 from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
@@ -33,6 +37,7 @@ from tests.integration.test_decaying_scores import in_one_transaction, lead_of, 
 
 MODEL = load_model("config/scoring-model.yaml")
 FOLDER = FeatureStateFolder(MODEL)
+EXPLAINED = LearningConfig(likelihood=LikelihoodSettings(factors_on="every_score"))
 BUYER = {"title": "Director of Marketing", "company_size": 800, "industry": "Software", "country": "US"}
 STEPS = [  # (type, properties, days before now)
     ("page_view", {"url": "https://leadflow.example/pricing", "utm_medium": "cpc"}, 3.0),
@@ -52,10 +57,14 @@ async def scoring_db(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def predictor() -> Predictor:
+def trained() -> Trained:
     leads = list(generate(600, start=utcnow() - timedelta(days=60), days=30, seed=4))
     handed = hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25))
-    trained = train(examples_from(handed, MODEL, LearningConfig().labels), LearningConfig().training)
+    return train(examples_from(handed, MODEL, LearningConfig().labels), LearningConfig().training)
+
+
+@pytest.fixture(scope="module")
+def predictor(trained: Trained) -> Predictor:
     return Predictor(trained.version, trained.booster, trained.features, trained.calibration)
 
 
@@ -106,7 +115,8 @@ async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_f
     scoring_db,  # type: ignore[no-untyped-def]
     predictor: Predictor,
 ) -> None:
-    learned = LearnedScoring(MODEL, LearningConfig())
+    # Every lead.scored explained: the factors too are the model's over the whole history.
+    learned = LearnedScoring(MODEL, EXPLAINED)
     learned.predictor = predictor
     email = f"{uuid.uuid4().hex[:10]}@northwind.example"
     now = utcnow()
@@ -126,7 +136,7 @@ async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_f
     features = lead_features(
         MODEL, traits=dict(lead.traits), events=history, at=newest, rule_score=rule_score
     )
-    [expected] = predictor.likelihoods([features], top=LearningConfig().likelihood.top_factors)
+    [expected] = predictor.likelihoods([features], top=EXPLAINED.likelihood.top_factors)
     announced = await scored_events(scoring_db, lead.lead_id)
     assert announced[-1]["data"]["likelihood"] == expected.model_dump(mode="json")
 
@@ -162,3 +172,80 @@ async def test_feature_states_are_kept_while_a_model_is_active_and_built_once_wh
     learned.predictor = None  # deactivated: the next events drop the state they leave behind
     await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[4:], learned))
     assert (await stored_row(scoring_db, lead.lead_id)).features is None
+
+
+async def test_activating_a_model_builds_the_recently_active_leads_feature_states_before_it_is_in_force(
+    scoring_db,  # type: ignore[no-untyped-def]
+    trained: Trained,
+) -> None:
+    now = utcnow()
+    learned = LearnedScoring(MODEL, LearningConfig())
+    emails = [f"{uuid.uuid4().hex[:10]}@northwind.example" for _ in range(5)]
+    for email in emails:  # scored without a model: no feature states kept
+        items = events_for(email, now)
+        await in_one_transaction(
+            scoring_db, lambda uow, items=items: record_events(uow, MODEL, items[:3], learned)
+        )
+    lead_ids = [(await lead_of(scoring_db, email)).lead_id for email in emails]
+    assert all([(await stored_row(scoring_db, i)).features is None for i in lead_ids])
+    async with scoring_db.begin() as conn:  # a lead last scored before the recent window: left
+        await model_store.save_model(conn, trained)
+        table = score_state_store.lead_score_states
+        await conn.execute(
+            update(table).where(table.c.lead_id == lead_ids[-1]).values(updated_at=now - timedelta(days=45))
+        )
+
+    async with scoring_db.begin() as conn:
+        assert await model_store.activate(conn, trained.version, at=now)
+    warmed = FEATURE_STATES_WARMED._value.get()
+    await first_look(learned, scoring_db)  # the model loop's first look: warms, then puts it in force
+    assert learned.predictor is not None and learned.predictor.version == trained.version
+    assert FEATURE_STATES_WARMED._value.get() - warmed == 4
+    assert all([await holds_the_history(scoring_db, i) for i in lead_ids[:-1]])
+    assert (await stored_row(scoring_db, lead_ids[-1])).features is None
+
+    # The first batch after reads no history for the warmed leads: their states are folded.
+    built = FEATURE_STATES_BUILT._value.get()
+    batch = [events_for(email, now)[3] for email in emails[:-1]]
+    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, batch, learned))
+    assert FEATURE_STATES_BUILT._value.get() == built
+    assert all([await holds_the_history(scoring_db, i) for i in lead_ids[:-1]])
+    announced = await scored_events(scoring_db, lead_ids[0])
+    assert announced[-1]["data"]["likelihood"]["model_version"] == trained.version
+
+
+async def first_look(learned: LearnedScoring, engine) -> None:  # type: ignore[no-untyped-def]
+    """Run the model loop until it has put the active model in force."""
+    stop = asyncio.Event()
+    loop = asyncio.create_task(learned.model_loop(poll_s=0.05)(SimpleNamespace(engine=engine), stop))  # type: ignore[arg-type]
+    try:
+        for _ in range(200):
+            if learned.predictor is not None:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the model loop did not put the model in force")
+    finally:
+        stop.set()
+        await loop
+
+
+async def test_warming_goes_a_chunk_at_a_time_and_leaves_a_lead_a_batch_holds_to_that_batch(
+    scoring_db,  # type: ignore[no-untyped-def]
+) -> None:
+    now = utcnow()
+    learned = LearnedScoring(MODEL, LearningConfig())
+    emails = [f"{uuid.uuid4().hex[:10]}@northwind.example" for _ in range(5)]
+    for email in emails:
+        items = events_for(email, now)
+        await in_one_transaction(
+            scoring_db, lambda uow, items=items: record_events(uow, MODEL, items[:2], learned)
+        )
+    lead_ids = [(await lead_of(scoring_db, email)).lead_id for email in emails]
+    table = score_state_store.lead_score_states
+    async with scoring_db.connect() as holder:  # a consumer batch in flight holds one lead's row
+        held = await holder.begin()
+        await holder.execute(select(table.c.lead_id).where(table.c.lead_id == lead_ids[2]).with_for_update())
+        warmed = await warm_feature_states(scoring_db, MODEL, now=utcnow(), chunk=2)
+        await held.rollback()
+    assert warmed.leads == 4
+    assert [await holds_the_history(scoring_db, i) for i in lead_ids] == [True, True, False, True, True]

@@ -81,6 +81,35 @@ def test_an_active_model_adds_its_likelihood_to_the_score_and_the_mql(predictor:
     assert mql.exploration is False and rescored.likelihood.model_version == predictor.version  # type: ignore[attr-defined]
 
 
+def test_every_score_change_carries_its_top_factors_or_with_factors_on_mql_only_an_mql(
+    predictor: Predictor,
+):
+    browsing = pages("/pricing", "/integrations/crm")
+    qualifying = lifecycle.rescore(MODEL, stored("mql"), TRAITS, demo())
+    moving = lifecycle.rescore(MODEL, stored("moved"), TRAITS, browsing)
+    assert qualifying.qualifies and moving.score_changed and not moving.qualifies
+    states = {
+        "mql": FeatureStateFolder(MODEL).build(demo()),
+        "moved": FeatureStateFolder(MODEL).build(browsing),
+    }
+
+    # The default (config/learning.yaml): every announced likelihood with its factors.
+    learned = LearnedScoring(MODEL, LearningConfig())
+    learned.predictor = predictor
+    mql, moved = learned.apply_all([qualifying, moving], states)
+    assert mql.likelihood is not None and 1 <= len(mql.likelihood.factors) <= 3
+    assert moved.likelihood is not None and 1 <= len(moved.likelihood.factors) <= 3
+
+    # `factors_on: mql`: the same likelihoods, the factors on the MQL's alone.
+    on_mqls = LearningConfig(likelihood=LikelihoodSettings(factors_on="mql"))
+    sparing = LearnedScoring(MODEL, on_mqls)
+    sparing.predictor = predictor
+    mql_again, moved_again = sparing.apply_all([qualifying, moving], states)
+    assert mql_again.likelihood == mql.likelihood
+    assert moved_again.likelihood is not None and moved_again.likelihood.value == moved.likelihood.value
+    assert moved_again.likelihood.factors == []
+
+
 def test_a_batch_judged_in_one_model_call_gets_each_leads_own_likelihood(predictor: Predictor):
     learned = LearnedScoring(MODEL, LearningConfig())
     learned.predictor = predictor
