@@ -174,14 +174,18 @@ SAVE_MEMBERS = text(
 )
 
 
-def _rows_json(rows: Sequence[dict[str, Any]]) -> str:
+def _rows_json(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> str:
+    """The rows as one JSON array. `jsonb_to_recordset` reads a missing key as null: a column
+    the caller forgot is refused here rather than written as null."""
+    if missing := set(columns) - rows[0].keys():
+        raise ValueError(f"rows without {sorted(missing)}")
     return orjson.dumps(rows).decode()
 
 
 async def save_members(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Upsert the members' rows (dicts of `MEMBER_COLUMNS`) in one statement."""
     if rows:
-        await conn.execute(SAVE_MEMBERS, {"rows": _rows_json(rows)})
+        await conn.execute(SAVE_MEMBERS, {"rows": _rows_json(rows, (n for n, _ in MEMBER_COLUMNS))})
 
 
 async def create_auto_accounts(conn: AsyncConnection, found: dict[str, str]) -> None:
@@ -269,7 +273,8 @@ async def save_rollups(conn: AsyncConnection, changes: list[dict[str, Any]]) -> 
     """Each account's new aggregate and score (dicts of `ROLLUP_COLUMNS` plus account_id), in one
     statement (see `SAVE_MEMBERS`)."""
     if changes:
-        await conn.execute(SAVE_ROLLUPS, {"rows": _rows_json(changes)})
+        columns = ("account_id", *(n for n, _ in ROLLUP_COLUMNS))
+        await conn.execute(SAVE_ROLLUPS, {"rows": _rows_json(changes, columns)})
 
 
 async def nurture_members(
