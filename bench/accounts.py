@@ -26,7 +26,7 @@ import asyncpg
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from bench.backlog import Drain, drain
+from bench.backlog import Drain, scoring_drain
 from bench.lead_events import event
 from bench.stack import libpq_dsn, prepare, start_bench_broker
 from leadflow.devstack.broker import BrokerKind
@@ -211,36 +211,7 @@ async def drain_backlog(settings: Settings, db_dsn: str, env: dict[str, str], fi
         sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    total = LEADS_PER_RUN * EVENTS_PER_LEAD
-    first, last = ends_of_partitions(event_ids, [(m.partition, m.offset) for m in sent])
-    return await drain("scoring", env, db_dsn, total, DRAINED, first, last, total)
-
-
-# How far a drain is, in a few index look-ups: 0 before scoring stored any partition's first
-# event, `total` once it stored every partition's last one (a partition is consumed in order),
-# else the first events stored (at least 1: the drain has started). Counting the drain's events
-# (`event_id LIKE 'tag-%'`, 20 times a second) scanned the whole of lead_events, which grows by
-# 20,000 rows a drain: in Postgres' CPU per event it weighed more than the roll-up, and more on
-# the side drained second.
-DRAINED = """
-SELECT CASE
-    WHEN (SELECT count(*) FROM scoring.lead_events WHERE event_id = ANY($2::text[])) = cardinality($2::text[])
-    THEN $3::int
-    ELSE (SELECT count(*) FROM scoring.lead_events WHERE event_id = ANY($1::text[]))
-END
-"""
-
-
-def ends_of_partitions(event_ids: list[str], placed: list[tuple[int, int]]) -> tuple[list[str], list[str]]:
-    """The first and the last event id sent to each partition (placed: (partition, offset) of each)."""
-    first: dict[int, tuple[int, str]] = {}
-    last: dict[int, tuple[int, str]] = {}
-    for event_id, (partition, offset) in zip(event_ids, placed, strict=True):
-        if partition not in first or offset < first[partition][0]:
-            first[partition] = (offset, event_id)
-        if partition not in last or offset > last[partition][0]:
-            last[partition] = (offset, event_id)
-    return [e for _, e in first.values()], [e for _, e in last.values()]
+    return await scoring_drain(env, db_dsn, event_ids, [(m.partition, m.offset) for m in sent])
 
 
 async def accounts_timing(settings: Settings, db_dsn: str, env: dict[str, str], work: Path) -> AccountsTiming:

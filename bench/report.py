@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bench.backlog import Drain
 from bench.backtest import BACKTEST_EVENTS, BacktestMemory, BacktestTiming
 from bench.end_to_end import LATENCY_RATE
 from bench.feedback import API_REQUESTS, HANDOFFS, FeedbackTiming
@@ -46,7 +47,7 @@ def report(
     handoff: dict[str, HandoffPhase],
     feedback: FeedbackTiming,
     backtest: BacktestTiming,
-    history: dict[int, float],
+    history: dict[int, Drain],
     memory: BacktestMemory,
     *,
     broker: str,
@@ -103,16 +104,23 @@ def served_report(served: dict[str, Served]) -> str:
     return "\n".join(lines)
 
 
-def scoring_history_report(rates: dict[int, float]) -> str:
-    """Scoring's rate by prior events per lead, each beside the rate with no history (target 0.8)."""
-    base = rates.get(0) or 0.0
+def scoring_history_report(drains: dict[int, Drain]) -> str:
+    """Scoring's rate by prior events per lead, each beside the rate with no history (target 0.8),
+    and its CPU per event beside the CPU with none (read as a rate: what a busy machine moves less)."""
+    base = drains.get(0)
     lines = [
         f"| scoring, one process, by prior events per lead ({HISTORY_LEADS} leads, "
-        f"{HISTORY_LEADS * NEW_EVENTS_PER_LEAD:,} new events each) | events/s | ratio to no history |",
-        "| --- | ---: | ---: |",
+        f"{HISTORY_LEADS * NEW_EVENTS_PER_LEAD:,} new events each) | events/s | ratio to no history "
+        "| CPU per event | ratio (none / this) |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for prior, rate in sorted(rates.items()):
-        lines.append(f"| {prior:,} prior events | {rate:,.0f} | {rate / base if base else 0.0:.2f} |")
+    for prior, d in sorted(drains.items()):
+        rate_ratio = d.rate / base.rate if base and base.rate else 0.0
+        cpu_ratio = base.cpu_us / d.cpu_us if base and d.cpu_us else 0.0
+        lines.append(
+            f"| {prior:,} prior events | {d.rate:,.0f} | {rate_ratio:.2f} "
+            f"| {d.cpu_us:,.0f} µs | {cpu_ratio:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 import orjson
 
+from bench.backlog import Drain
 from bench.backtest import (
     BACKTEST_EVENTS,
     BacktestMemory,
@@ -108,7 +109,7 @@ async def run_intake(
         postgres.stop()
 
 
-async def run_scoring_history(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> dict[int, float]:
+async def run_scoring_history(work: Path, broker_kind: BrokerKind | Literal["auto"]) -> dict[int, Drain]:
     """`python -m bench --only scoring_history`: scoring's rate by prior events per lead."""
     broker = start_bench_broker(work, broker_kind)
     postgres = start_postgres(work / "pg")
@@ -195,7 +196,7 @@ async def run(
     dict[str, HandoffPhase],
     FeedbackTiming,
     BacktestTiming,
-    dict[int, float],
+    dict[int, Drain],
     BacktestMemory,
     str,
 ]:

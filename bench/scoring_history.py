@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.backlog import drain_rate
+from bench.backlog import Drain, scoring_drain
 from bench.lead_events import event
 from bench.seeding import EVENT_COLUMNS, LEAD_COLUMNS, copy_records
 from leadflow.devstack.ports import free_port
@@ -31,14 +31,16 @@ from shared.settings import Settings
 
 PRIOR_EVENTS = (0, 100, 1_000, 10_000)
 HISTORY_LEADS = 100
-NEW_EVENTS_PER_LEAD = 20
+# 10,000 new events a level: a drain of a second or more (2,000 took a fifth of one, which the
+# progress poll's 50 ms steps measured to within a quarter)
+NEW_EVENTS_PER_LEAD = 100
 TRAITS = {"title": "VP of Marketing", "company_size": 500, "industry": "Software", "country": "US"}
 _KINDS = ("page_view", "page_view", "page_view", "email_open", "email_click", "content_download")
 _STATES = score_state_store.lead_score_states.c
 
 
-async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str]) -> dict[int, float]:
-    """Events/s of one scoring process at each number of prior events per lead."""
+async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str]) -> dict[int, Drain]:
+    """Events/s and CPU per event of one scoring process at each number of prior events per lead."""
     model = load_model(settings.config_file("scoring-model.yaml"))
     rates = {}
     for prior in PRIOR_EVENTS:
@@ -46,13 +48,10 @@ async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str
         emails = [f"history{prior}.{lead}.{run}@northwind.example" for lead in range(HISTORY_LEADS)]
         print(f"scoring history: {prior:,} prior events for each of {HISTORY_LEADS} leads …", flush=True)
         await seed_prior(db_dsn, LeadStateScorer(model), emails, prior, random.Random(prior))
-        await publish_new(settings, emails, run)
-        done = f"SELECT count(*) FROM {scoring_store.lead_events.fullname} WHERE event_id LIKE $1"
+        event_ids, placed = await publish_new(settings, emails, run)
         # A fresh port each time: on a shared machine the last one may have been taken meanwhile.
         fresh = {**env, "LEADFLOW_SCORING_PORT": str(free_port())}
-        rates[prior] = await drain_rate(
-            "scoring", fresh, db_dsn, HISTORY_LEADS * NEW_EVENTS_PER_LEAD, done, f"new-{run}-%"
-        )
+        rates[prior] = await scoring_drain(fresh, db_dsn, event_ids, placed)
     return rates
 
 
@@ -94,21 +93,26 @@ async def seed_prior(
         await conn.close()
 
 
-async def publish_new(settings: Settings, emails: list[str], run: str) -> None:
-    """The backlog: NEW_EVENTS_PER_LEAD page views of each lead, keyed by its email."""
+async def publish_new(
+    settings: Settings, emails: list[str], run: str
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """The backlog: NEW_EVENTS_PER_LEAD page views of each lead, keyed by its email; the events'
+    ids and where each was placed (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        futures = []
+        futures, event_ids = [], []
         for n in range(NEW_EVENTS_PER_LEAD):
             for lead, email in enumerate(emails):
                 body = {**event(email, n), "event_id": f"new-{run}-{lead}-{n}"}
+                event_ids.append(body["event_id"])
                 envelope = to_envelope(IntakeEvent.model_validate(body), received_at=utcnow(), source="bench")
                 futures.append(
                     await producer.send(
                         settings.topic_prefix + "lead.events", envelope.to_bytes(), key=email.encode()
                     )
                 )
-        await asyncio.gather(*futures)
+        sent = await asyncio.gather(*futures)
     finally:
         await producer.stop()
+    return event_ids, [(m.partition, m.offset) for m in sent]

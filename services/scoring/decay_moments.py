@@ -23,13 +23,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from services.scoring.domain import LeadScore, _round_half_up
-from services.scoring.score_state import MICROS_PER_DAY, LeadState, LeadStateScorer, RuleTally, micros
+from services.scoring.score_state import MICROS_PER_DAY, LeadState, LeadStateScorer, RuleTally, micros, moment
 
 __all__ = ["HORIZON", "MEANINGFUL_CHANGE", "meaningful", "next_look"]
 
 MEANINGFUL_CHANGE = 5  # points: a change this big is announced with lead.scored
 HORIZON = timedelta(days=3650)  # beyond this a decaying score is left alone
 _PRECISION = timedelta(seconds=1)
+# The search runs on whole microseconds since 1970 (`score_state.micros`): exact like the
+# datetimes, without building one per step (each lead's look takes some 28 steps per curve).
+_HORIZON_US = HORIZON // timedelta(microseconds=1)
+_PRECISION_US = _PRECISION // timedelta(microseconds=1)
 
 
 def meaningful(model_min_score: int, before: int, after: int, *, step: int = MEANINGFUL_CHANGE) -> bool:
@@ -61,20 +65,21 @@ def next_look(
     falling = [c for c in curves if c.sign > 0]
     decaying = {c.rule_id for c in curves}
     others = math.fsum(c.points for c in result.contributions if c.kind != "fit" and c.rule not in decaying)
-    falling_now, rising_now = _sum(falling, at), _sum(rising, at)
+    at_us = micros(at)
+    falling_now, rising_now = _sum(falling, at_us), _sum(rising, at_us)
     threshold, current = model.mql.min_score, result.score
     down_to = current - step if current < threshold else max(current - step, threshold - 1)
     up_to = current + step if current >= threshold else min(current + step, threshold)
 
-    def fallen(when: datetime) -> bool:  # even if no penalty faded, the score is this low
-        return _round_half_up(others + _sum(falling, when) + rising_now) <= down_to
+    def fallen(us: int) -> bool:  # even if no penalty faded, the score is this low
+        return _round_half_up(others + _sum(falling, us) + rising_now) <= down_to
 
-    def risen(when: datetime) -> bool:  # even if nothing else decayed, the score is this high
-        return _round_half_up(others + falling_now + _sum(rising, when)) >= up_to
+    def risen(us: int) -> bool:  # even if nothing else decayed, the score is this high
+        return _round_half_up(others + falling_now + _sum(rising, us)) >= up_to
 
-    moments = [_first(at, fallen) if falling else None, _first(at, risen) if rising else None]
+    moments = [_first(at_us, fallen) if falling else None, _first(at_us, risen) if rising else None]
     found = [m for m in moments if m is not None]
-    return min(found) if found else None
+    return moment(min(found)) if found else None
 
 
 class _RuleCurve:
@@ -95,8 +100,9 @@ class _RuleCurve:
         self.weights = sorted(tally.days.values())  # ascending
         self.sums = list(itertools.accumulate(self.weights, initial=0.0))
 
-    def points(self, when: datetime) -> float:
-        factor = 2.0 ** ((self.origin_days - micros(when) / MICROS_PER_DAY) / self.half_life)
+    def points(self, us: int) -> float:
+        """The rule's points at `us` (microseconds since 1970, `score_state.micros`)."""
+        factor = 2.0 ** ((self.origin_days - us / MICROS_PER_DAY) / self.half_life)
         if self.per_day is None:
             total = self.size * self.total * factor
         else:  # days still above their cap give the cap; the others their decayed weight
@@ -107,18 +113,19 @@ class _RuleCurve:
         return round(float(self.sign * total), 2)
 
 
-def _sum(curves: list[_RuleCurve], when: datetime) -> float:
-    return math.fsum(c.points(when) for c in curves)
+def _sum(curves: list[_RuleCurve], us: int) -> float:
+    return math.fsum(c.points(us) for c in curves)
 
 
-def _first(at: datetime, reached: Callable[[datetime], bool]) -> datetime | None:
-    """The first moment in (at, at + HORIZON] where `reached` (false, then true for good) holds,
-    to the second, rounded up so that it holds then; None if it never does."""
-    low, high = at, at + HORIZON
+def _first(at_us: int, reached: Callable[[int], bool]) -> int | None:
+    """The first moment in (at, at + HORIZON] (microseconds since 1970) where `reached` (false,
+    then true for good) holds, to the second, rounded up so that it holds then; None if it never
+    does."""
+    low, high = at_us, at_us + _HORIZON_US
     if not reached(high):
         return None
-    while high - low > _PRECISION:
-        middle = low + (high - low) / 2
+    while high - low > _PRECISION_US:
+        middle = low + (high - low) // 2
         if reached(middle):
             high = middle
         else:
