@@ -16,7 +16,7 @@ from bench.feedback import API_REQUESTS, HANDOFFS, FeedbackTiming
 from bench.handoff import HANDOFF_RATE, HANDOFF_REQUESTS, HandoffPhase
 from bench.intake import Served
 from bench.quantiles import percentile
-from bench.scoring_history import HISTORY_LEADS, NEW_EVENTS_PER_LEAD
+from bench.scoring_history import HISTORY_LEADS, NEW_EVENTS_PER_LEAD, ROUNDS
 
 
 @dataclass
@@ -110,7 +110,8 @@ def scoring_history_report(drains: dict[int, Drain]) -> str:
     base = drains.get(0)
     lines = [
         f"| scoring, one process, by prior events per lead ({HISTORY_LEADS} leads, "
-        f"{HISTORY_LEADS * NEW_EVENTS_PER_LEAD:,} new events each) | events/s | ratio to no history "
+        f"{HISTORY_LEADS * NEW_EVENTS_PER_LEAD:,} new events each, median of {ROUNDS} drains) "
+        "| events/s | ratio to no history "
         "| CPU per event | ratio (none / this) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
