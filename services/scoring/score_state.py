@@ -121,12 +121,17 @@ class RuleTally:
             "old": self.oldest,
             "o": self.origin,
             "w": self.weight,
-            "d": {str(day): w for day, w in self.days.items()},
+            # The days and their weights as two lists: read and written once per lead per batch,
+            # and a JSON object's keys would each be a string turned back into a number.
+            "days": [list(self.days), list(self.days.values())],
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RuleTally:
-        days = {int(day): float(w) for day, w in data["d"].items()}
+        if "days" in data:
+            days = dict(zip(data["days"][0], map(float, data["days"][1]), strict=True))
+        else:  # as states were stored before: {"day": weight}
+            days = {int(day): float(w) for day, w in data["d"].items()}
         return cls(int(data["n"]), data["old"], int(data["o"]), float(data["w"]), days)
 
 

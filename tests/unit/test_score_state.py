@@ -173,6 +173,26 @@ def test_long_history_folds_one_event_at_a_time_and_matches_the_full_recompute()
     assert found == score_lead(DEFAULT_MODEL, email=None, traits={}, events=history, at=at)
 
 
+def test_a_state_stored_before_the_days_became_two_lists_reads_the_same():
+    rng = random.Random(11)
+    scorer = LeadStateScorer(CAPPED_MODEL)
+    history = [event("page_view", rng.uniform(0, 24 * 80), url="/pricing") for _ in range(200)]
+    state = scorer.fold(LeadState(), history)
+    assert any(t.days for t in state.tallies.values())  # a rule capped per day keeps its days
+    written = state.as_json()
+    as_before = {  # the days as one object keyed by the day's number, as text
+        **written,
+        "tallies": {
+            i: {
+                **{k: v for k, v in t.items() if k != "days"},
+                "d": dict(zip(map(str, t["days"][0]), t["days"][1], strict=True)),
+            }
+            for i, t in written["tallies"].items()
+        },
+    }
+    assert LeadState.from_json(json.loads(json.dumps(as_before))) == stored(state) == state
+
+
 def test_events_after_the_scoring_time_leave_the_state_unsure():
     scorer = LeadStateScorer(DEFAULT_MODEL)
     state = scorer.fold(LeadState(), [event("demo_request", 48)])
