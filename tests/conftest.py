@@ -19,11 +19,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from leadflow.admin.migrations import migrate_all
 from leadflow.devstack.apache_kafka import KAFKA_VERSION
 from leadflow.devstack.broker import BrokerKind, choose_broker, start_broker
 from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import Postgres, create_database, start_postgres
+from shared.db import make_engine
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 
@@ -113,6 +116,15 @@ def database_url(admin_url: str, name: str) -> str:
 async def settings(kafka_bootstrap: str, postgres_admin_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
     """Settings of an isolated leadflow: own topic prefix, own database, fast timers."""
     yield await isolated_settings(kafka_bootstrap, postgres_admin_url, tmp_path / "data")
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the isolated database, every service's schema migrated."""
+    await migrate_all(settings)
+    engine = make_engine(settings)
+    yield engine
+    await engine.dispose()
 
 
 async def isolated_settings(kafka_bootstrap: str, postgres_admin_url: str, data_dir: Path) -> Settings:

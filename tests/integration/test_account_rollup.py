@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leadflow.admin.migrations import migrate_all
 from services.scoring import store as scoring_store
 from services.scoring.accounts.handlers import import_accounts
 from services.scoring.accounts.imports import AccountRecord
@@ -23,7 +22,6 @@ from services.scoring.config_files import load_model
 from services.scoring.handlers import record_events
 from services.scoring.model import ScoringModel
 from services.scoring.rescore import rescore_all
-from shared.db import make_engine
 from shared.envelope import utcnow
 from shared.event_types import EventType
 from shared.events import AccountMqaReached, AccountScored, LeadEventAccepted, MqlReached, envelope_for
@@ -40,14 +38,6 @@ VP: dict[str, Any] = {
     "country": "US",
 }
 ANALYST: dict[str, Any] = {"title": "Analyst", "country": "US"}  # grade D: never an MQL
-
-
-@pytest.fixture
-async def engine(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 def lead_event(

@@ -15,7 +15,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from leadflow.admin.migrations import migrate_all
 from leadflow.admin.retention import run_by_hand
 from services.feedback import reports
 from services.feedback import store as feedback_store
@@ -27,7 +26,6 @@ from services.scoring import store as scoring_store
 from services.scoring.config_files import load_model
 from services.scoring.handlers import record_events
 from services.scoring.rescore import rescore_all
-from shared.db import make_engine
 from shared.envelope import utcnow
 from shared.events import LeadEventAccepted, envelope_for
 from shared.kafka import redelivery_horizons
@@ -43,14 +41,6 @@ MODEL = load_model("config/scoring-model.yaml")
 START = utcnow()  # when the events happen; the clock is then moved to START + 400 days
 LATER = START + timedelta(days=400)
 VP = {"title": "VP Marketing", "company_size": 500, "industry": "Software", "country": "US"}
-
-
-@pytest.fixture
-async def engine(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 async def track(engine: AsyncEngine, settings: Settings, email: str, *events: tuple[str, int]) -> None:
