@@ -9,21 +9,17 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
-from leadflow.admin.migrations import migrate_all
 from services.scoring import lifecycle, score_state_store, store
 from services.scoring.config_files import load_model
 from services.scoring.decay_loop import look_at_decayed
 from services.scoring.domain import LeadEvent
 from services.scoring.handlers import record_events
 from services.scoring.state_scoring import score_as_of
-from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.event_types import EventType
 from shared.events import LeadEventAccepted, envelope_for
-from shared.settings import Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork
 
@@ -36,14 +32,6 @@ STEPS = [
     ("demo_request", {"form_id": "demo"}),
     ("contact_sales", {"form_id": "contact"}),
 ]
-
-
-@pytest.fixture
-async def scoring_db(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 def events_for(email: str, traits: dict[str, Any], at: datetime) -> list[tuple[Envelope, LeadEventAccepted]]:
@@ -91,60 +79,58 @@ async def scored_events(engine, lead_id: str) -> list[dict[str, Any]]:  # type: 
     return [e for e in envelopes if e["lead_id"] == lead_id and e["type"] == EventType.LEAD_SCORED]
 
 
-async def test_events_one_batch_at_a_time_out_of_order_score_like_the_full_recompute(scoring_db) -> None:  # type: ignore[no-untyped-def]
+async def test_events_one_batch_at_a_time_out_of_order_score_like_the_full_recompute(engine) -> None:  # type: ignore[no-untyped-def]
     email = f"{uuid.uuid4().hex[:10]}@northwind.example"
     items = events_for(email, BUYER, utcnow())
     for item in [items[2], items[0], items[3], items[1]]:  # late and out of order, one batch each
-        await in_one_transaction(scoring_db, lambda uow, item=item: record_events(uow, MODEL, [item]))
-    lead = await lead_of(scoring_db, email)
+        await in_one_transaction(engine, lambda uow, item=item: record_events(uow, MODEL, [item]))
+    lead = await lead_of(engine, email)
     history = [LeadEvent(e.type, e.occurred_at, e.properties) for _, e in items]
     oracle = lifecycle.rescore(MODEL, lead, dict(lead.traits), history)
     assert (lead.score, lead.grade, lead.events_count) == (oracle.result.score, oracle.result.grade, 4)
     assert lead.explanation == [c.model_dump() for c in oracle.explanation]
 
 
-async def test_decaying_scores_are_looked_at_when_they_matter(scoring_db) -> None:  # type: ignore[no-untyped-def]
+async def test_decaying_scores_are_looked_at_when_they_matter(engine) -> None:  # type: ignore[no-untyped-def]
     buyer, close = (f"{uuid.uuid4().hex[:10]}@northwind.example" for _ in range(2))
     now = utcnow()
     await in_one_transaction(
-        scoring_db,
+        engine,
         lambda uow: record_events(
             uow, MODEL, events_for(buyer, BUYER, now) + events_for(close, ANALYST, now)
         ),
     )
-    mql, nurture = await lead_of(scoring_db, buyer), await lead_of(scoring_db, close)
+    mql, nurture = await lead_of(engine, buyer), await lead_of(engine, close)
     assert (mql.stage, nurture.stage) == ("mql", "nurture")
     assert nurture.score >= MODEL.mql.min_score  # close: score enough, grade C
-    due = await due_of(scoring_db, nurture.lead_id)
+    due = await due_of(engine, nurture.lead_id)
     assert due is not None and now < due < now + timedelta(days=60)
 
     later = now + timedelta(days=90)
     looked = await in_one_transaction(
-        scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000)
+        engine, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000)
     )
     assert looked >= 2
-    decayed_mql, decayed = await lead_of(scoring_db, buyer), await lead_of(scoring_db, close)
+    decayed_mql, decayed = await lead_of(engine, buyer), await lead_of(engine, close)
     assert decayed.stage == "nurture" and decayed.score < MODEL.mql.min_score  # no longer close
     assert decayed_mql.stage == "mql" and decayed_mql.mql_at == mql.mql_at  # stays with sales
     assert decayed_mql.score < mql.score
-    announced = await scored_events(scoring_db, decayed.lead_id)
+    announced = await scored_events(engine, decayed.lead_id)
     assert announced[-1]["data"]["score"] == decayed.score
     assert all("decayed" in c["detail"] for c in decayed.explanation if c["kind"] == "engagement")
-    next_due = await due_of(scoring_db, decayed.lead_id)
+    next_due = await due_of(engine, decayed.lead_id)
     assert next_due is None or next_due > later
     # Nothing else is due at that moment: looked at once, not in a loop.
-    again = await in_one_transaction(
-        scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000)
-    )
+    again = await in_one_transaction(engine, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000))
     assert again == 0
 
 
-async def test_one_lead_is_answered_with_its_score_as_of_now(scoring_db) -> None:  # type: ignore[no-untyped-def]
+async def test_one_lead_is_answered_with_its_score_as_of_now(engine) -> None:  # type: ignore[no-untyped-def]
     email = f"{uuid.uuid4().hex[:10]}@northwind.example"
     now = utcnow()
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, events_for(email, BUYER, now)))
-    lead = await lead_of(scoring_db, email)
-    async with scoring_db.connect() as conn:
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, events_for(email, BUYER, now)))
+    lead = await lead_of(engine, email)
+    async with engine.connect() as conn:
         today = await score_as_of(conn, MODEL, lead, at=now)
         months_later = await score_as_of(conn, MODEL, lead, at=now + timedelta(days=120))
     assert today is not None and months_later is not None

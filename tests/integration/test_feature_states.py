@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from leadflow.admin.migrations import migrate_all
 from services.scoring import model_store, score_state_store, store
 from services.scoring.config_files import load_model
 from services.scoring.decay_loop import look_at_decayed
@@ -28,10 +27,8 @@ from services.scoring.learning_config import ExplorationSettings, LearningConfig
 from services.scoring.likelihood import Predictor
 from services.scoring.metrics import FEATURE_STATES_BUILT, FEATURE_STATES_WARMED
 from services.scoring.training import Trained, train
-from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.events import LeadEventAccepted, envelope_for
-from shared.settings import Settings
 from tests.generated_buyers import examples_from, generate, hand_off
 from tests.integration.test_decaying_scores import in_one_transaction, lead_of, scored_events
 
@@ -46,14 +43,6 @@ STEPS = [  # (type, properties, days before now)
     ("webinar_attended", {"webinar_id": "w1"}, 1.0),
     ("page_view", {"url": "https://leadflow.example/blog/a", "channel": "referral"}, 200.0),  # a backfill
 ]
-
-
-@pytest.fixture
-async def scoring_db(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +101,7 @@ async def holds_the_history(engine, lead_id: str) -> bool:  # type: ignore[no-un
 
 
 async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_from_the_state(
-    scoring_db,  # type: ignore[no-untyped-def]
+    engine,  # type: ignore[no-untyped-def]
     predictor: Predictor,
 ) -> None:
     # Every lead.scored explained: the factors too are the model's over the whole history.
@@ -123,12 +112,10 @@ async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_f
     items = events_for(email, now)
     # Out of order, one redelivered, and one 200 days older than the rest arriving late.
     for batch in ([items[2]], [items[0], items[3]], [items[2]], [items[4]], [items[1]]):
-        await in_one_transaction(
-            scoring_db, lambda uow, batch=batch: record_events(uow, MODEL, batch, learned)
-        )
-        lead = await lead_of(scoring_db, email)
-        assert await holds_the_history(scoring_db, lead.lead_id)
-    history = await history_of(scoring_db, lead.lead_id)
+        await in_one_transaction(engine, lambda uow, batch=batch: record_events(uow, MODEL, batch, learned))
+        lead = await lead_of(engine, email)
+        assert await holds_the_history(engine, lead.lead_id)
+    history = await history_of(engine, lead.lead_id)
     assert len(history) == len(STEPS)
 
     newest = max(e.occurred_at for e in history)
@@ -137,45 +124,45 @@ async def test_a_judged_rescore_reads_the_models_features_of_the_whole_history_f
         MODEL, traits=dict(lead.traits), events=history, at=newest, rule_score=rule_score
     )
     [expected] = predictor.likelihoods([features], top=EXPLAINED.likelihood.top_factors)
-    announced = await scored_events(scoring_db, lead.lead_id)
+    announced = await scored_events(engine, lead.lead_id)
     assert announced[-1]["data"]["likelihood"] == expected.model_dump(mode="json")
 
 
 async def test_feature_states_are_kept_while_a_model_is_active_and_built_once_when_missing(
-    scoring_db,  # type: ignore[no-untyped-def]
+    engine,  # type: ignore[no-untyped-def]
     predictor: Predictor,
 ) -> None:
     email = f"{uuid.uuid4().hex[:10]}@northwind.example"
     now = utcnow()
     items = events_for(email, now)
     learned = LearnedScoring(MODEL, LearningConfig())
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[:1], learned))
-    lead = await lead_of(scoring_db, email)
-    assert (await stored_row(scoring_db, lead.lead_id)).features is None  # no model: none kept
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, items[:1], learned))
+    lead = await lead_of(engine, email)
+    assert (await stored_row(engine, lead.lead_id)).features is None  # no model: none kept
 
     learned.predictor = predictor  # activated: built from the history once, then folded
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[1:2], learned))
-    assert await holds_the_history(scoring_db, lead.lead_id)
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, items[1:2], learned))
+    assert await holds_the_history(engine, lead.lead_id)
     table = score_state_store.lead_score_states
-    async with scoring_db.begin() as conn:  # as if folded under other engagement rules
+    async with engine.begin() as conn:  # as if folded under other engagement rules
         await conn.execute(update(table).where(table.c.lead_id == lead.lead_id).values(features_key="other"))
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[2:4], learned))
-    assert await holds_the_history(scoring_db, lead.lead_id)
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, items[2:4], learned))
+    assert await holds_the_history(engine, lead.lead_id)
 
     # The decay loop folds no events: it re-saves the score state and leaves the features be.
-    built = (await stored_row(scoring_db, lead.lead_id)).features
+    built = (await stored_row(engine, lead.lead_id)).features
     assert await in_one_transaction(
-        scoring_db, lambda uow: look_at_decayed(uow, MODEL, now=now + timedelta(days=400), limit=10_000)
+        engine, lambda uow: look_at_decayed(uow, MODEL, now=now + timedelta(days=400), limit=10_000)
     )
-    assert (await stored_row(scoring_db, lead.lead_id)).features == built
+    assert (await stored_row(engine, lead.lead_id)).features == built
 
     learned.predictor = None  # deactivated: the next events drop the state they leave behind
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, items[4:], learned))
-    assert (await stored_row(scoring_db, lead.lead_id)).features is None
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, items[4:], learned))
+    assert (await stored_row(engine, lead.lead_id)).features is None
 
 
 async def test_activating_a_model_builds_the_recently_active_leads_feature_states_before_it_is_in_force(
-    scoring_db,  # type: ignore[no-untyped-def]
+    engine,  # type: ignore[no-untyped-def]
     trained: Trained,
 ) -> None:
     now = utcnow()
@@ -184,33 +171,33 @@ async def test_activating_a_model_builds_the_recently_active_leads_feature_state
     for email in emails:  # scored without a model: no feature states kept
         items = events_for(email, now)
         await in_one_transaction(
-            scoring_db, lambda uow, items=items: record_events(uow, MODEL, items[:3], learned)
+            engine, lambda uow, items=items: record_events(uow, MODEL, items[:3], learned)
         )
-    lead_ids = [(await lead_of(scoring_db, email)).lead_id for email in emails]
-    assert all([(await stored_row(scoring_db, i)).features is None for i in lead_ids])
-    async with scoring_db.begin() as conn:  # a lead last scored before the recent window: left
+    lead_ids = [(await lead_of(engine, email)).lead_id for email in emails]
+    assert all([(await stored_row(engine, i)).features is None for i in lead_ids])
+    async with engine.begin() as conn:  # a lead last scored before the recent window: left
         await model_store.save_model(conn, trained)
         table = score_state_store.lead_score_states
         await conn.execute(
             update(table).where(table.c.lead_id == lead_ids[-1]).values(updated_at=now - timedelta(days=45))
         )
 
-    async with scoring_db.begin() as conn:
+    async with engine.begin() as conn:
         assert await model_store.activate(conn, trained.version, at=now)
     warmed = FEATURE_STATES_WARMED._value.get()
-    await first_look(learned, scoring_db)  # the model loop's first look: warms, then puts it in force
+    await first_look(learned, engine)  # the model loop's first look: warms, then puts it in force
     assert learned.predictor is not None and learned.predictor.version == trained.version
     assert FEATURE_STATES_WARMED._value.get() - warmed == 4
-    assert all([await holds_the_history(scoring_db, i) for i in lead_ids[:-1]])
-    assert (await stored_row(scoring_db, lead_ids[-1])).features is None
+    assert all([await holds_the_history(engine, i) for i in lead_ids[:-1]])
+    assert (await stored_row(engine, lead_ids[-1])).features is None
 
     # The first batch after reads no history for the warmed leads: their states are folded.
     built = FEATURE_STATES_BUILT._value.get()
     batch = [events_for(email, now)[3] for email in emails[:-1]]
-    await in_one_transaction(scoring_db, lambda uow: record_events(uow, MODEL, batch, learned))
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, batch, learned))
     assert FEATURE_STATES_BUILT._value.get() == built
-    assert all([await holds_the_history(scoring_db, i) for i in lead_ids[:-1]])
-    announced = await scored_events(scoring_db, lead_ids[0])
+    assert all([await holds_the_history(engine, i) for i in lead_ids[:-1]])
+    announced = await scored_events(engine, lead_ids[0])
     assert announced[-1]["data"]["likelihood"]["model_version"] == trained.version
 
 
@@ -230,7 +217,7 @@ async def first_look(learned: LearnedScoring, engine) -> None:  # type: ignore[n
 
 
 async def test_warming_goes_a_chunk_at_a_time_and_leaves_a_lead_a_batch_holds_to_that_batch(
-    scoring_db,  # type: ignore[no-untyped-def]
+    engine,  # type: ignore[no-untyped-def]
 ) -> None:
     now = utcnow()
     learned = LearnedScoring(MODEL, LearningConfig())
@@ -238,14 +225,14 @@ async def test_warming_goes_a_chunk_at_a_time_and_leaves_a_lead_a_batch_holds_to
     for email in emails:
         items = events_for(email, now)
         await in_one_transaction(
-            scoring_db, lambda uow, items=items: record_events(uow, MODEL, items[:2], learned)
+            engine, lambda uow, items=items: record_events(uow, MODEL, items[:2], learned)
         )
-    lead_ids = [(await lead_of(scoring_db, email)).lead_id for email in emails]
+    lead_ids = [(await lead_of(engine, email)).lead_id for email in emails]
     table = score_state_store.lead_score_states
-    async with scoring_db.connect() as holder:  # a consumer batch in flight holds one lead's row
+    async with engine.connect() as holder:  # a consumer batch in flight holds one lead's row
         held = await holder.begin()
         await holder.execute(select(table.c.lead_id).where(table.c.lead_id == lead_ids[2]).with_for_update())
-        warmed = await warm_feature_states(scoring_db, MODEL, now=utcnow(), chunk=2)
+        warmed = await warm_feature_states(engine, MODEL, now=utcnow(), chunk=2)
         await held.rollback()
     assert warmed.leads == 4
-    assert [await holds_the_history(scoring_db, i) for i in lead_ids] == [True, True, False, True, True]
+    assert [await holds_the_history(engine, i) for i in lead_ids] == [True, True, False, True, True]

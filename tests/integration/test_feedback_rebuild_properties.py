@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from hypothesis import HealthCheck, given
@@ -15,13 +14,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from leadflow.admin.migrations import migrate_all
 from services.feedback import store
 from services.feedback.domain import FeedbackConfig
 from services.feedback.handlers import make_handlers
 from services.feedback.rebuild import apply_events, read_topic
 from shared.consumer import ConsumerRunner
-from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.settings import Settings
 from shared.topics import Topics
@@ -104,14 +101,6 @@ def records(envelopes: list[Envelope]) -> list[ConsumerRecord[bytes, bytes]]:
     ]
 
 
-@pytest.fixture
-async def feedback_db(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
-
-
 async def consume_incrementally(engine, batches: list[list[ConsumerRecord[bytes, bytes]]]) -> None:  # type: ignore[no-untyped-def]
     runner = ConsumerRunner(
         group_id="feedback",
@@ -140,18 +129,18 @@ async def reset(engine) -> None:  # type: ignore[no-untyped-def]
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(published=topic_contents(), data=st.data())
-async def test_rebuild_from_the_topic_equals_the_incremental_state(feedback_db, published, data) -> None:  # type: ignore[no-untyped-def]
-    await reset(feedback_db)
+async def test_rebuild_from_the_topic_equals_the_incremental_state(engine, published, data) -> None:  # type: ignore[no-untyped-def]
+    await reset(engine)
     delivered = records(published)
     cuts = sorted(data.draw(st.sets(st.integers(min_value=1, max_value=max(1, len(delivered) - 1)))))
     batches = [delivered[a:b] for a, b in zip([0, *cuts], [*cuts, len(delivered)], strict=True)]
     # A consumer that crashed before committing offsets gets a batch again, after later ones too.
     redelivered = data.draw(st.lists(st.sampled_from(batches), max_size=2))
-    await consume_incrementally(feedback_db, batches + redelivered)
-    async with feedback_db.begin() as conn:
+    await consume_incrementally(engine, batches + redelivered)
+    async with engine.begin() as conn:
         incremental = await store.projection_snapshot(conn)
 
-    async with feedback_db.begin() as conn:
+    async with engine.begin() as conn:
         summary = await apply_events(conn, [[e.to_bytes() for e in published]])
         rebuilt = await store.projection_snapshot(conn)
 

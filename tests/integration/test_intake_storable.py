@@ -13,14 +13,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from leadflow.admin.migrations import migrate_all
 from services.intake.config_files import load_tracking_plan
 from services.intake.domain import IntakeEvent, check_against_plan
 from services.intake.event_limits import INT64_MAX, INT64_MIN, EventLimits, limit_problems, size_problem
@@ -28,7 +26,6 @@ from services.intake.handlers import to_envelope
 from services.scoring import store
 from services.scoring.config_files import load_model
 from services.scoring.handlers import record_events
-from shared.db import make_engine
 from shared.envelope import Envelope, utcnow
 from shared.events import parse_data
 from shared.settings import Settings
@@ -297,14 +294,6 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-async def scoring_db(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
-
-
 PLAN = load_tracking_plan("config/tracking-plan.yaml")
 MODEL = load_model("config/scoring-model.yaml")
 LIMITS = EventLimits()
@@ -338,18 +327,18 @@ def numbers_as_floats(properties: dict[str, Any]) -> dict[str, Any]:
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(body=hostile_events())
-async def test_every_event_intake_accepts_is_stored_by_scoring(scoring_db, body) -> None:  # type: ignore[no-untyped-def]
+async def test_every_event_intake_accepts_is_stored_by_scoring(engine, body) -> None:  # type: ignore[no-untyped-def]
     accepted = accepted_by_intake(body)
     event("accepted by intake" if accepted else "refused by intake")  # see --hypothesis-show-statistics
     if accepted is None:
         return
     sent, envelope = accepted
     data = parse_data(envelope)
-    async with scoring_db.begin() as conn:  # must commit: Postgres refusing it fails the test
+    async with engine.begin() as conn:  # must commit: Postgres refusing it fails the test
         uow = UnitOfWork(conn=conn, outbox=store.outbox, topics=Topics("t."), source="scoring")
         await record_events(uow, MODEL, [(envelope, data)])
         await uow.flush()
-    async with scoring_db.connect() as conn:
+    async with engine.connect() as conn:
         row = (
             await conn.execute(select(store.lead_events).where(store.lead_events.c.event_id == data.event_id))
         ).one()

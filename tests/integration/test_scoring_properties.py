@@ -8,20 +8,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from leadflow.admin.migrations import migrate_all
 from services.scoring import store
 from services.scoring.config_files import load_model
 from services.scoring.handlers import record_events
-from shared.db import make_engine
 from shared.envelope import Envelope
 from shared.events import LeadEventAccepted, envelope_for
-from shared.settings import Settings
 from shared.topics import Topics
 from shared.unit_of_work import UnitOfWork
 
@@ -40,14 +36,6 @@ event_specs = st.lists(
     min_size=1,
     max_size=8,
 )
-
-
-@pytest.fixture
-async def scoring_db(settings: Settings):  # type: ignore[no-untyped-def]
-    await migrate_all(settings)
-    engine = make_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 def events_for(email: str, specs: list[tuple[str, int]]) -> list[tuple[Envelope, LeadEventAccepted]]:
@@ -88,23 +76,23 @@ async def state_of(engine, email: str) -> dict[str, Any]:  # type: ignore[no-unt
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(specs=event_specs, data=st.data())
-async def test_score_does_not_depend_on_arrival_order(scoring_db, specs, data) -> None:  # type: ignore[no-untyped-def]
+async def test_score_does_not_depend_on_arrival_order(engine, specs, data) -> None:  # type: ignore[no-untyped-def]
     first, second = (f"{uuid.uuid4().hex[:10]}@northwind.example" for _ in range(2))
     shuffled = data.draw(st.permutations(specs))
-    await process_one_at_a_time(scoring_db, events_for(first, specs))
-    await process_one_at_a_time(scoring_db, events_for(second, shuffled))
-    assert (await state_of(scoring_db, first))["lead"] == (await state_of(scoring_db, second))["lead"]
+    await process_one_at_a_time(engine, events_for(first, specs))
+    await process_one_at_a_time(engine, events_for(second, shuffled))
+    assert (await state_of(engine, first))["lead"] == (await state_of(engine, second))["lead"]
 
 
 @hypothesis_settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(specs=event_specs, data=st.data())
-async def test_any_event_processed_twice_changes_nothing(scoring_db, specs, data) -> None:  # type: ignore[no-untyped-def]
+async def test_any_event_processed_twice_changes_nothing(engine, specs, data) -> None:  # type: ignore[no-untyped-def]
     email = f"{uuid.uuid4().hex[:10]}@northwind.example"
     items = events_for(email, specs)
-    await process_one_at_a_time(scoring_db, items)
-    before = await state_of(scoring_db, email)
+    await process_one_at_a_time(engine, items)
+    before = await state_of(engine, email)
     again = data.draw(st.lists(st.sampled_from(items), min_size=1, max_size=len(items)))
-    await process_one_at_a_time(scoring_db, again)
-    assert await state_of(scoring_db, email) == before
+    await process_one_at_a_time(engine, again)
+    assert await state_of(engine, email) == before
