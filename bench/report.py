@@ -106,21 +106,22 @@ def served_report(served: dict[str, Served]) -> str:
 
 def scoring_history_report(drains: dict[int, Drain]) -> str:
     """Scoring's rate by prior events per lead, each beside the rate with no history (target 0.8),
-    and its CPU per event beside the CPU with none (read as a rate: what a busy machine moves less)."""
+    and its CPU per event beside the CPU with none (read as a rate: what a busy machine moves less),
+    and Postgres' CPU per event."""
     base = drains.get(0)
     lines = [
         f"| scoring, one process, by prior events per lead ({HISTORY_LEADS} leads, "
         f"{HISTORY_LEADS * NEW_EVENTS_PER_LEAD:,} new events each, median of {ROUNDS} drains) "
         "| events/s | ratio to no history "
-        "| CPU per event | ratio (none / this) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| CPU per event | ratio (none / this) | Postgres CPU per event |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for prior, d in sorted(drains.items()):
         rate_ratio = d.rate / base.rate if base and base.rate else 0.0
         cpu_ratio = base.cpu_us / d.cpu_us if base and d.cpu_us else 0.0
         lines.append(
             f"| {prior:,} prior events | {d.rate:,.0f} | {rate_ratio:.2f} "
-            f"| {d.cpu_us:,.0f} µs | {cpu_ratio:.2f} |"
+            f"| {d.cpu_us:,.0f} µs | {cpu_ratio:.2f} | {d.db_cpu_us:,.0f} µs |"
         )
     return "\n".join(lines)
 

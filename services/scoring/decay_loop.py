@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 
-from services.scoring import score_state_store, store
+from services.scoring import decay_moments, score_state_store, store
 from services.scoring.domain import LeadEvent
 from services.scoring.handlers import announce
 from services.scoring.model import ScoringModel
@@ -58,5 +58,6 @@ async def look_at_decayed(uow: UnitOfWork, model: ScoringModel, *, now: datetime
     for rescored in evaluated:
         announce(uow, rescored, trace_id=None)
     await store.save_rescored(uow.conn, evaluated, cause="decay")
-    await save_states(uow, scorer, evaluated, states, Features.UNCHANGED)  # no events folded
+    # A quiet lead: its next look exactly (the event path stored an early one, `early_look`).
+    await save_states(uow, scorer, evaluated, states, Features.UNCHANGED, plan=decay_moments.next_look)
     return len(lead_ids)

@@ -22,8 +22,10 @@ per event behind the sum).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -47,7 +49,7 @@ from services.scoring.domain import (
 )
 from services.scoring.model import EngagementRule, ScoringModel
 
-__all__ = ["LeadState", "LeadStateScorer", "RuleTally", "model_key"]
+__all__ = ["LeadState", "LeadStateScorer", "RuleTally", "capped_days", "model_key"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROS_PER_DAY = 86_400_000_000
@@ -92,6 +94,19 @@ class RuleTally:
     origin: int = 0  # microseconds
     weight: float = 0.0
     days: dict[int, float] = field(default_factory=dict)
+    # The days' weights ascending and their running sums, made when first asked for after a
+    # change: a score and its decay planning (tens of moments) then cost a binary search each,
+    # not a pass over every day of the lead's history.
+    _profile: tuple[list[float], list[float]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def day_profile(self) -> tuple[list[float], list[float]]:
+        """(weights, sums): the days' weights ascending, and sums[k] the k smallest summed."""
+        if self._profile is None:
+            weights = sorted(self.days.values())
+            self._profile = weights, list(itertools.accumulate(weights, initial=0.0))
+        return self._profile
 
     def add(self, at_us: int, day: int, half_life: float | None, per_day: bool) -> None:
         if self.count == 0:
@@ -108,12 +123,14 @@ class RuleTally:
                 weight = 2.0**half_lives
         if per_day:
             self.days[day] = self.days.get(day, 0.0) + weight
+            self._profile = None
         else:
             self.weight += weight
 
     def _rescale(self, factor: float) -> None:
         self.weight *= factor
         self.days = {day: weight * factor for day, weight in self.days.items()}
+        self._profile = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -317,8 +334,7 @@ class LeadStateScorer:
         if rule.cap_per_day is None:
             total = size * tally.weight * factor
         else:
-            per_day = rule.cap_per_day
-            total = math.fsum(min(size * w * factor, per_day) for w in tally.days.values())
+            total = capped_days(*tally.day_profile(), size * factor, rule.cap_per_day)
         if rule.cap is not None and total > rule.cap:
             total = float(rule.cap)
         return total
@@ -341,6 +357,15 @@ class LeadStateScorer:
             decayed = called
         detail = engagement_detail(rule, count=tally.count, days=len(tally.days), decayed=decayed)
         return Contribution(f"engagement.{rule.id}", "engagement", points, detail)
+
+
+def capped_days(weights: list[float], sums: list[float], scale: float, per_day: int) -> float:
+    """The sum over days of min(scale x weight, per_day), from a tally's `day_profile`: the days
+    at or above per_day / scale give their cap, the others (the smallest) their scaled weight."""
+    if scale <= 0.0:  # decayed past what a float holds
+        return 0.0
+    below = bisect.bisect_left(weights, per_day / scale)
+    return (len(weights) - below) * per_day + scale * sums[below]
 
 
 def _decayed(size: float, tally: RuleTally, at_us: int, half_life: float) -> bool | None:

@@ -5,7 +5,7 @@ full recompute's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -74,10 +74,15 @@ async def save_states(
     evaluated: list[Rescored],
     states: Mapping[str, LeadState],
     features: tuple[FeatureStateFolder, Mapping[str, FeatureState]] | Features,
+    *,
+    plan: Callable[..., datetime | None] = decay_moments.early_look,
 ) -> None:
     """Store each lead's state with the next moment its decaying score needs a look, and its
     feature state: the ones given (folded with the same events), or, without, the stored
     ones left (no events folded) or dropped (events folded into the score states only).
+
+    The moment is `plan`'s: by default `early_look`, cheap whatever the history, which the
+    decay loop replaces with the exact `next_look` once it comes with nothing meaningful yet.
 
     A lead rescored without new events (a member its account's new MQA qualified) has no new
     state: its stored one is still true."""
@@ -85,7 +90,7 @@ async def save_states(
         SavedState(
             r.lead.lead_id,
             states[r.lead.lead_id],
-            decay_moments.next_look(scorer, states[r.lead.lead_id], r.result, at=r.at),
+            plan(scorer, states[r.lead.lead_id], r.result, at=r.at),
             features[1][r.lead.lead_id] if isinstance(features, tuple) else None,
         )
         for r in evaluated

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.config_files import parse_model
-from services.scoring.decay_moments import MEANINGFUL_CHANGE, meaningful, next_look
+from services.scoring.decay_moments import MEANINGFUL_CHANGE, early_look, meaningful, next_look
 from services.scoring.domain import LeadEvent, score_lead
 from services.scoring.score_state import LeadState, LeadStateScorer
 
@@ -145,3 +145,30 @@ def test_nothing_meaningful_happens_before_the_moment_and_something_may_at_it(
     for fraction in fractions:  # before the moment, no change that matters
         before = at + (due - at - timedelta(seconds=1)) * fraction
         assert not meaningful(30, score, score_at(events, before))
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=histories)
+def test_the_early_look_comes_no_later_than_the_exact_one_and_never_misses_it(events: list[LeadEvent]):
+    at, score, due = look(events)
+    state = SCORER.fold(LeadState(), events)
+    early = early_look(SCORER, state, score_lead(MODEL, email=None, traits={}, events=events, at=at), at=at)
+    if due is None:
+        return  # the early look may still come: the decay loop then finds nothing to do
+    assert early is not None and at < early <= due
+    assert not meaningful(30, score, score_at(events, early - timedelta(seconds=1)))
+
+
+def test_a_long_history_is_looked_at_early_in_a_few_steps_and_exactly_by_the_decay_loop():
+    # 60 days of pricing views, three a day: each day capped at 10, the rule at 15 in all
+    views = [(day, hour) for day in range(60) for hour in (9, 12, 15)]
+    events = [event("page_view", day + hour / 24, url="/pricing") for day, hour in views]
+    events.append(event("demo_request", 60))
+    at, score, due = look(events)
+    state = SCORER.fold(LeadState(), events)
+    result = score_lead(MODEL, email=None, traits={}, events=events, at=at)
+    early = early_look(SCORER, state, result, at=at)
+    assert score == 55 and due is not None and early is not None
+    # the bound halves every rule at the fastest half-life (10 days): it needs 55 -> 50 in all
+    assert at + timedelta(days=1) < early < due
+    assert score_at(events, early) > 50  # nothing meaningful yet: the loop then plans `due`
