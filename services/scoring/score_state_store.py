@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     Column,
     DateTime,
     ForeignKey,
@@ -28,7 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.scoring.feature_state import FeatureState
@@ -40,7 +41,8 @@ lead_score_states = Table(
     metadata,
     Column("lead_id", Text, ForeignKey(f"{SCHEMA}.leads.lead_id", ondelete="CASCADE"), primary_key=True),
     Column("model_key", Text, nullable=False, comment="score_state.model_key of the rules folded under"),
-    Column("state", JSONB, nullable=False),
+    # `json` (stored out of line, uncompressed): documents read and written whole (scoring_0009).
+    Column("state", JSON, nullable=False),
     Column("decay_due_at", DateTime(timezone=True), nullable=True, comment="next look at the decaying score"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column(
@@ -48,7 +50,7 @@ lead_score_states = Table(
     ),
     Column(
         "features",
-        JSONB(none_as_null=True),
+        JSON(none_as_null=True),
         nullable=True,
         comment="feature_state.FeatureState: counts per event type, rule, section",
     ),
