@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from services.scoring import lifecycle, score_state_store, store
 from services.scoring.config_files import load_model
+from services.scoring.decay_moments import meaningful, next_look
 from services.scoring.decay_loop import look_at_decayed
 from services.scoring.domain import LeadEvent
 from services.scoring.handlers import record_events
-from services.scoring.state_scoring import score_as_of
+from services.scoring.state_scoring import score_as_of, state_scorer
 from shared.envelope import Envelope, utcnow
 from shared.event_types import EventType
 from shared.events import LeadEventAccepted, envelope_for
@@ -123,6 +124,25 @@ async def test_decaying_scores_are_looked_at_when_they_matter(engine) -> None:  
     # Nothing else is due at that moment: looked at once, not in a loop.
     again = await in_one_transaction(engine, lambda uow: look_at_decayed(uow, MODEL, now=later, limit=10_000))
     assert again == 0
+
+
+async def test_the_early_look_planned_after_events_is_followed_by_the_exact_one(engine) -> None:  # type: ignore[no-untyped-def]
+    email = f"{uuid.uuid4().hex[:10]}@northwind.example"
+    now = utcnow()
+    await in_one_transaction(engine, lambda uow: record_events(uow, MODEL, events_for(email, BUYER, now)))
+    lead = await lead_of(engine, email)
+    early = await due_of(engine, lead.lead_id)  # decay_moments.early_look: cheap, never late
+    assert early is not None and early > now
+    await in_one_transaction(engine, lambda uow: look_at_decayed(uow, MODEL, now=early, limit=10_000))
+    looked = await lead_of(engine, email)
+    assert not meaningful(MODEL.mql.min_score, lead.score, looked.score)  # nothing missed
+    scorer = state_scorer(MODEL)
+    async with engine.connect() as conn:
+        state = (await score_state_store.states(conn, [lead.lead_id], model_key=scorer.key))[lead.lead_id]
+        as_of_early = await score_as_of(conn, MODEL, looked, at=early)
+    assert as_of_early is not None
+    exact = next_look(scorer, state, as_of_early, at=early)
+    assert exact is not None and await due_of(engine, lead.lead_id) == exact
 
 
 async def test_one_lead_is_answered_with_its_score_as_of_now(engine) -> None:  # type: ignore[no-untyped-def]
