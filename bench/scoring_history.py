@@ -64,8 +64,8 @@ async def scoring_by_history(settings: Settings, db_dsn: str, env: dict[str, str
             fresh = {**env, "LEADFLOW_SCORING_PORT": str(free_port())}
             found = await scoring_drain(fresh, db_dsn, event_ids, placed)
             print(
-                f"  {found.rate:,.0f} events/s, CPU {found.cpu_us:,.0f} µs, Postgres {found.db_cpu_us:,.0f} µs"
-                " per event",
+                f"  {found.rate:,.0f} events/s, CPU {found.cpu_us:,.0f} µs, "
+                f"Postgres {found.db_cpu_us:,.0f} µs per event",
                 flush=True,
             )
             drains[prior].append(found)

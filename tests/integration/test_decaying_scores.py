@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from services.scoring import lifecycle, score_state_store, store
 from services.scoring.config_files import load_model
-from services.scoring.decay_moments import meaningful, next_look
 from services.scoring.decay_loop import look_at_decayed
+from services.scoring.decay_moments import meaningful, next_look
 from services.scoring.domain import LeadEvent
 from services.scoring.handlers import record_events
 from services.scoring.state_scoring import score_as_of, state_scorer
