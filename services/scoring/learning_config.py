@@ -29,7 +29,13 @@ class TrainingSettings(BaseModel):
         default=0.2, gt=0, lt=1, description="newest share of the rest, for calibration"
     )
     min_examples: int = Field(default=40, ge=10)
-    rounds: int = Field(default=150, ge=1, le=5000)
+    rounds: int = Field(default=150, ge=1, le=5000, description="the most trees")
+    early_stopping_rounds: int = Field(
+        default=20,
+        ge=0,
+        description="stop once this many trees in a row have not improved the calibration fold's "
+        "log loss, keeping the best (0: always `rounds` trees)",
+    )
     learning_rate: float = Field(default=0.05, gt=0, le=1)
     num_leaves: int = Field(default=15, ge=2, le=1024)
     min_data_in_leaf: int = Field(default=10, ge=1)

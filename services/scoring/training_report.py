@@ -21,6 +21,7 @@ def render_training(trained: Trained) -> RenderableType:
         f"{c['train']} train, {c['calibration']} calibrate, {c['holdout']} holdout",
     )
     summary.add_row("features", str(len(trained.features)))
+    summary.add_row("trees", str(c.get("trees", "?")))
     summary.add_row("digest", trained.digest)
     return Group(summary, side_by_side(trained.model, trained.rule), deciles(trained.model, trained.rule))
 
