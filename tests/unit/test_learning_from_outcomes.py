@@ -175,6 +175,24 @@ def test_the_artifact_is_versioned_by_its_content(first_period: Trained):
     assert "section:pricing" in first_period.features and "count:content_download" in first_period.features
 
 
+def test_training_keeps_only_the_trees_that_improved_the_calibration_fold(first_period: Trained):
+    examples = examples_from(
+        hand_off(
+            list(generate(1200, start=T0, days=60, seed=1)),
+            MODEL,
+            exploration=ExplorationSettings(share=0.2, within_points=25),
+        ),
+        MODEL,
+        LEARNING.labels,
+    )
+    settings = LearningConfig().training
+    every_round = train(examples, settings.model_copy(update={"early_stopping_rounds": 0}))
+    assert every_round.counts["trees"] == settings.rounds
+    # Stopped early: fewer trees (cheaper likelihoods and factor lists), no worse on the holdout.
+    assert first_period.counts["trees"] < settings.rounds
+    assert first_period.model.log_loss <= every_round.model.log_loss + 0.01
+
+
 def test_too_few_examples_or_one_kind_only_refuses_to_train():
     leads = list(generate(30, start=T0, days=10, seed=2))
     with pytest.raises(NotEnoughExamples, match="at least 40"):
