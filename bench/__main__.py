@@ -114,7 +114,11 @@ def main(only: str | None = None, broker: Broker = "auto") -> None:
         lambda tmp: run(tmp, broker)
     )
     text = report(figures, latencies, handoff, feedback, backtest, history, memory, broker=used)
-    text += "\n\n" + accounts_report(in_scratch(lambda tmp: run_accounts(tmp, broker)))  # a stack of its own
+    # Each on a stack of its own: the account roll-up, then learning (training and recommend on
+    # 1M events, their time and peak RSS; the end-to-end p99 at 1,000 events/s with a model).
+    text += "\n\n" + accounts_report(in_scratch(lambda tmp: run_accounts(tmp, broker)))
+    text += "\n\n" + training_phase(broker)
+    text += "\n\n" + model_active_phase(broker)
     print(f"\n{statement_report(handoff)}\n\n{text}\n")
     out = ROOT / "docs" / "benchmark-latest.md"
     out.parent.mkdir(exist_ok=True)
