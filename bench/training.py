@@ -10,8 +10,6 @@ fifth of the near misses explored, COPYed into scoring's tables a chunk at a tim
 from __future__ import annotations
 
 import os
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -153,15 +151,12 @@ async def training_timing(work: Path, broker_kind: BrokerKind | Literal["auto"] 
             "LEADFLOW_CONFIG_DIR": str(settings.config_dir),
             "LEADFLOW_LOG_LEVEL": "WARNING",
         }
-        started = time.perf_counter()
-        subprocess.run(  # noqa: ASYNC221 - the bench waits for it on purpose
-            [sys.executable, "-m", "leadflow", "model", "train", "--since", "365d"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        train_s = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        # Its peak from its own VmHWM (bench.backtest.peak_rss_of): rusage's children maximum
+        # would be the largest child the bench ever waited for (in `make bench`, a broker).
+        train = [sys.executable, "-m", "leadflow", "model", "train", "--since", "365d"]
+        peak_mb, train_s, code = peak_rss_of(train, env)
+        if code != 0:
+            raise RuntimeError(f"leadflow model train exited with {code}")
 
         engine = make_engine(settings, bounded=False)
         try:
@@ -237,7 +232,7 @@ def training_report(t: TrainingTiming) -> str:
             f"| history: {t.events:,} events of {t.leads:,} leads, {t.examples:,} labelled handoffs | |",
             f"| ceiling: reading the decided leads' history alone (same stream) | {t.read_s:.1f} s |",
             f"| train: features, LightGBM, calibrate, report, store (own process) | {t.train_s:.1f} s |",
-            f"| train: peak RSS | {t.train_peak_rss_mb:.0f} MB |",
+            f"| train: peak RSS (VmHWM) | {t.train_peak_rss_mb:.0f} MB |",
             f"| recommend, the model active (own process) | {t.recommend_s:.1f} s |",
             f"| recommend: peak RSS (VmHWM) | {t.recommend_peak_rss_mb:.0f} MB |",
             f"| holdout AUC: model / rule score | {t.auc:.3f} / {t.rule_auc:.3f} |",
