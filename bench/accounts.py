@@ -55,7 +55,7 @@ EVENTS_PER_LEAD = 10
 LEADS_PER_ACCOUNT = 5  # each throughput run's leads fall into 100 accounts
 MATCHED_LEADS = 2_000  # leads timed through matching
 MATCH_BATCH = 100  # leads per candidate look-up, about a consumer batch's distinct leads
-RUNS = 3  # throughput runs of each side, alternated; the median of each is reported
+RUNS = 5  # throughput runs of each side, alternated; the median of each is reported
 
 
 @dataclass
@@ -221,9 +221,12 @@ async def accounts_timing(settings: Settings, db_dsn: str, env: dict[str, str], 
     on: list[Drain] = []
     off: list[Drain] = []
     accounts_per_run = LEADS_PER_RUN // LEADS_PER_ACCOUNT
-    for run in range(RUNS):  # alternated, so neither side always gets the warmer database
-        off.append(await drain_backlog(settings, db_dsn, off_env, (2 * run) * accounts_per_run))
-        on.append(await drain_backlog(settings, db_dsn, env, (2 * run + 1) * accounts_per_run))
+    # Alternated, the side that goes first swapped every run (off on, on off, ...), so neither
+    # always gets the colder database or the machine's slower minutes; each drain its own accounts.
+    for run in range(RUNS):
+        sides = [(off, off_env), (on, env)]
+        for n, (drains, side_env) in enumerate(sides if run % 2 == 0 else sides[::-1]):
+            drains.append(await drain_backlog(settings, db_dsn, side_env, (2 * run + n) * accounts_per_run))
         print(
             f"accounts: run {run + 1}: off {off[-1].rate:,.0f} events/s, {off[-1].cpu_us:.0f} us CPU/event;"
             f" on {on[-1].rate:,.0f} events/s, {on[-1].cpu_us:.0f} us CPU/event",
