@@ -18,7 +18,7 @@ from services.scoring.learned_rules import exploration_draw, explores, meets_lea
 from services.scoring.learning_config import ExplorationSettings, LearningConfig, LikelihoodSettings
 from services.scoring.likelihood import Predictor
 from services.scoring.model_metrics import Platt, auc, evaluate
-from services.scoring.training import NotEnoughExamples, Trained, examples_of, train
+from services.scoring.training import Example, NotEnoughExamples, Trained, examples_of, train
 from shared.event_types import EventType
 from tests.generated_buyers import examples_from, generate, hand_off
 
@@ -136,12 +136,16 @@ def test_platt_scaling_calibrates_and_never_inverts_a_score():
 # --- training on generated history ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def first_period() -> Trained:
+def first_period_examples() -> list[Example]:
     """One period (60 days, 1,200 leads) with a fifth of the near misses explored."""
     leads = list(generate(1200, start=T0, days=60, seed=1))
     handed = hand_off(leads, MODEL, exploration=ExplorationSettings(share=0.2, within_points=25))
-    return train(examples_from(handed, MODEL, LEARNING.labels), LearningConfig().training)
+    return examples_from(handed, MODEL, LEARNING.labels)
+
+
+@pytest.fixture(scope="module")
+def first_period() -> Trained:
+    return train(first_period_examples(), LearningConfig().training)
 
 
 def test_after_a_period_with_exploration_the_model_beats_the_rule_score_on_the_holdout(first_period: Trained):
@@ -158,35 +162,15 @@ def test_after_a_period_with_exploration_the_model_beats_the_rule_score_on_the_h
 
 
 def test_the_artifact_is_versioned_by_its_content(first_period: Trained):
-    again = train(
-        examples_from(
-            hand_off(
-                list(generate(1200, start=T0, days=60, seed=1)),
-                MODEL,
-                exploration=ExplorationSettings(share=0.2, within_points=25),
-            ),
-            MODEL,
-            LEARNING.labels,
-        ),
-        LearningConfig().training,
-    )
+    again = train(first_period_examples(), LearningConfig().training)
     assert again.digest == first_period.digest and again.version == first_period.version
     assert first_period.version.startswith("pm-2026")
     assert "section:pricing" in first_period.features and "count:content_download" in first_period.features
 
 
 def test_training_keeps_only_the_trees_that_improved_the_calibration_fold(first_period: Trained):
-    examples = examples_from(
-        hand_off(
-            list(generate(1200, start=T0, days=60, seed=1)),
-            MODEL,
-            exploration=ExplorationSettings(share=0.2, within_points=25),
-        ),
-        MODEL,
-        LEARNING.labels,
-    )
     settings = LearningConfig().training
-    every_round = train(examples, settings.model_copy(update={"early_stopping_rounds": 0}))
+    every_round = train(first_period_examples(), settings.model_copy(update={"early_stopping_rounds": 0}))
     assert every_round.counts["trees"] == settings.rounds
     # Stopped early: fewer trees (cheaper likelihoods and factor lists), no worse on the holdout.
     assert first_period.counts["trees"] < settings.rounds
