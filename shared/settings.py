@@ -146,7 +146,9 @@ class Settings(BaseSettings):
     )
     db_pool_timeout_s: float = Field(default=0.5, gt=0, description="waiting for a free pooled connection")
     produce_timeout_s: float = Field(
-        default=1.5, gt=0, description="intake: waiting for the broker's acks before answering 503"
+        default=1.5,
+        gt=0,
+        description="intake: sealing a request and waiting for its acks, in all, before answering 503",
     )
     api_key_stale_s: float = Field(
         default=300.0,

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.intake.domain import IntakeEvent
-from services.intake.handlers import accept_events, publish
+from services.intake.handlers import accept_events, ack_deadline, publish
 from services.intake.metrics import count_tracking_failed
 from services.intake.privacy import EventSealer
 from services.intake.tracking_mapping import Failure, Rules, map_message, redact
@@ -32,7 +32,7 @@ class Outlets:
 
     producer: AIOKafkaProducer
     topics: Topics
-    deadline_s: float
+    ack_timeout_s: float  # the request's sealing and both kinds of acks in all
     # Seals personal fields; an erased person's messages are dropped and counted, not refused (an
     # SDK drops a whole batch on a 4xx, other people's events with it): docs/privacy.md.
     sealer: EventSealer
@@ -48,6 +48,7 @@ async def accept_messages(
     outlets: Outlets,
 ) -> tuple[int, int]:
     """Map, publish and record; returns (events accepted, messages failed)."""
+    ack_by = ack_deadline(outlets.ack_timeout_s)
     received_at = utcnow()
     events: list[IntakeEvent] = []
     failed: list[TrackingMessageFailed] = []
@@ -77,11 +78,11 @@ async def accept_messages(
             topic=outlets.topics.events,
             source="intake.tracking",
             batch=True,
-            deadline_s=outlets.deadline_s,
+            ack_by=ack_by,
             sealer=outlets.sealer,
         )
     if failed:
-        await record_failed(failed, outlets)
+        await record_failed(failed, outlets, ack_by=ack_by)
     return len(events), len(failed)
 
 
@@ -102,7 +103,7 @@ def failed_event(
     )
 
 
-async def record_failed(failed: list[TrackingMessageFailed], outlets: Outlets) -> None:
+async def record_failed(failed: list[TrackingMessageFailed], outlets: Outlets, *, ack_by: float) -> None:
     """Publish the failed events, keyed by reason; a retried message keeps its envelope id, so
     feedback counts it once."""
     records = []
@@ -117,7 +118,7 @@ async def record_failed(failed: list[TrackingMessageFailed], outlets: Outlets) -
         )
         records.append((record.reason.encode(), envelope.to_bytes()))
         count_tracking_failed(record.reason)
-    await publish(outlets.producer, outlets.topics.failed_events, records, deadline_s=outlets.deadline_s)
+    await publish(outlets.producer, outlets.topics.failed_events, records, ack_by=ack_by)
 
 
 def _failed_id(message_id: str, reason: str) -> str:
