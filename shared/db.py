@@ -7,17 +7,28 @@ several instances starting at once migrate once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import ColumnElement, Connection, any_, bindparam, event, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.settings import Settings
+
+
+def among(column: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column = ANY($1)`, the values as one array parameter: the statement's text, and so
+    asyncpg's prepared statement, is the same however many values a batch brings. `in_` renders
+    one parameter per value, so each list length is a statement compiled (and prepared by
+    Postgres) of its own."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type), unique=True))
+
 
 _ALEMBIC_ENV = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 7_461_726_201  # any constant: the advisory-lock id of leadflow migrations

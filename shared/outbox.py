@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import among
 from shared.envelope import Envelope
 from shared.logging import get_logger
 from shared.metrics import OUTBOX_PUBLISHED
@@ -159,6 +160,6 @@ class OutboxRelay:
                 return 0
             sends = [await self._producer.send(row.topic, value=row.payload, key=row.key) for row in rows]
             await asyncio.gather(*sends)
-            await conn.execute(delete(t).where(t.c.seq.in_([row.seq for row in rows])))
+            await conn.execute(delete(t).where(among(t.c.seq, [row.seq for row in rows])))
         OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import sealing
+from shared.db import among
 from shared.envelope import Envelope
 from shared.group_commit import GroupCommit
 from shared.logging import get_logger
@@ -114,7 +115,7 @@ class Vault:
                 rows = [{"subject": s, "sealed_key": self._seal(sealing.new_data_key())} for s in missing]
                 await conn.execute(insert(subject_keys).values(rows).on_conflict_do_nothing())
             query = select(subject_keys.c.subject, subject_keys.c.sealed_key).where(
-                subject_keys.c.subject.in_(missing)
+                among(subject_keys.c.subject, missing)
             )
             for row in await conn.execute(query):
                 key = None if row.sealed_key is None else self._open(row.sealed_key)
@@ -217,7 +218,7 @@ class Vault:
         if not wanted:
             return set()
         query = select(subject_keys.c.subject).where(
-            subject_keys.c.subject.in_(wanted), subject_keys.c.destroyed_at.is_not(None)
+            among(subject_keys.c.subject, wanted), subject_keys.c.destroyed_at.is_not(None)
         )
         destroyed = {row.subject for row in await conn.execute(query)}
         for subject in destroyed:

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.feedback.domain import DIMENSIONS, FunnelFacts, Window, score_band
+from shared.db import among
 from shared.outbox import inbox_table, outbox_table
 
 SCHEMA = "feedback"
@@ -188,7 +189,7 @@ async def reopen_facts(conn: AsyncConnection, handoff_ids: Sequence[str]) -> Non
     if handoff_ids:
         await conn.execute(
             update(handoff_facts)
-            .where(handoff_facts.c.handoff_id.in_(list(handoff_ids)))
+            .where(among(handoff_facts.c.handoff_id, handoff_ids))
             .values({name: None for name in REOPEN_CLEARS})
         )
 
@@ -223,7 +224,7 @@ async def end_breaches(conn: AsyncConnection, left: Sequence[tuple[str, str, dat
     # Most transitions end no breach: find the few that do in one query.
     b = sla_breaches
     open_query = select(b.c.handoff_id, b.c.stage).where(
-        b.c.resolved_at.is_(None), b.c.handoff_id.in_({handoff_id for handoff_id, _, _ in left})
+        b.c.resolved_at.is_(None), among(b.c.handoff_id, {handoff_id for handoff_id, _, _ in left})
     )
     still_open = {(row.handoff_id, row.stage) for row in await conn.execute(open_query)}
     ended: list[Row[Any]] = []

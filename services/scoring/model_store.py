@@ -20,6 +20,7 @@ from services.scoring.features import AccountFacts
 from services.scoring.labels import SalesDecision
 from services.scoring.store import lead_events, leads, predictive_models, sales_decisions
 from services.scoring.training import Trained
+from shared.db import among
 
 DecisionsByLead = dict[str, dict[int, list[SalesDecision]]]
 
@@ -94,7 +95,7 @@ async def account_facts(conn: AsyncConnection, lead_ids: Sequence[str]) -> dict[
     query = (
         select(account_members.c.lead_id, *_ACCOUNT_FACTS)
         .join(accounts, accounts.c.account_id == account_members.c.account_id)
-        .where(account_members.c.lead_id.in_(lead_ids))
+        .where(among(account_members.c.lead_id, lead_ids))
     )
     found = {}
     for row in await conn.execute(query):

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.feature_state import FeatureState
 from services.scoring.score_state import LeadState
 from services.scoring.store import SCHEMA, leads, metadata
+from shared.db import among
 
 lead_score_states = Table(
     "lead_score_states",
@@ -81,7 +82,7 @@ async def states(conn: AsyncConnection, lead_ids: Sequence[str], *, model_key: s
     if not lead_ids:
         return {}
     query = select(lead_score_states.c.lead_id, lead_score_states.c.state).where(
-        lead_score_states.c.lead_id.in_(list(lead_ids)), lead_score_states.c.model_key == model_key
+        among(lead_score_states.c.lead_id, lead_ids), lead_score_states.c.model_key == model_key
     )
     return {row.lead_id: LeadState.from_json(row.state) for row in await conn.execute(query)}
 
@@ -96,7 +97,7 @@ async def states_and_features(
         return found
     c = lead_score_states.c
     columns = [c.lead_id, c.model_key, c.state] + ([c.features_key, c.features] if features_key else [])
-    for row in await conn.execute(select(*columns).where(c.lead_id.in_(list(lead_ids)))):
+    for row in await conn.execute(select(*columns).where(among(c.lead_id, lead_ids))):
         if row.model_key == model_key:
             found.scores[row.lead_id] = LeadState.from_json(row.state)
         if features_key and row.features_key == features_key and row.features is not None:
@@ -147,7 +148,7 @@ async def save_states(
 async def forget_states(conn: AsyncConnection, lead_ids: Sequence[str]) -> None:
     """Drop these leads' states (their events changed under them: a merge); rebuilt when next scored."""
     if lead_ids:
-        await conn.execute(lead_score_states.delete().where(lead_score_states.c.lead_id.in_(list(lead_ids))))
+        await conn.execute(lead_score_states.delete().where(among(lead_score_states.c.lead_id, lead_ids)))
 
 
 async def claim_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list[str]:

@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.scoring.backtest import LeadHistory
 from services.scoring.domain import LeadEvent
 from services.scoring.lifecycle import Rescored
+from shared.db import among
 from shared.envelope import Envelope
 from shared.outbox import inbox_table, outbox_table
 
@@ -216,7 +217,7 @@ async def identities(
     email_of_lead: dict[str, str | None] = {}
     if emails:
         rows = await conn.execute(
-            select(leads.c.lead_id, leads.c.email).where(leads.c.email.in_(emails)).with_for_update()
+            select(leads.c.lead_id, leads.c.email).where(among(leads.c.email, emails)).with_for_update()
         )
         for row in rows:
             lead_of_email[row.email] = row.lead_id
@@ -226,7 +227,7 @@ async def identities(
         rows = await conn.execute(
             select(anonymous_ids.c.anonymous_id, leads.c.lead_id, leads.c.email)
             .join(leads, anonymous_ids.c.lead_id == leads.c.lead_id)
-            .where(anonymous_ids.c.anonymous_id.in_(sorted(anonymous)))
+            .where(among(anonymous_ids.c.anonymous_id, sorted(anonymous)))
             .with_for_update(of=leads)
         )
         for row in rows:
@@ -292,7 +293,7 @@ async def add_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[s
 async def stored_digests(conn: AsyncConnection, event_ids: set[str]) -> dict[str, str | None]:
     """The body digest each of these stored events was stored with (None: stored before digests)."""
     query = select(lead_events.c.event_id, lead_events.c.body_digest).where(
-        lead_events.c.event_id.in_(sorted(event_ids))
+        among(lead_events.c.event_id, sorted(event_ids))
     )
     return {row.event_id: row.body_digest for row in await conn.execute(query)}
 
@@ -323,14 +324,14 @@ async def lead_by_id(conn: AsyncConnection, lead_id: str, *, lock: bool = False)
 
 
 async def leads_by_ids(conn: AsyncConnection, lead_ids: list[str]) -> dict[str, Row[Any]]:
-    query = select(leads).where(leads.c.lead_id.in_(lead_ids)).with_for_update()
+    query = select(leads).where(among(leads.c.lead_id, lead_ids)).with_for_update()
     return {row.lead_id: row for row in await conn.execute(query)}
 
 
 async def histories(conn: AsyncConnection, lead_ids: list[str]) -> dict[str, list[Any]]:
     query = (
         select(lead_events.c.lead_id, lead_events.c.type, lead_events.c.occurred_at, lead_events.c.properties)
-        .where(lead_events.c.lead_id.in_(lead_ids))
+        .where(among(lead_events.c.lead_id, lead_ids))
         .order_by(lead_events.c.lead_id, lead_events.c.occurred_at)
     )
     found: dict[str, list[Any]] = {lead_id: [] for lead_id in lead_ids}

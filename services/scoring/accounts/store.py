@@ -23,6 +23,7 @@ from services.scoring.accounts.matching import (
 )
 from services.scoring.accounts.tables import account_domains, account_members, accounts
 from services.scoring.store import SCHEMA, leads
+from shared.db import among
 
 AUTO_NAMESPACE = uuid.UUID("6f0c1d1e-8f4e-4b7a-9a53-acc0000a11ed")
 
@@ -121,7 +122,7 @@ async def member_shares(
         return {}
     query = (
         select(account_members)
-        .where(account_members.c.account_id.in_(account_ids), account_members.c.as_of.is_not(None))
+        .where(among(account_members.c.account_id, account_ids), account_members.c.as_of.is_not(None))
         .order_by(account_members.c.account_id, account_members.c.lead_id)
     )
     found: dict[str, list[tuple[str, MemberState]]] = {}
@@ -309,7 +310,7 @@ async def engaged_member_ids(conn: AsyncConnection, account_id: str, limit: int 
 
 async def account_by_external_id(conn: AsyncConnection, external_ids: Sequence[str]) -> dict[str, str]:
     query = select(accounts.c.external_id, accounts.c.account_id).where(
-        accounts.c.external_id.in_(external_ids)
+        among(accounts.c.external_id, external_ids)
     )
     return {row.external_id: row.account_id for row in await conn.execute(query)}
 
@@ -338,7 +339,7 @@ async def _claim_domains(conn: AsyncConnection, account_id: str, domains: Sequen
         for r in await conn.execute(
             select(account_domains.c.domain, account_domains.c.account_id, accounts.c.source)
             .join(accounts, accounts.c.account_id == account_domains.c.account_id)
-            .where(account_domains.c.domain.in_(list(domains)))
+            .where(among(account_domains.c.domain, domains))
             .with_for_update(of=account_domains)
         )
     }
@@ -364,7 +365,7 @@ async def _claim_domains(conn: AsyncConnection, account_id: str, domains: Sequen
     if moved_from:
         await conn.execute(
             update(account_members)
-            .where(account_members.c.account_id.in_(moved_from))
+            .where(among(account_members.c.account_id, moved_from))
             .values(facts_digest="")
         )
     await conn.execute(update(accounts).where(accounts.c.account_id == account_id).values(domains=mine))
