@@ -4,6 +4,7 @@ Events come in batches, in any order (late and out-of-order events included), an
 goes through its stored JSON form between batches, as it does between consumer batches.
 """
 
+import dataclasses
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from services.scoring.config_files import load_model, parse_model
 from services.scoring.domain import LeadEvent, LeadScore, ScoringModel, score_lead
-from services.scoring.score_state import LeadState, LeadStateScorer, model_key
+from services.scoring.score_state import LeadState, LeadStateScorer, RuleTally, model_key
 
 START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 DEFAULT_MODEL = load_model(Path(__file__).parents[2] / "config" / "scoring-model.yaml")
@@ -173,24 +174,41 @@ def test_long_history_folds_one_event_at_a_time_and_matches_the_full_recompute()
     assert found == score_lead(DEFAULT_MODEL, email=None, traits={}, events=history, at=at)
 
 
-def test_a_state_stored_before_the_days_became_two_lists_reads_the_same():
+def long_capped_state() -> LeadState:
     rng = random.Random(11)
     scorer = LeadStateScorer(CAPPED_MODEL)
     history = [event("page_view", rng.uniform(0, 24 * 80), url="/pricing") for _ in range(200)]
     state = scorer.fold(LeadState(), history)
     assert any(t.days for t in state.tallies.values())  # a rule capped per day keeps its days
-    written = state.as_json()
-    as_before = {  # the days as one object keyed by the day's number, as text
-        **written,
-        "tallies": {
-            i: {
-                **{k: v for k, v in t.items() if k != "days"},
-                "d": dict(zip(map(str, t["days"][0]), t["days"][1], strict=True)),
-            }
-            for i, t in written["tallies"].items()
-        },
-    }
-    assert LeadState.from_json(json.loads(json.dumps(as_before))) == stored(state) == state
+    return state
+
+
+def test_states_stored_in_the_earlier_layouts_of_the_days_read_the_same():
+    state = long_capped_state()
+
+    def as_before(tally: RuleTally, layout: str) -> dict[str, object]:
+        written: dict[str, object] = {
+            "n": tally.count,
+            "old": tally.oldest,
+            "o": tally.origin,
+            "w": tally.weight,
+        }
+        if layout == "two lists":
+            return {**written, "days": [list(tally.days), list(tally.days.values())]}
+        return {**written, "d": {str(day): weight for day, weight in tally.days.items()}}  # keyed by text
+
+    for layout in ("two lists", "an object"):
+        stored_before = {
+            **state.as_json(),
+            "tallies": {str(i): as_before(t, layout) for i, t in state.tallies.items()},
+        }
+        assert LeadState.from_json(json.loads(json.dumps(stored_before))) == stored(state) == state
+
+
+def test_a_read_state_s_day_profiles_are_the_ones_its_days_give():
+    """Stored lightest first, the days' weights are read as the profile, without a sort."""
+    for i, tally in stored(long_capped_state()).tallies.items():
+        assert tally.day_profile() == dataclasses.replace(tally).day_profile(), i
 
 
 def test_events_after_the_scoring_time_leave_the_state_unsure():
