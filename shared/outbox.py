@@ -24,11 +24,12 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import among
@@ -86,12 +87,24 @@ async def add_to_outbox(
 
 async def record_deliveries(conn: AsyncConnection, inbox: Table, messages: list[tuple[str, str]]) -> set[str]:
     """Record (message id, topic) pairs as processed; returns the ids not seen before."""
-    rows = [{"message_id": mid, "topic": topic} for mid, topic in dict(messages).items()]
-    result = await conn.execute(
-        insert(inbox).on_conflict_do_nothing(index_elements=["message_id"]).returning(inbox.c.message_id),
-        rows,
+    topics = dict(messages)
+    # From two arrays, not a row of parameters per message: one statement text whatever the
+    # batch's size (a multi-row VALUES is a text, and a Postgres prepare, per size).
+    arriving = (
+        func.unnest(
+            bindparam("message_ids", list(topics), type_=ARRAY(inbox.c.message_id.type)),
+            bindparam("topics", list(topics.values()), type_=ARRAY(inbox.c.topic.type)),
+        )
+        .table_valued("message_id", "topic")
+        .render_derived(with_types=False)
     )
-    return {row.message_id for row in result}
+    statement = (
+        insert(inbox)
+        .from_select(["message_id", "topic"], select(arriving.c.message_id, arriving.c.topic))
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(inbox.c.message_id)
+    )
+    return {row.message_id for row in await conn.execute(statement)}
 
 
 class OutboxRelay:

@@ -113,7 +113,8 @@ class Vault:
         if missing:
             if create:
                 rows = [{"subject": s, "sealed_key": self._seal(sealing.new_data_key())} for s in missing]
-                await conn.execute(insert(subject_keys).values(rows).on_conflict_do_nothing())
+                # Rows as an executemany: one prepared statement whatever their number.
+                await conn.execute(insert(subject_keys).on_conflict_do_nothing(), rows)
             query = select(subject_keys.c.subject, subject_keys.c.sealed_key).where(
                 among(subject_keys.c.subject, missing)
             )
