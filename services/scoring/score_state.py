@@ -61,7 +61,10 @@ RECENT_KEPT = 20  # as many as an MQL carries (lifecycle.RECENT_EVENTS_CARRIED)
 _RESCALE_HALF_LIVES = 512.0  # weights stay within 2^±512, far from overflow
 # Relative error allowed for running sums (actual: ~1e-13 plus ~1e-16 per event summed).
 _TOLERANCE = 1e-9
-_STATE_FORMAT = 1
+# Part of the model key. 2: per-day weights packed (`PackedDays`). A release reads states of its
+# own format only and rebuilds the others from the history, so during a rolling update old and
+# new instances each rebuild what the other wrote instead of failing to read it.
+_STATE_FORMAT = 2
 
 
 def micros(moment: datetime) -> int:
@@ -166,14 +169,8 @@ class RuleTally:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RuleTally:
-        counts = int(data["n"]), data["old"], int(data["o"]), float(data["w"])
-        if "dk" in data:
-            return cls(*counts, _days=None, _packed=PackedDays(data["dk"], data["dw"], data["ds"]))
-        if "days" in data:  # as states were stored before: two lists, in any order
-            days = dict(zip(data["days"][0], map(float, data["days"][1]), strict=True))
-        else:  # and before that: {"day": weight}
-            days = {int(day): float(w) for day, w in data["d"].items()}
-        return cls(*counts, _days=days)
+        packed = PackedDays(data["dk"], data["dw"], data["ds"])
+        return cls(int(data["n"]), data["old"], int(data["o"]), float(data["w"]), _days=None, _packed=packed)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.scoring import score_state
 from services.scoring.config_files import load_model, parse_model
 from services.scoring.domain import LeadEvent, LeadScore, ScoringModel, score_lead
-from services.scoring.score_state import LeadState, LeadStateScorer, RuleTally, model_key
+from services.scoring.score_state import LeadState, LeadStateScorer, model_key
 
 START = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 DEFAULT_MODEL = load_model(Path(__file__).parents[2] / "config" / "scoring-model.yaml")
@@ -183,26 +184,12 @@ def long_capped_state() -> LeadState:
     return state
 
 
-def test_states_stored_in_the_earlier_layouts_of_the_days_read_the_same():
-    state = long_capped_state()
-
-    def as_before(tally: RuleTally, layout: str) -> dict[str, object]:
-        written: dict[str, object] = {
-            "n": tally.count,
-            "old": tally.oldest,
-            "o": tally.origin,
-            "w": tally.weight,
-        }
-        if layout == "two lists":
-            return {**written, "days": [list(tally.days), list(tally.days.values())]}
-        return {**written, "d": {str(day): weight for day, weight in tally.days.items()}}  # keyed by text
-
-    for layout in ("two lists", "an object"):
-        stored_before = {
-            **state.as_json(),
-            "tallies": {str(i): as_before(t, layout) for i, t in state.tallies.items()},
-        }
-        assert LeadState.from_json(json.loads(json.dumps(stored_before))) == stored(state) == state
+def test_states_of_another_format_are_rebuilt_not_read(monkeypatch: pytest.MonkeyPatch):
+    """The format is part of the model key: a release that stored the days as lists (format 1)
+    and this one rebuild each other's states from the history during a rolling update."""
+    current = model_key(DEFAULT_MODEL)
+    monkeypatch.setattr(score_state, "_STATE_FORMAT", 1)
+    assert model_key(DEFAULT_MODEL) != current
 
 
 def test_a_read_state_s_day_profiles_are_the_ones_its_days_give():
