@@ -96,8 +96,8 @@ class RuleTally:
     has no per-day cap, `days` sums them per UTC day (ordinal) when it has one.
 
     A tally read from storage keeps its days as stored (`PackedDays`) until an event changes
-    them: scoring a lead and writing its state back then make no object per day, so a rule the
-    batch's events did not touch costs the same at 10,000 prior events as at 10.
+    them: scoring a lead and writing its state back then make no object per day for a rule the
+    batch's events did not touch (its days cost a copy of their bytes, not a pass in Python).
     """
 
     count: int = 0
