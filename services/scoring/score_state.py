@@ -189,17 +189,17 @@ class PackedDays:
         weights = [weight for _, weight in by_weight]
         sums = itertools.accumulate(weights, initial=0.0)
         return cls(
-            _packed(array("i", [day for day, _ in by_weight])),
-            _packed(array("d", weights)),
-            _packed(array("d", sums)),
+            _base64_of(array("i", [day for day, _ in by_weight])),
+            _base64_of(array("d", weights)),
+            _base64_of(array("d", sums)),
         )
 
     def days(self) -> dict[int, float]:
-        days = _unpacked("i", self.days_text).tolist()
-        return dict(zip(days, _unpacked("d", self.weights_text).tolist(), strict=True))
+        days = _array_of("i", self.days_text).tolist()
+        return dict(zip(days, _array_of("d", self.weights_text).tolist(), strict=True))
 
     def profile(self) -> tuple[Sequence[float], Sequence[float]]:
-        return _unpacked("d", self.weights_text), _unpacked("d", self.sums_text)
+        return _array_of("d", self.weights_text), _array_of("d", self.sums_text)
 
     def as_json(self) -> dict[str, str]:
         return {"dk": self.days_text, "dw": self.weights_text, "ds": self.sums_text}
@@ -208,7 +208,7 @@ class PackedDays:
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
-def _packed(values: array[Any]) -> str:
+def _base64_of(values: array[Any]) -> str:
     """The values as little-endian bytes, in base64 (a state is JSON)."""
     if not _LITTLE_ENDIAN:
         values = array(values.typecode, values)
@@ -216,7 +216,7 @@ def _packed(values: array[Any]) -> str:
     return binascii.b2a_base64(values.tobytes(), newline=False).decode("ascii")
 
 
-def _unpacked(typecode: str, text: str) -> array[Any]:
+def _array_of(typecode: str, text: str) -> array[Any]:
     values = array(typecode)
     values.frombytes(binascii.a2b_base64(text))  # base64's b64decode: 3x the time
     if not _LITTLE_ENDIAN:
