@@ -143,8 +143,16 @@ def kafka_jars(version: str = KAFKA_VERSION, *, timeout_s: float = 600.0) -> Pat
 
 
 def cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, base64url without padding, not starting with "-".
+
+    One id in 64 would start with "-", which kafka-storage's argument parser takes for an
+    option ("--cluster-id: expected one argument"); Kafka's own Uuid.randomUuid draws again
+    for the same reason.
+    """
+    while True:
+        drawn = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not drawn.startswith("-"):
+            return drawn
 
 
 def server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
@@ -204,7 +212,7 @@ def start_apache_kafka(
     java = ["java", f"-Dlog4j2.configurationFile={cache_dir() / 'log4j2.properties'}", "-cp", f"{libs}/*"]
     if not (log_dir / "meta.properties").exists():
         formatted = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(config)],
+            [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}", "-c", str(config)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if formatted.returncode != 0:
