@@ -22,6 +22,7 @@ from leadflow.devstack.ports import free_port
 from leadflow.devstack.postgres import create_database
 from shared.settings import Settings
 from tests.conftest import ROOT, database_url, idempotent_producer
+from tests.support import loopback_client
 
 
 @dataclass
@@ -122,5 +123,5 @@ async def stack(
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with loopback_client(timeout=10.0) as client:
         yield client

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from leadflow.devstack.ports import free_port
@@ -26,7 +25,7 @@ from shared.envelope import Envelope
 from shared.settings import Settings
 from tests.conftest import isolated_settings
 from tests.e2e.browser import chromium
-from tests.support import ADMIN, eventually, opened, service_ready, start_service, tap
+from tests.support import ADMIN, eventually, loopback_client, opened, service_ready, start_service, tap
 
 SDK = Path(__file__).with_name("browser_sdk")
 PAGE = """<!doctype html><html><head><title>leadflow pricing</title>
@@ -102,7 +101,7 @@ async def intake(
 
 
 async def public_key(intake_url: str, origin: str) -> str:
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         created = await client.post(
             f"{intake_url}/v1/keys",
             json={"name": "website", "scopes": ["events:write"], "public": True, "allowed_origins": [origin]},

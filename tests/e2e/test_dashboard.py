@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.async_api import Locator, Page, Response, expect
 
@@ -37,7 +36,7 @@ from shared.events import (
 from shared.settings import Settings
 from tests.conftest import ROOT
 from tests.e2e.browser import chromium
-from tests.support import ADMIN, eventually, producer, service_ready, start_service
+from tests.support import ADMIN, eventually, loopback_client, producer, service_ready, start_service
 
 WEBINAR_RULE = "engagement.webinar_attended"
 
@@ -176,7 +175,7 @@ async def feedback(settings: Settings, artifacts: Path) -> AsyncIterator[str]:
 
 
 async def api(url: str, path: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=10) as client:
+    async with loopback_client(base_url=url, headers=ADMIN, timeout=10) as client:
         response = await client.get(path)
         response.raise_for_status()
         answer: dict[str, Any] = response.json()
@@ -290,7 +289,7 @@ async def sees_the_first_month(page: Page, leads: list[Lead]) -> None:
 
 
 async def test_dashboard_asks_for_a_key_and_serves_only_its_own_files(feedback: str) -> None:
-    async with httpx.AsyncClient(base_url=feedback, timeout=10) as client:
+    async with loopback_client(base_url=feedback, timeout=10) as client:
         page_response = await client.get("/")
         script = await client.get("/dashboard/dashboard.js")
         style = await client.get("/dashboard/dashboard.css")

@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from tests.e2e.conftest import DevStack, dev_env, start_dev, stop_dev, wait_for_banner
-from tests.support import eventually, good_fit_journey, now_minus, tap, unique_email
+from tests.support import eventually, good_fit_journey, loopback_client, now_minus, tap, unique_email
 
 
 async def lead_of(http: httpx.AsyncClient, stack: DevStack, email: str) -> dict | None:
@@ -155,7 +155,7 @@ async def test_embedded_default_starts_everything_and_stops_clean(tmp_path) -> N
         scoring = f"http://127.0.0.1:{env['LEADFLOW_SCORING_PORT']}/v1/leads"
 
         async def demo_leads_scored() -> list | None:
-            async with httpx.AsyncClient() as client:
+            async with loopback_client() as client:
                 items = (await client.get(scoring, headers={"X-API-Key": key})).json()["items"]
             return items or None
 

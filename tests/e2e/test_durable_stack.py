@@ -14,7 +14,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import httpx
 import psutil
 from sqlalchemy import text
 
@@ -22,7 +21,7 @@ from leadflow.devstack.postgres import start_postgres
 from shared.db import make_engine
 from shared.settings import Settings
 from tests.e2e.conftest import dev_env, start_dev, wait_for_banner
-from tests.support import eventually, now_minus, unique_email
+from tests.support import eventually, loopback_client, now_minus, unique_email
 
 
 def page_views(batch: str, emails: list[str], per_lead: int) -> list[dict]:
@@ -68,13 +67,13 @@ class Stack:
         return {"Authorization": f"Bearer {(self.data_dir / 'admin-key').read_text().strip()}"}
 
     async def accept(self, events: list[dict]) -> None:
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        async with loopback_client(timeout=30.0) as client:
             url = f"{self.url('LEADFLOW_INTAKE_PORT')}/v1/events/batch"
             response = await client.post(url, json={"events": events}, headers=self.headers)
         assert response.status_code == 202, response.text
 
     async def events_counted(self, emails: list[str]) -> list[int]:
-        async with httpx.AsyncClient(timeout=10.0) as client:
+        async with loopback_client(timeout=10.0) as client:
             url = f"{self.url('LEADFLOW_SCORING_PORT')}/v1/leads"
             pages = [
                 (await client.get(url, params={"email": e}, headers=self.headers)).json() for e in emails

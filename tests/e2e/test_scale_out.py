@@ -23,7 +23,7 @@ from shared.envelope import Envelope, utcnow
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from tests.conftest import ROOT, database_url
-from tests.support import ADMIN, eventually, producer, service_ready, start_service, tap
+from tests.support import ADMIN, eventually, loopback_client, producer, service_ready, start_service, tap
 
 LEADS = 2_000
 EVENTS_PER_LEAD = 10
@@ -187,7 +187,6 @@ async def _at_least(dsn: str, query: str, n: int) -> bool | None:
 async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lifecycle) -> dict:  # type: ignore[no-untyped-def]
     """Reject 30 of the handoffs: the return rate passes 10% and exactly one return-rate alert is
     raised. Every handoff breached its review SLA: one breach alert each, resolved by the rejection."""
-    import httpx
 
     handoff_url = next(
         url
@@ -195,7 +194,7 @@ async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lif
         if service == "handoff" and process.poll() is None
     )
     async with (
-        httpx.AsyncClient(timeout=10) as client,
+        loopback_client(timeout=10) as client,
         tap(settings, settings.topic_prefix + "ops.alerts") as alerts,
     ):
         page = (await client.get(f"{handoff_url}/v1/handoffs", params={"limit": 100}, headers=ADMIN)).json()

@@ -16,7 +16,7 @@ from leadflow.devstack.ports import free_port
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from tests.outage_drills import burst, summary
-from tests.support import ADMIN, eventually, good_fit_journey, running, unique_email
+from tests.support import ADMIN, eventually, good_fit_journey, loopback_client, running, unique_email
 
 CALLS, CONCURRENCY = 30, 6
 
@@ -52,7 +52,7 @@ async def test_intake_answers_503_at_once_when_the_broker_was_never_reachable(se
     app = create(nowhere)
     await app.state.runtime.start()
     try:
-        async with httpx.AsyncClient(
+        async with loopback_client(
             transport=httpx.ASGITransport(app=app), base_url="http://intake"
         ) as client:
             answers = await burst(lambda: post_event(client), calls=CALLS, concurrency=CONCURRENCY)

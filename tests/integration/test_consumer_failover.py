@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-import httpx
 
 from leadflow.admin.migrations import migrate_all
 from leadflow.devstack.processes import stop_process
@@ -25,6 +24,7 @@ from tests.support import (
     ADMIN,
     eventually,
     good_fit_journey,
+    loopback_client,
     producer,
     service_ready,
     start_service,
@@ -52,7 +52,7 @@ async def scoring_instances(
 
 async def owned_partitions(url: str, topic: str) -> set[int]:
     """The partitions of `topic` an instance reports lag for: the ones it owns."""
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         text = (await client.get(f"{url}/metrics", headers=ADMIN)).text
     return {int(p) for p, t in _LAG.findall(text) if t == topic}
 

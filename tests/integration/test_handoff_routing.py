@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import httpx
 import orjson
 import yaml
 
@@ -26,7 +25,16 @@ from shared.settings import Settings
 from shared.signing import verify
 from tests.conftest import ROOT
 from tests.integration.test_pipeline_services import publish
-from tests.support import ADMIN, eventually, running, service_ready, start_service, tap, webhook_receiver
+from tests.support import (
+    ADMIN,
+    eventually,
+    loopback_client,
+    running,
+    service_ready,
+    start_service,
+    tap,
+    webhook_receiver,
+)
 
 ACME = AccountContext(
     account_id="acc-acme",
@@ -225,7 +233,7 @@ async def test_two_instances_never_exceed_capacity_skip_away_reps_and_let_the_fi
             for rep in AWAY
         ]
         queued = await _queued(dsn, 3)
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with loopback_client(timeout=10) as http:
             outcomes = []
             for handoff_id in queued:
                 answers = await asyncio.gather(

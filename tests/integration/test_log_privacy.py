@@ -10,13 +10,20 @@ import json
 import uuid
 from pathlib import Path
 
-import httpx
 from sqlalchemy import text
 
 from leadflow.devstack.processes import stop_process
 from shared.db import make_engine
 from shared.settings import Settings
-from tests.support import ADMIN, eventually, good_fit_journey, service_ready, start_service, unique_email
+from tests.support import (
+    ADMIN,
+    eventually,
+    good_fit_journey,
+    loopback_client,
+    service_ready,
+    start_service,
+    unique_email,
+)
 
 
 async def test_logs_of_a_run_with_a_database_error_hold_no_email_or_name(
@@ -42,7 +49,7 @@ async def test_logs_of_a_run_with_a_database_error_hold_no_email_or_name(
                 text("ALTER TABLE scoring.leads ADD CONSTRAINT refuse_new_leads CHECK (false) NOT VALID")
             )
         intake_url = processes[0][1]
-        async with httpx.AsyncClient(base_url=intake_url, headers=ADMIN) as client:
+        async with loopback_client(base_url=intake_url, headers=ADMIN) as client:
             accepted = await client.post("/v1/events/batch", json={"events": events})
             assert accepted.status_code == 202, accepted.text
             refused = await client.post("/v1/events", json={**events[0], "email": "not an email"})
@@ -52,7 +59,7 @@ async def test_logs_of_a_run_with_a_database_error_hold_no_email_or_name(
             return "refuse_new_leads" in logs["scoring"].read_text()
 
         await eventually(retried, timeout=30)
-        async with httpx.AsyncClient(base_url=processes[1][1], headers=ADMIN) as client:  # scoring
+        async with loopback_client(base_url=processes[1][1], headers=ADMIN) as client:  # scoring
             erasure = await client.post("/v1/erasures", json={"email": email})
             assert erasure.status_code == 202, erasure.text
 

@@ -18,7 +18,15 @@ from shared.api_keys import generate_key
 from shared.envelope import utcnow
 from shared.settings import Settings
 from shared.topics import Topics
-from tests.support import ADMIN, eventually, good_fit_journey, producer, running, unique_email
+from tests.support import (
+    ADMIN,
+    eventually,
+    good_fit_journey,
+    loopback_client,
+    producer,
+    running,
+    unique_email,
+)
 
 
 async def test_intake_without_kafka_is_not_ready_and_answers_503(settings: Settings) -> None:
@@ -26,7 +34,7 @@ async def test_intake_without_kafka_is_not_ready_and_answers_503(settings: Setti
     runtime = app.state.runtime
     await runtime.start()
     try:
-        async with httpx.AsyncClient(
+        async with loopback_client(
             transport=httpx.ASGITransport(app=app), base_url="http://intake"
         ) as client:
             ready = await client.get("/readyz")
@@ -46,7 +54,7 @@ async def test_scoring_without_postgres_answers_503(settings: Settings) -> None:
     runtime = app.state.runtime
     await runtime.start()
     try:
-        async with httpx.AsyncClient(
+        async with loopback_client(
             transport=httpx.ASGITransport(app=app), base_url="http://scoring"
         ) as client:
             ready = await client.get("/readyz")

@@ -21,7 +21,7 @@ from segment.analytics.client import Client as SegmentClient
 from segment.analytics.request import APIError
 
 from tests.conftest import isolated_settings
-from tests.support import ADMIN, eventually, service_ready, start_service
+from tests.support import ADMIN, eventually, loopback_client, service_ready, start_service
 
 GOOD_FIT = {
     "name": "Grace Hopper",
@@ -59,7 +59,7 @@ async def stack(
         for _, url in processes.values():
             await eventually(lambda url=url: service_ready(url), timeout=60)
         intake = processes["intake"][1]
-        async with httpx.AsyncClient() as client:
+        async with loopback_client() as client:
             created = await client.post(
                 f"{intake}/v1/keys", json={"name": "website", "scopes": ["events:write"]}, headers=ADMIN
             )
@@ -73,14 +73,14 @@ async def stack(
 
 
 async def lead_of(stack: Stack, email: str) -> dict[str, Any] | None:
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         found = await client.get(f"{stack.scoring}/v1/leads", params={"email": email}, headers=ADMIN)
         items = found.json()["items"]
         return items[0] if items else None
 
 
 async def timeline_of(stack: Stack, lead_id: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         answer = await client.get(f"{stack.scoring}/v1/leads/{lead_id}/timeline", headers=ADMIN)
         return answer.json()
 
@@ -164,7 +164,7 @@ async def test_a_wrong_write_key_is_a_401_the_sdks_report(stack: Stack) -> None:
 async def test_over_limit_messages_and_batches_are_refused(stack: Stack) -> None:
     basic = {"Authorization": "Basic " + base64.b64encode(f"{stack.write_key}:".encode()).decode()}
     message = {"userId": "u1", "event": "Demo Requested", "properties": {"form_id": "f", "x": "y" * 33_000}}
-    async with httpx.AsyncClient(base_url=stack.intake, headers=basic) as client:
+    async with loopback_client(base_url=stack.intake, headers=basic) as client:
         single = await client.post("/v1/track", json=message)
         assert single.status_code == 413
         assert single.headers["content-type"] == "application/problem+json"
@@ -207,7 +207,7 @@ async def test_a_mixed_batch_processes_the_good_and_lists_the_rest_as_failed_eve
     assert email not in orjson.dumps(groups).decode()
     missing = next(g for g in groups if g["event"] == "Demo Requested")
     assert (missing["reason"], missing["field"]) == ("required_by_tracking_plan", "properties.form_id")
-    async with httpx.AsyncClient() as http:
+    async with loopback_client() as http:
         metrics = (await http.get(f"{stack.intake}/metrics", headers=ADMIN)).text
     assert 'leadflow_intake_tracking_failed_total{reason="unmapped_event"}' in metrics
 
@@ -220,7 +220,7 @@ async def _events_count_is(stack: Stack, email: str, count: int) -> bool:
 async def failed_groups(
     stack: Stack, wanted: Callable[[dict[str, Any]], bool], least: int = 2
 ) -> list[dict[str, Any]] | None:
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         answer = await client.get(f"{stack.feedback}/v1/failed-events", headers=ADMIN)
     groups = [g for g in answer.json()["items"] if wanted(g)]
     return groups if len(groups) >= least else None
@@ -229,7 +229,7 @@ async def failed_groups(
 async def test_a_contract_breaking_message_is_accepted_and_listed_not_refused(stack: Stack) -> None:
     basic = {"Authorization": "Basic " + base64.b64encode(f"{stack.write_key}:".encode()).decode()}
     nobody = {"type": "track", "event": "Demo Requested", "messageId": f"m-{uuid.uuid4().hex}"}
-    async with httpx.AsyncClient(base_url=stack.intake, headers=basic) as client:
+    async with loopback_client(base_url=stack.intake, headers=basic) as client:
         answer = await client.post("/v1/batch", json={"batch": [nobody, "not a message"]})
     assert answer.status_code == 200
     assert answer.json() == {"success": True, "accepted": 0, "failed": 2}
@@ -240,7 +240,7 @@ async def test_a_contract_breaking_message_is_accepted_and_listed_not_refused(st
 
 
 async def test_a_public_key_sends_from_its_origins_only_and_reads_nothing(stack: Stack) -> None:
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         created = await client.post(
             f"{stack.intake}/v1/keys",
             json={
@@ -311,7 +311,7 @@ async def test_the_readme_lines_point_each_sdks_default_client_at_intake(stack: 
 
 
 async def lead_by_id(stack: Stack, lead_id: str) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
+    async with loopback_client() as client:
         return (await client.get(f"{stack.scoring}/v1/leads/{lead_id}", headers=ADMIN)).json()
 
 
@@ -381,7 +381,7 @@ async def test_a_group_call_links_the_person_to_the_account_whose_external_id_is
 ) -> None:
     run = uuid.uuid4().hex[:8]
     email = f"kim.{run}@gmail.com"  # free mail: no domain to match by
-    async with httpx.AsyncClient() as http:
+    async with loopback_client() as http:
         put = await http.put(
             f"{stack.scoring}/v1/accounts/acct-{run}",
             json={
