@@ -12,6 +12,9 @@ a run is reproducible.
 Checks on: `not_a_server_error`, `status_code_conformance`, `response_schema_conformance`,
 `content_type_conformance`, `response_headers_conformance`, `negative_data_rejection`,
 `missing_required_header`, `ignored_auth`, `unsupported_method`, `allow_header_conformance`.
+`ignored_auth` probes an operation until it has refused a call without credentials and one
+with invalid ones, once per run as schemathesis's own runner does, not after every 2xx; the
+cases share one keep-alive session per service.
 Checks off, and why:
 - `positive_data_acceptance`: a case can be valid for the document and still rightly refused,
   e.g. text with NUL (422, `no_nul`: OpenAPI cannot say "no NUL" for a string), an id that
