@@ -72,7 +72,7 @@ async def accept(
 def ack_deadline(seconds: float) -> float:
     """The event loop's time `seconds` from now. A request's sealing and acks share it: sealing
     writes a new person's key to Postgres, and under load that took half a second on top of a
-    full ack wait, so a frozen broker's 503 came late."""
+    full ack wait, so a frozen broker's 503 came late. Past it, either is a 503."""
     return asyncio.get_running_loop().time() + seconds
 
 
@@ -94,7 +94,13 @@ async def accept_events(
     validate(events, plan, limits, now=now, batch=batch)
     records = [envelope_record(event, received_at=now, source=source) for event in events]
     # personal fields sealed; the erased refused
-    records = await sealed_records(sealer, records, batch=batch)
+    try:
+        # The deadline bounds the key write too, not only the acks: Postgres's own timeouts
+        # (pool, connect, statement) add up to more than a request may wait.
+        async with asyncio.timeout_at(ack_by):
+            records = await sealed_records(sealer, records, batch=batch)
+    except TimeoutError:
+        raise DependencyUnavailable("the people's data keys were not ready in time") from None
     values = serialize_records([record for _, _, record in records], limits, batch=batch)
     keys = [key for key, _, _ in records]
     await publish(producer, topic, list(zip(keys, values, strict=True)), ack_by=ack_by)

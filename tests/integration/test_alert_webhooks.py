@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 from alembic.autogenerate import compare_metadata
@@ -69,11 +70,18 @@ async def test_an_alert_reaches_a_subscriber_as_a_signed_slack_message_after_ret
                 await p.send_and_wait(fast.topic_prefix + OPS_ALERTS, alert.to_bytes(), key=b"alert")
 
             await eventually(lambda: receiver.received or None, timeout=30)
-            deliveries = (
-                await feedback.client.get(
-                    f"/v1/webhooks/{made.json()['subscription_id']}/deliveries", headers=ADMIN
-                )
-            ).json()
+
+            async def settled() -> list[dict[str, Any]] | None:
+                """The deliveries once the last attempt's answer is recorded: the receiver has
+                the message a moment before feedback has written down its 200."""
+                listed = (
+                    await feedback.client.get(
+                        f"/v1/webhooks/{made.json()['subscription_id']}/deliveries", headers=ADMIN
+                    )
+                ).json()
+                return listed if listed and all(d["status"] != "pending" for d in listed) else None
+
+            deliveries = await eventually(settled, timeout=30)
 
     assert (receiver.attempts, receiver.forged) == (3, 0)
     [(headers, body)] = receiver.received

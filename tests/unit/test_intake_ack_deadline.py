@@ -1,6 +1,7 @@
 """A frozen broker's 503 comes within the request's own deadline: sealing (a new person's key,
 group-committed to Postgres) and the wait for the broker's acks share `produce_timeout_s`, so a
-slow key write shortens the ack wait instead of adding to it."""
+slow key write shortens the ack wait instead of adding to it, and a key write slower than the
+whole deadline is a 503 at the deadline."""
 
 from __future__ import annotations
 
@@ -24,13 +25,16 @@ DEADLINE_S = 0.6
 
 
 class SlowVault:
-    """A vault whose key write takes `SEALING_S`, as a loaded Postgres's group commit may."""
+    """A vault whose key write takes `sealing_s`, as a loaded Postgres's group commit may."""
+
+    def __init__(self, sealing_s: float = SEALING_S) -> None:
+        self.sealing_s = sealing_s
 
     def subject(self, kind: Any, value: str) -> str:
         return f"subject-of-{value}"
 
     async def keys_now(self, engine: Any, subjects: Iterable[str], *, create: bool) -> dict[str, bytes]:
-        await asyncio.sleep(SEALING_S)
+        await asyncio.sleep(self.sealing_s)
         return {subject: b"k" * 32 for subject in subjects}
 
 
@@ -41,9 +45,8 @@ class FrozenBroker:
         return asyncio.get_running_loop().create_future()
 
 
-async def test_a_request_waits_for_acks_only_what_is_left_of_its_deadline_after_sealing() -> None:
-    loop = asyncio.get_running_loop()
-    event = IntakeEvent.model_validate(
+def page_view() -> IntakeEvent:
+    return IntakeEvent.model_validate(
         {
             "event_id": "e-1",
             "type": "page_view",
@@ -51,11 +54,16 @@ async def test_a_request_waits_for_acks_only_what_is_left_of_its_deadline_after_
             "email": "ada@example.com",
         }
     )
-    sealer = EventSealer(cast(Vault, SlowVault()), cast(AsyncEngine, None))
+
+
+async def refused_after(vault: SlowVault) -> float:
+    """Seconds until `accept_events` refuses a page view with a 503, its acks never coming."""
+    loop = asyncio.get_running_loop()
+    sealer = EventSealer(cast(Vault, vault), cast(AsyncEngine, None))
     started = loop.time()
     with pytest.raises(DependencyUnavailable):
         await accept_events(
-            [event],
+            [page_view()],
             plan=TrackingPlan(version="1", types={"page_view": EventTypeSpec()}),
             limits=EventLimits(),
             producer=cast(AIOKafkaProducer, FrozenBroker()),
@@ -65,5 +73,16 @@ async def test_a_request_waits_for_acks_only_what_is_left_of_its_deadline_after_
             ack_by=ack_deadline(DEADLINE_S),
             sealer=sealer,
         )
-    took = loop.time() - started
+    return loop.time() - started
+
+
+async def test_a_request_waits_for_acks_only_what_is_left_of_its_deadline_after_sealing() -> None:
+    took = await refused_after(SlowVault())
+
     assert DEADLINE_S <= took < DEADLINE_S + 0.15, took  # not SEALING_S + DEADLINE_S
+
+
+async def test_a_key_write_slower_than_the_deadline_is_a_503_at_the_deadline() -> None:
+    took = await refused_after(SlowVault(sealing_s=DEADLINE_S * 5))
+
+    assert DEADLINE_S <= took < DEADLINE_S + 0.15, took  # not the key write's own timeouts
