@@ -191,7 +191,6 @@ async def _at_least(dsn: str, query: str, n: int) -> bool | None:
 async def _reject_some_and_count_alerts(settings: Settings, processes: dict, lifecycle) -> dict:  # type: ignore[no-untyped-def]
     """Reject 30 of the handoffs: the return rate passes 10% and exactly one return-rate alert is
     raised. Every handoff breached its review SLA: one breach alert each, resolved by the rejection."""
-
     handoff_url = next(
         url
         for (service, _), (process, url) in processes.items()
